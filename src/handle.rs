@@ -1,0 +1,136 @@
+//! [`IsolatedChild`]: a spawned call you can join, poll or kill.
+
+use core::marker::PhantomData;
+use core::time::Duration;
+
+use rustix::fd::{AsFd, BorrowedFd};
+use rustix::process::Pid;
+use serde::de::DeserializeOwned;
+
+use crate::errors::{CallableExecutedError, MemIsolateError};
+use crate::parent::Receiver;
+use crate::sys::ResourceUsage;
+use crate::wire::VecSink;
+
+/// A callable running in a forked child, started by
+/// [`Isolate::spawn`](crate::Isolate::spawn).
+///
+/// - [`join`](Self::join) blocks until the value (or the error) is in.
+/// - [`try_join`](Self::try_join) never blocks, for event loops.
+/// - [`AsFd`]: the descriptor is readable whenever `try_join` can make
+///   progress, so an async runtime can await it (for example with tokio's
+///   `AsyncFd`) without this crate depending on one.
+/// - [`kill`](Self::kill) stops the child at once.
+/// - Dropping the handle kills and reaps the child: no child outlives its
+///   handle and no zombie is left behind.
+///
+/// Options set on the [`Isolate`](crate::Isolate) (timeout, result cap)
+/// apply while the handle is being joined or polled; the timeout counts
+/// from the spawn.
+pub struct IsolatedChild<T> {
+    receiver: Receiver<VecSink>,
+    taken: bool,
+    _value: PhantomData<fn() -> T>,
+}
+
+impl<T: DeserializeOwned> IsolatedChild<T> {
+    pub(crate) fn new(receiver: Receiver<VecSink>) -> Self {
+        Self {
+            receiver,
+            taken: false,
+            _value: PhantomData,
+        }
+    }
+
+    /// The child's process id.
+    ///
+    /// It names the child until the child is reaped (by `join`, a finished
+    /// `try_join`, `kill` or drop); after that the id may be reused.
+    #[must_use]
+    pub fn pid(&self) -> Pid {
+        self.receiver.pid()
+    }
+
+    /// Waits for the child to finish and returns its value.
+    ///
+    /// # Errors
+    ///
+    /// See [`MemIsolateError`].
+    pub fn join(self) -> Result<T, MemIsolateError> {
+        self.join_with_usage().0
+    }
+
+    /// Like [`join`](Self::join), and also returns what the child consumed
+    /// (peak RSS and CPU time, from `wait4`), when it could be reaped.
+    pub fn join_with_usage(mut self) -> (Result<T, MemIsolateError>, Option<ResourceUsage>) {
+        self.receiver.advance(None);
+        let result = self.take();
+        (result, self.receiver.usage())
+    }
+
+    /// Makes whatever progress is possible without blocking: reads the
+    /// result bytes that have arrived, notices the child's exit, enforces
+    /// the deadline. Returns `Ok(Some(value))` once the child has finished,
+    /// `Ok(None)` while it is still running.
+    ///
+    /// # Errors
+    ///
+    /// The call's error once the child has finished (see
+    /// [`MemIsolateError`]), and
+    /// [`ResultAlreadyTaken`](CallableExecutedError::ResultAlreadyTaken) if
+    /// the value was already returned by an earlier call.
+    pub fn try_join(&mut self) -> Result<Option<T>, MemIsolateError> {
+        if self.receiver.advance(Some(Duration::ZERO)) {
+            self.take().map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Kills the child (`SIGKILL`) and reaps it. A child that had already
+    /// finished is left as it was, so a later `join` still returns its value;
+    /// otherwise `join` reports
+    /// [`ChildProcessKilledBySignal`](crate::errors::CallableStatusUnknownError::ChildProcessKilledBySignal).
+    ///
+    /// # Errors
+    ///
+    /// [`WaitFailed`](crate::errors::CallableStatusUnknownError::WaitFailed)
+    /// if the signal could not be sent or the child not reaped.
+    pub fn kill(&mut self) -> Result<(), MemIsolateError> {
+        // Collect anything already finished first, so that a completed
+        // child keeps its value.
+        self.receiver.advance(Some(Duration::ZERO));
+        self.receiver.kill()
+    }
+
+    /// What the child consumed, once it has been reaped.
+    #[must_use]
+    pub fn usage(&self) -> Option<ResourceUsage> {
+        self.receiver.usage()
+    }
+
+    fn take(&mut self) -> Result<T, MemIsolateError> {
+        if self.taken {
+            return Err(CallableExecutedError::ResultAlreadyTaken.into());
+        }
+        let result = self.receiver.outcome();
+        if result.is_ok() {
+            self.taken = true;
+        }
+        result
+    }
+}
+
+impl<T> AsFd for IsolatedChild<T> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.receiver.ready_fd()
+    }
+}
+
+impl<T> core::fmt::Debug for IsolatedChild<T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("IsolatedChild")
+            .field("pid", &self.receiver.pid())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,277 @@
+//! Options, then `run` (blocking) or `spawn` (a handle).
+
+use core::time::Duration;
+
+use rustix::fd::AsFd;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::child::{self, ChildPlan};
+use crate::errors::{CallableDidNotExecuteError, MemIsolateError};
+use crate::parent::{Receiver, Sink, now};
+use crate::sys::{self, Watch};
+use crate::wire::SliceSink;
+
+/// How to run a callable in isolation: options first, then
+/// [`run`](Self::run), [`spawn`](Self::spawn) or
+/// [`run_with_buffer`](Self::run_with_buffer).
+///
+/// With no options set, [`Isolate::new().run(f)`](Self::run) is exactly
+/// [`execute_in_isolated_process(f)`](crate::execute_in_isolated_process).
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use mem_isolate::Isolate;
+///
+/// let isolate = Isolate::new()
+///     .timeout(Duration::from_secs(5))
+///     .max_result_size(1 << 20);
+/// let total: u64 = isolate.run(|| (1..=100).sum())?;
+/// assert_eq!(total, 5050);
+/// # Ok::<(), mem_isolate::MemIsolateError>(())
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[must_use]
+pub struct Isolate {
+    timeout: Option<Duration>,
+    memory_limit: Option<u64>,
+    max_result_size: Option<usize>,
+}
+
+/// Bytes of the staging buffer the child streams its result through.
+#[cfg(feature = "alloc")]
+const STAGING_LEN: usize = 64 * 1024;
+
+impl Isolate {
+    /// No timeout, no memory limit, no result cap.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Wall-clock limit for the whole call, from just before `fork` to the
+    /// child being reaped.
+    ///
+    /// At the deadline the child is killed with `SIGKILL` and reaped, and
+    /// the call returns
+    /// [`CallableStatusUnknown(TimedOut)`](crate::errors::CallableStatusUnknownError::TimedOut).
+    /// The parent sleeps in one readiness wait on the pipe and the child
+    /// itself (pidfd on Linux, kqueue on macOS and FreeBSD), so the deadline
+    /// is kept to within scheduling noise, without polling, even when a
+    /// grandchild holds the pipe open.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Bytes of address space the callable may *add* to what the process
+    /// already maps at the moment of the fork.
+    ///
+    /// The child sets `RLIMIT_AS` to its current size plus `bytes` before the
+    /// callable runs, so the limit means the same in a small program and in
+    /// one that already maps gigabytes (many threads, a big heap). An
+    /// allocation past it fails inside the child: Rust's default handler
+    /// aborts, which the parent reports as
+    /// [`ChildProcessKilledBySignal(SIGABRT)`](crate::errors::CallableStatusUnknownError::ChildProcessKilledBySignal);
+    /// code that uses `try_reserve` sees the failure itself.
+    ///
+    /// | platform | enforced by |
+    /// | --- | --- |
+    /// | Linux, Android | `RLIMIT_AS`; current size from `/proc/self/statm` |
+    /// | FreeBSD | `RLIMIT_AS`; current size from `sysctl(KERN_PROC_PID)` |
+    /// | macOS | not enforceable: the call fails with [`MemoryLimitUnsupported`](crate::errors::CallableDidNotExecuteError::MemoryLimitUnsupported) before forking |
+    ///
+    /// Address space is not resident memory: reserving (not touching) a
+    /// large mapping counts against the limit.
+    pub fn memory_limit(mut self, bytes: u64) -> Self {
+        self.memory_limit = Some(bytes);
+        self
+    }
+
+    /// The most bytes of serialized result the parent will accept.
+    ///
+    /// The parent stops reading at the cap, kills and reaps the child, and
+    /// returns
+    /// [`CallableExecuted(ResultTooLarge)`](crate::errors::CallableExecutedError::ResultTooLarge),
+    /// so the parent's memory stays bounded whatever the child sends.
+    pub fn max_result_size(mut self, bytes: usize) -> Self {
+        self.max_result_size = Some(bytes);
+        self
+    }
+
+    /// Runs `callable` in a forked child and returns its value, blocking
+    /// until the child has finished and been reaped.
+    ///
+    /// # Errors
+    ///
+    /// See [`MemIsolateError`]: each variant says what happened to the
+    /// callable.
+    #[cfg(feature = "alloc")]
+    pub fn run<F, T>(&self, callable: F) -> Result<T, MemIsolateError>
+    where
+        F: FnOnce() -> T,
+        T: Serialize + DeserializeOwned,
+    {
+        self.spawn(callable)?.join()
+    }
+
+    /// Starts `callable` in a forked child and returns at once with a
+    /// handle to it.
+    ///
+    /// # Errors
+    ///
+    /// Only [`MemIsolateError::CallableDidNotExecute`]: the child could not
+    /// be started.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use mem_isolate::Isolate;
+    ///
+    /// let children: Vec<_> = (0..4u64)
+    ///     .map(|i| Isolate::new().spawn(move || i * i))
+    ///     .collect::<Result<_, _>>()?;
+    /// let squares: Vec<u64> = children
+    ///     .into_iter()
+    ///     .map(|c| c.join())
+    ///     .collect::<Result<_, _>>()?;
+    /// assert_eq!(squares, [0, 1, 4, 9]);
+    /// # Ok::<(), mem_isolate::MemIsolateError>(())
+    /// ```
+    #[cfg(feature = "alloc")]
+    pub fn spawn<F, T>(&self, callable: F) -> Result<crate::IsolatedChild<T>, MemIsolateError>
+    where
+        F: FnOnce() -> T,
+        T: Serialize + DeserializeOwned,
+    {
+        let mut staging = alloc::vec![0u8; STAGING_LEN];
+        let limit = self.max_result_size.unwrap_or(usize::MAX);
+        let receiver = self.launch(callable, &mut staging, |_| crate::wire::VecSink {
+            bytes: alloc::vec::Vec::new(),
+            limit,
+        })?;
+        Ok(crate::IsolatedChild::new(receiver))
+    }
+
+    /// Runs `callable` in a forked child without allocating: `buffer` is
+    /// where the child stages its result and where the parent receives it.
+    ///
+    /// The serialized result may be at most `buffer.len()` bytes (or the
+    /// [`max_result_size`](Self::max_result_size), if smaller); a larger one
+    /// fails with
+    /// [`ResultTooLarge`](crate::errors::CallableExecutedError::ResultTooLarge).
+    /// This is the entry point for `#![no_std]` programs built with
+    /// `default-features = false`.
+    ///
+    /// # Errors
+    ///
+    /// See [`MemIsolateError`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use mem_isolate::Isolate;
+    ///
+    /// let mut buffer = [0u8; 64];
+    /// let (sum, max) = Isolate::new()
+    ///     .run_with_buffer(&mut buffer, || {
+    ///         let xs = [3u32, 9, 4];
+    ///         (xs.iter().sum::<u32>(), *xs.iter().max().unwrap())
+    ///     })?;
+    /// assert_eq!((sum, max), (16, 9));
+    /// # Ok::<(), mem_isolate::MemIsolateError>(())
+    /// ```
+    pub fn run_with_buffer<F, T>(
+        &self,
+        buffer: &mut [u8],
+        callable: F,
+    ) -> Result<T, MemIsolateError>
+    where
+        F: FnOnce() -> T,
+        T: Serialize + DeserializeOwned,
+    {
+        let cap = self.max_result_size.unwrap_or(usize::MAX).min(buffer.len());
+        let mut receiver = self.launch(callable, buffer, |buf| SliceSink {
+            buf: &mut buf[..cap],
+            len: 0,
+        })?;
+        receiver.advance(None);
+        receiver.outcome()
+    }
+
+    /// Forks, hands the child its plan, and returns the parent's receiver.
+    /// `make_sink` gets `staging` back in the parent, where the child no
+    /// longer needs it.
+    fn launch<'a, F, T, S>(
+        &self,
+        callable: F,
+        staging: &'a mut [u8],
+        make_sink: impl FnOnce(&'a mut [u8]) -> S,
+    ) -> Result<Receiver<S>, MemIsolateError>
+    where
+        F: FnOnce() -> T,
+        T: Serialize,
+        S: Sink,
+    {
+        use CallableDidNotExecuteError as NotRun;
+
+        if self.memory_limit.is_some() && !sys::MEMORY_LIMIT_SUPPORTED {
+            return Err(NotRun::MemoryLimitUnsupported.into());
+        }
+        let (read, write) = sys::result_pipe().map_err(NotRun::PipeCreationFailed)?;
+        sys::set_nonblocking(read.as_fd()).map_err(NotRun::PipeCreationFailed)?;
+        let mut watch = Watch::new(read.as_fd()).map_err(NotRun::WatchSetupFailed)?;
+        let plan = ChildPlan {
+            parent: rustix::process::getpid(),
+            memory_limit: self.memory_limit,
+            nonce: nonce(),
+        };
+        let started = now();
+        trace!(timeout = ?self.timeout, memory_limit = ?self.memory_limit, "forking");
+        // SAFETY: the child branch runs only `child::run`, which keeps to
+        // async-signal-safe work apart from the user's callable, and never
+        // returns.
+        match unsafe { sys::fork() } {
+            Err(e) => Err(NotRun::ForkFailed(e).into()),
+            Ok(None) => {
+                drop(read);
+                child::run(callable, &plan, write.as_fd(), staging)
+            }
+            Ok(Some(pid)) => {
+                drop(write);
+                watch.watch_child(pid);
+                trace!(pid = pid.as_raw_nonzero().get(), "forked");
+                Ok(Receiver::new(
+                    pid,
+                    read,
+                    watch,
+                    plan.nonce,
+                    make_sink(staging),
+                    self.timeout,
+                    started,
+                ))
+            }
+        }
+    }
+}
+
+/// A per-call value that seeds the stream checksum, so that bytes recorded
+/// from one call do not verify in another.
+fn nonce() -> u64 {
+    use core::sync::atomic::{AtomicUsize, Ordering};
+    static CALLS: AtomicUsize = AtomicUsize::new(0);
+    let calls = CALLS.fetch_add(1, Ordering::Relaxed) as u64;
+    let pid = u64::from(
+        rustix::process::getpid()
+            .as_raw_nonzero()
+            .get()
+            .unsigned_abs(),
+    );
+    let t = now();
+    let mut x = calls ^ (pid << 32) ^ t.as_secs().rotate_left(17) ^ u64::from(t.subsec_nanos());
+    // splitmix64's finalizer spreads the bits.
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}

@@ -1,0 +1,442 @@
+//! The parent's side of a call: reading the stream, watching the child,
+//! enforcing the deadline and the size cap, reaping, and mapping what
+//! happened to a [`MemIsolateError`].
+//!
+//! The parent only ever blocks in [`Watch::wait`], which wakes when the pipe
+//! is readable, when the child itself ends, or at the deadline. The pipe is
+//! non-blocking, so neither a slow child nor a grandchild that inherited the
+//! write end can hold the parent past its deadline, and the result counts
+//! as complete when its `END` frame arrives, not at end-of-file.
+
+use core::mem::MaybeUninit;
+use core::time::Duration;
+
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::io::Errno;
+use rustix::process::Pid;
+use serde::de::DeserializeOwned;
+
+use crate::errors::{
+    CHILD_EXIT_PIPE_WRITE_FAILED, CallableDidNotExecuteError, CallableExecutedError,
+    CallableStatusUnknownError, MemIsolateError, PanicMessage,
+};
+use crate::sys::{self, Exit, ResourceUsage, Watch};
+use crate::wire::{DecodeError, Decoder, Outcome, PayloadSink};
+
+/// Where the value's bytes go, with room to read into directly.
+pub(crate) trait Sink: PayloadSink {
+    /// Spare room for up to `want` more bytes (fewer near the limit), or
+    /// [`DecodeError::TooLarge`] when there is none.
+    fn spare(&mut self, want: usize) -> Result<&mut [MaybeUninit<u8>], DecodeError>;
+    /// Marks `n` bytes of the spare room as filled; returns them.
+    fn commit(&mut self, n: usize) -> &[u8];
+    /// The bytes received so far.
+    fn bytes(&self) -> &[u8];
+    /// The size cap, for [`CallableExecutedError::ResultTooLarge`].
+    fn limit(&self) -> usize;
+}
+
+impl Sink for crate::wire::SliceSink<'_> {
+    fn spare(&mut self, want: usize) -> Result<&mut [MaybeUninit<u8>], DecodeError> {
+        let room = &mut self.buf[self.len..];
+        if room.is_empty() {
+            return Err(DecodeError::TooLarge);
+        }
+        let n = want.min(room.len());
+        let room = &mut room[..n];
+        // SAFETY: `[u8]` and `[MaybeUninit<u8>]` have the same layout, and
+        // the only writer (`read`) stores initialized bytes.
+        Ok(unsafe { &mut *(core::ptr::from_mut::<[u8]>(room) as *mut [MaybeUninit<u8>]) })
+    }
+
+    fn commit(&mut self, n: usize) -> &[u8] {
+        let start = self.len;
+        self.len += n;
+        &self.buf[start..self.len]
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
+    fn limit(&self) -> usize {
+        self.buf.len()
+    }
+}
+
+#[cfg(feature = "alloc")]
+impl Sink for crate::wire::VecSink {
+    fn spare(&mut self, want: usize) -> Result<&mut [MaybeUninit<u8>], DecodeError> {
+        let room = self.limit - self.bytes.len();
+        if room == 0 {
+            return Err(DecodeError::TooLarge);
+        }
+        let n = want.min(room);
+        self.bytes.reserve(n);
+        Ok(&mut self.bytes.spare_capacity_mut()[..n])
+    }
+
+    fn commit(&mut self, n: usize) -> &[u8] {
+        let start = self.bytes.len();
+        // SAFETY: `read` initialized these `n` bytes of spare capacity.
+        unsafe { self.bytes.set_len(start + n) };
+        &self.bytes[start..]
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    fn limit(&self) -> usize {
+        self.limit
+    }
+}
+
+/// Monotonic time since an arbitrary origin.
+pub(crate) fn now() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    Duration::new(
+        u64::try_from(t.tv_sec).unwrap_or(0),
+        u32::try_from(t.tv_nsec).unwrap_or(0),
+    )
+}
+
+/// Why the parent stopped the child itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stopped {
+    TimedOut,
+    #[cfg_attr(not(feature = "alloc"), allow(dead_code))]
+    ByCaller,
+}
+
+/// One running (or finished) child and everything the parent knows of it.
+pub(crate) struct Receiver<S: Sink> {
+    pid: Pid,
+    pipe: Option<OwnedFd>,
+    watch: Watch,
+    decoder: Decoder,
+    sink: S,
+    timeout: Option<Duration>,
+    deadline: Option<Duration>,
+    exit: Option<Exit>,
+    usage: Option<ResourceUsage>,
+    wait_error: Option<Errno>,
+    read_error: Option<Errno>,
+    stopped: Option<Stopped>,
+}
+
+impl<S: Sink> Receiver<S> {
+    /// Takes charge of a freshly forked child. `watch` was attached.
+    pub(crate) fn new(
+        pid: Pid,
+        pipe: OwnedFd,
+        watch: Watch,
+        nonce: u64,
+        sink: S,
+        timeout: Option<Duration>,
+        started: Duration,
+    ) -> Self {
+        Self {
+            pid,
+            pipe: Some(pipe),
+            watch,
+            decoder: Decoder::new(nonce),
+            sink,
+            timeout,
+            deadline: timeout.map(|t| started.saturating_add(t)),
+            exit: None,
+            usage: None,
+            wait_error: None,
+            read_error: None,
+            stopped: None,
+        }
+    }
+
+    /// True once the child has been reaped (or found reaped elsewhere).
+    pub(crate) fn is_finished(&self) -> bool {
+        self.exit.is_some() || self.wait_error.is_some()
+    }
+
+    /// Makes progress for at most `timeout` (`None`: until finished), then
+    /// returns whether the child is finished. A zero timeout makes one
+    /// non-blocking pass.
+    pub(crate) fn advance(&mut self, timeout: Option<Duration>) -> bool {
+        let until = timeout.map(|t| now().saturating_add(t));
+        while !self.is_finished() {
+            let t = now();
+            if self.deadline.is_some_and(|d| t >= d) {
+                self.stop(Stopped::TimedOut);
+                break;
+            }
+            let limit = match (until, self.deadline) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            match self.watch.wait(limit.map(|l| l.saturating_sub(t))) {
+                Ok(ready) => {
+                    if ready.pipe {
+                        self.drain();
+                    }
+                    if ready.child {
+                        self.try_reap(false);
+                    }
+                }
+                Err(e) => {
+                    // The readiness queue itself failed, so no deadline can
+                    // be kept: stop the child and report the failure.
+                    let _ = self.watch.kill(self.pid);
+                    let _ = sys::reap(self.pid, true);
+                    self.wait_error = Some(e);
+                }
+            }
+            if until.is_some_and(|u| now() >= u) {
+                break;
+            }
+        }
+        self.is_finished()
+    }
+
+    /// Reads everything the pipe holds now, straight into the sink where
+    /// the bytes are the value's.
+    fn drain(&mut self) {
+        let Some(pipe) = self.pipe.as_ref() else {
+            return;
+        };
+        let mut scratch = [0u8; 4096];
+        loop {
+            if self.decoder.is_finished() {
+                break;
+            }
+            let data_left = self.decoder.data_remaining();
+            let got = if data_left > 0 {
+                let spare = match self.sink.spare(data_left) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        self.reject(e);
+                        return;
+                    }
+                };
+                match read_uninit(pipe.as_fd(), spare) {
+                    Ok(Some(0)) => None,
+                    Ok(Some(n)) => {
+                        let bytes = self.sink.commit(n);
+                        self.decoder.data_appended(bytes);
+                        Some(n)
+                    }
+                    Ok(None) => return,
+                    Err(e) => {
+                        self.read_error = Some(e);
+                        None
+                    }
+                }
+            } else {
+                match sys::read_ready(pipe.as_fd(), &mut scratch) {
+                    Ok(Some(0)) => None,
+                    Ok(Some(n)) => {
+                        if let Err(e) = self.decoder.feed(&scratch[..n], &mut self.sink) {
+                            self.reject(e);
+                            return;
+                        }
+                        Some(n)
+                    }
+                    Ok(None) => return,
+                    Err(e) => {
+                        self.read_error = Some(e);
+                        None
+                    }
+                }
+            };
+            if got.is_none() {
+                // End-of-file or a read error: nothing more will come.
+                break;
+            }
+        }
+        self.close_pipe();
+    }
+
+    fn close_pipe(&mut self) {
+        if let Some(pipe) = self.pipe.take() {
+            self.watch.forget_pipe(pipe.as_fd());
+        }
+    }
+
+    /// The stream broke the protocol or the size cap: accept nothing more,
+    /// and stop the child, whose result can no longer be delivered.
+    fn reject(&mut self, _why: DecodeError) {
+        self.close_pipe();
+        if !self.is_finished() {
+            let _ = self.watch.kill(self.pid);
+            self.try_reap(true);
+        }
+    }
+
+    /// Kills and reaps the child (timeout or the caller's `kill`).
+    fn stop(&mut self, why: Stopped) {
+        if self.is_finished() {
+            return;
+        }
+        if let Err(e) = self.watch.kill(self.pid) {
+            self.wait_error = Some(e);
+            return;
+        }
+        self.stopped = Some(why);
+        self.close_pipe();
+        self.try_reap(true);
+    }
+
+    fn try_reap(&mut self, block: bool) {
+        match sys::reap(self.pid, block) {
+            Ok(Some((exit, usage))) => {
+                // Everything the child wrote before exiting is in the pipe.
+                self.drain();
+                self.exit = Some(exit);
+                self.usage = Some(usage);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                self.drain();
+                self.wait_error = Some(e);
+            }
+        }
+        if self.is_finished() {
+            self.close_pipe();
+        }
+    }
+
+    /// Turns what happened into the caller's answer. Call once finished.
+    pub(crate) fn outcome<T: DeserializeOwned>(&self) -> Result<T, MemIsolateError> {
+        use CallableExecutedError as Executed;
+        use CallableStatusUnknownError as Unknown;
+
+        if self.stopped == Some(Stopped::TimedOut) {
+            return Err(Unknown::TimedOut(self.timeout.unwrap_or_default()).into());
+        }
+        match self.decoder.failure() {
+            Some(DecodeError::TooLarge) => {
+                return Err(Executed::ResultTooLarge {
+                    limit: self.sink.limit(),
+                }
+                .into());
+            }
+            Some(DecodeError::Corrupt) => return Err(Unknown::ResultStreamCorrupted.into()),
+            None => {}
+        }
+        let reaped_elsewhere = self.wait_error == Some(Errno::CHILD);
+        if let Some(e) = self.wait_error.filter(|_| !reaped_elsewhere) {
+            return Err(Unknown::WaitFailed(e).into());
+        }
+        match (self.decoder.end(), self.exit) {
+            (_, Some(Exit::Signal(sig))) => Err(Unknown::ChildProcessKilledBySignal(sig).into()),
+            (Some(end), Some(Exit::Code(0)) | None) => match end.outcome {
+                Outcome::Value => decode(self.sink.bytes()),
+                Outcome::Panicked => Err(Executed::CallablePanicked(panic_message(
+                    self.decoder.panic_message(),
+                ))
+                .into()),
+                Outcome::SerializeFailed => Err(Executed::SerializationFailed(
+                    postcard::from_bytes(&end.detail).unwrap_or(postcard::Error::SerdeSerCustom),
+                )
+                .into()),
+                Outcome::SetupFailed => {
+                    let mut raw = [0u8; 4];
+                    raw.copy_from_slice(&end.detail[..4]);
+                    Err(
+                        CallableDidNotExecuteError::ChildSetupFailed(Errno::from_raw_os_error(
+                            i32::from_le_bytes(raw),
+                        ))
+                        .into(),
+                    )
+                }
+            },
+            (_, Some(Exit::Code(CHILD_EXIT_PIPE_WRITE_FAILED))) => {
+                Err(Executed::ChildPipeWriteFailed.into())
+            }
+            (_, Some(Exit::Code(code))) => match self.read_error {
+                Some(e) => Err(Unknown::ParentPipeReadFailed(e).into()),
+                None => Err(Unknown::UnexpectedChildExitStatus(code).into()),
+            },
+            (None, None) => match self.read_error {
+                Some(e) => Err(Unknown::ParentPipeReadFailed(e).into()),
+                None => Err(Unknown::CallableProcessDiedDuringExecution.into()),
+            },
+        }
+    }
+}
+
+/// What only spawned handles use.
+#[cfg(feature = "alloc")]
+impl<S: Sink> Receiver<S> {
+    pub(crate) fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    /// The readiness descriptor: readable when a call to
+    /// [`Self::advance`] with a zero timeout can make progress.
+    pub(crate) fn ready_fd(&self) -> BorrowedFd<'_> {
+        self.watch.as_fd()
+    }
+
+    pub(crate) fn usage(&self) -> Option<ResourceUsage> {
+        self.usage
+    }
+
+    pub(crate) fn kill(&mut self) -> Result<(), MemIsolateError> {
+        self.stop(Stopped::ByCaller);
+        match self.wait_error {
+            Some(e) if e != Errno::CHILD => Err(CallableStatusUnknownError::WaitFailed(e).into()),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl<S: Sink> Drop for Receiver<S> {
+    /// A receiver dropped before its child finished kills and reaps it:
+    /// no child outlives its handle and no zombie is left.
+    fn drop(&mut self) {
+        if !self.is_finished() {
+            let _ = self.watch.kill(self.pid);
+            let _ = sys::reap(self.pid, true);
+        }
+    }
+}
+
+/// Decodes the value, insisting that it uses every byte: a checksummed
+/// stream with bytes left over means `Serialize` and `Deserialize` disagree.
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, MemIsolateError> {
+    match postcard::take_from_bytes::<T>(bytes) {
+        Ok((value, [])) => Ok(value),
+        Ok((value, _)) => {
+            // Dropping the value here is the parent's own memory: fine.
+            drop(value);
+            Err(CallableExecutedError::DeserializationFailed(
+                postcard::Error::DeserializeBadEncoding,
+            )
+            .into())
+        }
+        Err(e) => Err(CallableExecutedError::DeserializationFailed(e).into()),
+    }
+}
+
+fn panic_message(bytes: &[u8]) -> PanicMessage {
+    let mut m = PanicMessage::new();
+    // The child cut the message on a character boundary; anything else is
+    // shown up to its first invalid byte.
+    let text = match core::str::from_utf8(bytes) {
+        Ok(t) => t,
+        Err(e) => core::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or_default(),
+    };
+    let _ = m.push_str(text);
+    m
+}
+
+/// `read` into uninitialized spare room, retrying on `EINTR`.
+fn read_uninit(fd: BorrowedFd<'_>, buf: &mut [MaybeUninit<u8>]) -> Result<Option<usize>, Errno> {
+    loop {
+        match rustix::io::read(fd, &mut *buf) {
+            Ok((filled, _)) => return Ok(Some(filled.len())),
+            Err(Errno::INTR) => {}
+            Err(Errno::AGAIN) => return Ok(None),
+            Err(e) => return Err(e),
+        }
+    }
+}

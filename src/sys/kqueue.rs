@@ -1,0 +1,189 @@
+//! macOS and FreeBSD: one kqueue watches the pipe (`EVFILT_READ`) and the
+//! child itself (`EVFILT_PROC` with `NOTE_EXIT`), so a single `kevent` call
+//! with a timeout wakes on either, and the kqueue descriptor is what async
+//! runtimes poll (a kqueue is readable while it has pending events).
+//!
+//! A kqueue is not inherited across `fork`, so the child never holds it.
+
+use core::mem::MaybeUninit;
+use core::ptr;
+use core::time::Duration;
+
+use rustix::event::kqueue::{Event, EventFilter, EventFlags, ProcessEvents, kevent, kqueue};
+use rustix::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use rustix::io::Errno;
+use rustix::process::{Pid, Signal};
+
+use super::{Ready, tick};
+
+/// The parent's view of one child: a kqueue over the pipe and the process.
+pub(crate) struct Watch {
+    pub(super) queue: OwnedFd,
+    proc_watched: bool,
+    /// The child had already exited when the watch was attached.
+    exited_early: bool,
+}
+
+impl Watch {
+    /// `kqueue()` and `EVFILT_READ` on the pipe—Made before `fork`, so that
+    /// a failure here means the callable never started.
+    pub(crate) fn new(pipe: BorrowedFd<'_>) -> Result<Self, Errno> {
+        let queue = kqueue()?;
+        let read = Event::new(
+            EventFilter::Read(pipe.as_raw_fd()),
+            EventFlags::ADD,
+            ptr::null_mut(),
+        );
+        let mut none: [MaybeUninit<Event>; 0] = [];
+        // SAFETY: the pipe descriptor outlives its registration: the owner
+        // calls `forget_pipe` or drops this watch before closing it.
+        unsafe { kevent(&queue, &[read], &mut none, Some(Duration::ZERO))? };
+        Ok(Self {
+            queue,
+            proc_watched: false,
+            exited_early: false,
+        })
+    }
+
+    /// Starts watching the child `pid`, straight after `fork`. Cannot fail.
+    ///
+    /// Registering `EVFILT_PROC` for a child that has already exited either
+    /// fires at once or fails with `ESRCH`, depending on the system and the
+    /// moment; the `ESRCH` case is recorded so that the first wait reports
+    /// the child straight away. Any other refusal falls back to checking the
+    /// child every [`FALLBACK_TICK`](super::FALLBACK_TICK).
+    pub(crate) fn watch_child(&mut self, pid: Pid) {
+        let exit = Event::new(
+            EventFilter::Proc {
+                pid,
+                flags: ProcessEvents::EXIT,
+            },
+            EventFlags::ADD | EventFlags::ONESHOT,
+            ptr::null_mut(),
+        );
+        let mut none: [MaybeUninit<Event>; 0] = [];
+        // SAFETY: a process filter holds no descriptor.
+        match unsafe { kevent(&self.queue, &[exit], &mut none, Some(Duration::ZERO)) } {
+            Ok(_) => self.proc_watched = true,
+            Err(Errno::SRCH) => self.exited_early = true,
+            Err(_) => {}
+        }
+    }
+
+    /// Stops watching the pipe (after the stream ended or was rejected).
+    pub(crate) fn forget_pipe(&mut self, pipe: BorrowedFd<'_>) {
+        let del = Event::new(
+            EventFilter::Read(pipe.as_raw_fd()),
+            EventFlags::DELETE,
+            ptr::null_mut(),
+        );
+        let mut none: [MaybeUninit<Event>; 0] = [];
+        // SAFETY: deleting a registration; failure only means there was none.
+        let _ = unsafe { kevent(&self.queue, &[del], &mut none, Some(Duration::ZERO)) };
+    }
+
+    /// Waits until the pipe is readable, the child ends, or `timeout`
+    /// passes (an empty [`Ready`]). `EINTR` is reported as an empty
+    /// [`Ready`]: the caller recomputes its deadline and waits again.
+    pub(crate) fn wait(&mut self, timeout: Option<Duration>) -> Result<Ready, Errno> {
+        if self.exited_early {
+            self.exited_early = false;
+            return Ok(Ready {
+                pipe: true,
+                child: true,
+            });
+        }
+        let (timeout, ticked) = tick(timeout, self.proc_watched);
+        let mut events = [MaybeUninit::<Event>::uninit(); 2];
+        let mut ready = Ready::default();
+        // SAFETY: no changes are submitted; events are only read back.
+        match unsafe { kevent(&self.queue, &[], &mut events, timeout) } {
+            Ok((got, _)) => {
+                for e in got.iter() {
+                    match e.filter() {
+                        EventFilter::Read(_) => ready.pipe = true,
+                        EventFilter::Proc { .. } => {
+                            ready.child = true;
+                            // The one-shot event is spent. Should the exit
+                            // not yet be reapable, later waits tick instead
+                            // of sleeping for an event that will not come.
+                            self.proc_watched = false;
+                        }
+                        _ => {}
+                    }
+                }
+                if ticked && !ready.pipe {
+                    ready.child = true;
+                }
+            }
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e),
+        }
+        Ok(ready)
+    }
+
+    /// `kill(pid, SIGKILL)`—Kills the child. The caller has not reaped it,
+    /// so the pid still names the child (these systems have no pidfd to
+    /// make that airtight when something else reaps it first).
+    // `&self` keeps the signature the same as on Linux, where it is used.
+    #[allow(clippy::unused_self)]
+    pub(crate) fn kill(&self, pid: Pid) -> Result<(), Errno> {
+        match rustix::process::kill_process(pid, Signal::KILL) {
+            Ok(()) | Err(Errno::SRCH) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// In the child: die with the parent. Returns false if the parent is
+/// already gone.
+///
+/// FreeBSD has `procctl(PROC_PDEATHSIG_CTL)`, which delivers `SIGKILL` when
+/// the parent exits. macOS has no such call: there an orphaned child runs on
+/// until it finishes, and dies of `SIGPIPE` when it writes its result to a
+/// pipe nobody reads. Combine a timeout with work that checks
+/// `getppid()` if that matters on macOS.
+pub(crate) fn on_parent_death(parent: Pid) -> bool {
+    #[cfg(target_os = "freebsd")]
+    let armed = rustix::process::set_parent_process_death_signal(Some(Signal::KILL)).is_ok();
+    #[cfg(not(target_os = "freebsd"))]
+    let armed = true;
+    armed && rustix::process::getppid() == Some(parent)
+}
+
+/// FreeBSD enforces `RLIMIT_AS`; macOS accepts it but does not enforce it.
+pub(crate) const MEMORY_LIMIT_SUPPORTED: bool = cfg!(target_os = "freebsd");
+
+/// The process's current address-space size: `ki_size` from
+/// `sysctl(KERN_PROC_PID)`, a single syscall into a stack buffer (it runs in
+/// the child). rustix has no sysctl, so this is libc's.
+#[cfg(target_os = "freebsd")]
+pub(crate) fn address_space_size() -> Result<u64, Errno> {
+    let pid = rustix::process::getpid().as_raw_nonzero().get();
+    let mib = [libc::CTL_KERN, libc::KERN_PROC, libc::KERN_PROC_PID, pid];
+    // SAFETY: `kinfo_proc` is plain data; all-zero is a valid value.
+    let mut info: libc::kinfo_proc = unsafe { core::mem::zeroed() };
+    let mut len = core::mem::size_of::<libc::kinfo_proc>();
+    // SAFETY: the output pointer and its length describe `info`.
+    let r = unsafe {
+        libc::sysctl(
+            mib.as_ptr(),
+            4,
+            (&raw mut info).cast(),
+            &raw mut len,
+            core::ptr::null(),
+            0,
+        )
+    };
+    if r != 0 {
+        return Err(Errno::from_raw_os_error(super::last_errno()));
+    }
+    Ok(info.ki_size as u64)
+}
+
+/// macOS does not enforce address-space limits; the parent refuses the
+/// option before forking, so this is never reached.
+#[cfg(not(target_os = "freebsd"))]
+pub(crate) fn address_space_size() -> Result<u64, Errno> {
+    Err(Errno::NOTSUP)
+}

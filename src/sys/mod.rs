@@ -1,0 +1,269 @@
+//! The one place that talks to the operating system.
+//!
+//! `fork`, `_exit` and `wait4` come from `libc`: rustix deliberately leaves
+//! `fork` and `_exit` to libc (libc must run its own fork handlers, or the
+//! child of a threaded parent could not safely allocate), and rustix has no
+//! call that reaps one child *and* returns its resource usage. Everything
+//! else goes through rustix. Platform differences live in whole files:
+//! `linux.rs` (pidfd + epoll) and `kqueue.rs` (macOS and FreeBSD).
+
+use core::time::Duration;
+
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::io::Errno;
+use rustix::process::Pid;
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod linux;
+#[cfg(any(target_os = "linux", target_os = "android"))]
+use linux::address_space_size;
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) use linux::{MEMORY_LIMIT_SUPPORTED, Watch, on_parent_death};
+
+#[cfg(any(target_vendor = "apple", target_os = "freebsd"))]
+mod kqueue;
+#[cfg(any(target_vendor = "apple", target_os = "freebsd"))]
+use kqueue::address_space_size;
+#[cfg(any(target_vendor = "apple", target_os = "freebsd"))]
+pub(crate) use kqueue::{MEMORY_LIMIT_SUPPORTED, Watch, on_parent_death};
+
+#[cfg(not(any(
+    target_os = "linux",
+    target_os = "android",
+    target_vendor = "apple",
+    target_os = "freebsd"
+)))]
+compile_error!("mem-isolate supports Linux, Android, macOS and FreeBSD");
+
+/// `fork()`—Duplicates the calling process. `Ok(None)` in the child,
+/// `Ok(Some(child))` in the parent.
+///
+/// # Safety
+///
+/// In the child of a multi-threaded parent only async-signal-safe work is
+/// sound until `_exit`; the caller must keep to that (the crate's own child
+/// path does; the user's callable is the user's business).
+pub(crate) unsafe fn fork() -> Result<Option<Pid>, Errno> {
+    // SAFETY: the caller upholds the post-fork contract above.
+    let pid = unsafe { libc::fork() };
+    match pid {
+        0 => Ok(None),
+        // A positive pid_t is a valid Pid.
+        p if p > 0 => Ok(Pid::from_raw(p)),
+        _ => Err(Errno::from_raw_os_error(last_errno())),
+    }
+}
+
+/// `_exit(code)`—Ends the process at once: no atexit handlers, no stdio
+/// flush, no destructors. The only way the child leaves.
+pub(crate) fn exit_now(code: i32) -> ! {
+    // SAFETY: `_exit` is async-signal-safe and never returns.
+    unsafe { libc::_exit(code) }
+}
+
+fn last_errno() -> i32 {
+    // rustix's `Errno` has no "last error" accessor on the linux_raw backend,
+    // and libc exposes errno's location under a different name on each
+    // platform.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    // SAFETY: `__errno_location` returns this thread's errno slot.
+    let e = unsafe { *libc::__errno_location() };
+    #[cfg(target_vendor = "apple")]
+    // SAFETY: `__error` returns this thread's errno slot.
+    let e = unsafe { *libc::__error() };
+    #[cfg(target_os = "freebsd")]
+    // SAFETY: `__error` returns this thread's errno slot.
+    let e = unsafe { *libc::__error() };
+    e
+}
+
+/// `pipe2(O_CLOEXEC)`—The result pipe: `(read end, write end)`, both
+/// close-on-exec so that a program the callable `exec`s does not inherit
+/// them.
+///
+/// macOS has no `pipe2`: there the flag is set with `fcntl` straight after.
+/// Another thread forking between the two calls could leak the descriptors
+/// into its child; that child would hold the write end open, which the
+/// parent tolerates (it never waits for end-of-file).
+pub(crate) fn result_pipe() -> Result<(OwnedFd, OwnedFd), Errno> {
+    #[cfg(not(target_vendor = "apple"))]
+    {
+        rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+    }
+    #[cfg(target_vendor = "apple")]
+    {
+        let (r, w) = rustix::pipe::pipe()?;
+        rustix::io::fcntl_setfd(&r, rustix::io::FdFlags::CLOEXEC)?;
+        rustix::io::fcntl_setfd(&w, rustix::io::FdFlags::CLOEXEC)?;
+        Ok((r, w))
+    }
+}
+
+/// Makes reads from `fd` return `EAGAIN` instead of blocking, so the parent
+/// only ever blocks in its readiness wait, where deadlines apply.
+pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> Result<(), Errno> {
+    use rustix::fs::{OFlags, fcntl_getfl, fcntl_setfl};
+    let flags = fcntl_getfl(fd)?;
+    fcntl_setfl(fd, flags | OFlags::NONBLOCK)
+}
+
+/// `write(fd, buf)` until all of `buf` is written, retrying on `EINTR` and
+/// short writes. Async-signal-safe: used by the child after `fork`.
+pub(crate) fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> Result<(), Errno> {
+    while !buf.is_empty() {
+        match rustix::io::write(fd, buf) {
+            Ok(0) => return Err(Errno::PIPE),
+            Ok(n) => buf = &buf[n..],
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// `read(fd, buf)`, retrying on `EINTR`. `Ok(None)` when no data is ready.
+pub(crate) fn read_ready(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<Option<usize>, Errno> {
+    loop {
+        match rustix::io::read(fd, &mut *buf) {
+            Ok(n) => return Ok(Some(n)),
+            Err(Errno::INTR) => {}
+            Err(Errno::AGAIN) => return Ok(None),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// In the child: caps the address space at its current size plus `extra`
+/// bytes (`setrlimit(RLIMIT_AS)`), so the limit means the same in a small
+/// process and in one that already maps gigabytes. Allocation-free.
+///
+/// Asking for more than the hard limit fails with `EINVAL` rather than
+/// being quietly lowered.
+pub(crate) fn limit_memory(extra: u64) -> Result<(), Errno> {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let soft = address_space_size()?.saturating_add(extra);
+    let old = getrlimit(Resource::As);
+    if old.maximum.is_some_and(|hard| soft > hard) {
+        return Err(Errno::INVAL);
+    }
+    setrlimit(
+        Resource::As,
+        Rlimit {
+            current: Some(soft),
+            maximum: old.maximum,
+        },
+    )
+}
+
+/// How a reaped child ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Exit {
+    /// It called `exit` (or `_exit`) with this code.
+    Code(i32),
+    /// A signal killed it.
+    Signal(i32),
+}
+
+/// What the child consumed, as reported by `wait4`.
+///
+/// The figures cover the child and any of its own children that it waited
+/// for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ResourceUsage {
+    /// The child's peak resident set size, in bytes.
+    pub max_rss_bytes: u64,
+    /// CPU time spent in user mode.
+    pub user_time: Duration,
+    /// CPU time spent in the kernel on the child's behalf.
+    pub system_time: Duration,
+}
+
+/// `wait4(pid, WNOHANG?)`—Reaps the child, retrying on `EINTR`.
+/// `Ok(None)` when `block` is false and the child is still running.
+pub(crate) fn reap(pid: Pid, block: bool) -> Result<Option<(Exit, ResourceUsage)>, Errno> {
+    let options = if block { 0 } else { libc::WNOHANG };
+    loop {
+        let mut status: libc::c_int = 0;
+        // SAFETY: `rusage` is plain data; all-zero is a valid value.
+        let mut usage: libc::rusage = unsafe { core::mem::zeroed() };
+        // SAFETY: both out-pointers are valid for writes.
+        let r = unsafe {
+            libc::wait4(
+                pid.as_raw_nonzero().get(),
+                &raw mut status,
+                options,
+                &raw mut usage,
+            )
+        };
+        if r == 0 {
+            return Ok(None);
+        }
+        if r < 0 {
+            let e = Errno::from_raw_os_error(last_errno());
+            if e == Errno::INTR {
+                continue;
+            }
+            return Err(e);
+        }
+        let exit = if libc::WIFSIGNALED(status) {
+            Exit::Signal(libc::WTERMSIG(status))
+        } else {
+            Exit::Code(libc::WEXITSTATUS(status))
+        };
+        return Ok(Some((exit, usage_from(&usage))));
+    }
+}
+
+fn usage_from(u: &libc::rusage) -> ResourceUsage {
+    let tv = |t: libc::timeval| {
+        Duration::new(
+            u64::try_from(t.tv_sec).unwrap_or(0),
+            u32::try_from(t.tv_usec)
+                .unwrap_or(0)
+                .saturating_mul(1000)
+                .min(999_999_999),
+        )
+    };
+    // ru_maxrss is in kilobytes on Linux and FreeBSD, in bytes on macOS.
+    let rss = u64::try_from(u.ru_maxrss).unwrap_or(0);
+    #[cfg(target_vendor = "apple")]
+    let max_rss_bytes = rss;
+    #[cfg(not(target_vendor = "apple"))]
+    let max_rss_bytes = rss.saturating_mul(1024);
+    ResourceUsage {
+        max_rss_bytes,
+        user_time: tv(u.ru_utime),
+        system_time: tv(u.ru_stime),
+    }
+}
+
+/// What a readiness wait saw.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Ready {
+    /// The pipe has data or reached end-of-file.
+    pub(crate) pipe: bool,
+    /// The child may have ended: try reaping it.
+    pub(crate) child: bool,
+}
+
+/// When the platform cannot watch the child itself (pidfd unavailable on an
+/// old kernel, say), the parent waits on the pipe in slices of this length
+/// and checks the child between them.
+pub(crate) const FALLBACK_TICK: Duration = Duration::from_millis(5);
+
+/// Caps `timeout` at the fallback tick when the child is not watched.
+pub(crate) fn tick(timeout: Option<Duration>, watched: bool) -> (Option<Duration>, bool) {
+    if watched {
+        return (timeout, false);
+    }
+    match timeout {
+        Some(t) if t <= FALLBACK_TICK => (Some(t), false),
+        _ => (Some(FALLBACK_TICK), true),
+    }
+}
+
+impl AsFd for Watch {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.queue.as_fd()
+    }
+}

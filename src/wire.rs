@@ -1,0 +1,555 @@
+//! The byte protocol between the child and the parent.
+//!
+//! The child writes a stream of frames to the pipe; the parent decodes them.
+//! Every frame starts with an 8-byte header:
+//!
+//! ```text
+//! offset 0  kind     u8     DATA, PANIC or END
+//! offset 1  magic    [u8;3] b"MI\x01" (protocol version 1)
+//! offset 4  length   u32 LE bytes of body that follow
+//! ```
+//!
+//! - `DATA`: a piece of the postcard encoding of the callable's value. The
+//!   child sends one each time its preallocated staging buffer fills, so a
+//!   value of any size streams through a fixed buffer.
+//! - `PANIC`: the panic message, at most [`PANIC_MESSAGE_CAPACITY`] bytes of
+//!   UTF-8, sent before an `END` whose outcome is [`Outcome::Panicked`].
+//! - `END`: always 24 bytes of body and always last:
+//!
+//! ```text
+//! offset 0   outcome   u8     see Outcome
+//! offset 1   detail    [u8;7] SerializeFailed: the postcard::Error, postcard-encoded;
+//!                             SetupFailed: the errno, i32 LE
+//! offset 8   length    u64 LE total DATA bytes sent
+//! offset 16  checksum  u64 LE checksum of those bytes, seeded by the call's nonce
+//! ```
+//!
+//! The parent learns that the result is complete from `END` alone, never
+//! from end-of-file, so a grandchild holding the pipe open cannot delay it.
+//! A failure after partial output (serialization failing half way) is an
+//! `END` with that outcome, which discards the partial `DATA`. Anything that
+//! does not follow this grammar, a length that disagrees, or a checksum that
+//! does not match is [`DecodeError::Corrupt`]: bytes written to the pipe by
+//! the callable itself or by a process it started are never taken for a
+//! value. The checksum is not cryptographic: it catches interleaved and
+//! stray bytes, not a forger who reproduces the protocol (such a forger runs
+//! inside the callable and could simply have returned the forged value).
+
+use crate::errors::PANIC_MESSAGE_CAPACITY;
+
+/// Bytes in every frame header.
+pub(crate) const HEADER_LEN: usize = 8;
+/// Bytes in the body of an `END` frame.
+pub(crate) const END_LEN: usize = 24;
+
+const KIND_DATA: u8 = 0xD4;
+const KIND_PANIC: u8 = 0x9A;
+const KIND_END: u8 = 0xE6;
+const MAGIC: [u8; 3] = *b"MI\x01";
+
+/// How the child's work ended, as told by the `END` frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// `DATA` holds the complete encoding of the value.
+    Value,
+    /// The callable panicked; the message came in a `PANIC` frame.
+    Panicked,
+    /// Serialization failed; `detail` holds the postcard error.
+    SerializeFailed,
+    /// Setting up the child failed before the callable ran; `detail` holds
+    /// the errno as an i32 LE.
+    SetupFailed,
+}
+
+impl Outcome {
+    fn to_byte(self) -> u8 {
+        match self {
+            Self::Value => 1,
+            Self::Panicked => 2,
+            Self::SerializeFailed => 3,
+            Self::SetupFailed => 4,
+        }
+    }
+
+    fn from_byte(b: u8) -> Option<Self> {
+        match b {
+            1 => Some(Self::Value),
+            2 => Some(Self::Panicked),
+            3 => Some(Self::SerializeFailed),
+            4 => Some(Self::SetupFailed),
+            _ => None,
+        }
+    }
+}
+
+/// Builds a frame header.
+pub(crate) fn header(kind: u8, len: u32) -> [u8; HEADER_LEN] {
+    let l = len.to_le_bytes();
+    [kind, MAGIC[0], MAGIC[1], MAGIC[2], l[0], l[1], l[2], l[3]]
+}
+
+/// Builds a `DATA` frame header for `len` bytes of body.
+pub(crate) fn data_header(len: u32) -> [u8; HEADER_LEN] {
+    header(KIND_DATA, len)
+}
+
+/// Builds a `PANIC` frame header for `len` bytes of message.
+pub(crate) fn panic_header(len: u32) -> [u8; HEADER_LEN] {
+    header(KIND_PANIC, len)
+}
+
+/// Builds a complete `END` frame, header included.
+pub(crate) fn end_frame(
+    outcome: Outcome,
+    detail: [u8; 7],
+    length: u64,
+    checksum: u64,
+) -> [u8; HEADER_LEN + END_LEN] {
+    let mut f = [0u8; HEADER_LEN + END_LEN];
+    #[allow(clippy::cast_possible_truncation)] // END_LEN is 24
+    f[..HEADER_LEN].copy_from_slice(&header(KIND_END, END_LEN as u32));
+    f[8] = outcome.to_byte();
+    f[9..16].copy_from_slice(&detail);
+    f[16..24].copy_from_slice(&length.to_le_bytes());
+    f[24..32].copy_from_slice(&checksum.to_le_bytes());
+    f
+}
+
+/// A streaming 64-bit checksum over 8-byte little-endian words.
+///
+/// Fast enough to run over hundreds of megabytes (one multiply per word),
+/// independent of how the stream is split, and seeded per call so that a
+/// stream recorded from one call does not verify in another.
+#[derive(Clone, Debug)]
+pub(crate) struct Checksum {
+    state: u64,
+    tail: [u8; 8],
+    tail_len: usize,
+}
+
+const CHECK_MUL: u64 = 0x9E37_79B9_7F4A_7C15;
+
+impl Checksum {
+    pub(crate) fn new(seed: u64) -> Self {
+        Self {
+            state: seed ^ 0x243F_6A88_85A3_08D3,
+            tail: [0; 8],
+            tail_len: 0,
+        }
+    }
+
+    #[inline]
+    fn mix(&mut self, word: u64) {
+        self.state = (self.state ^ word).wrapping_mul(CHECK_MUL).rotate_left(27);
+    }
+
+    pub(crate) fn update(&mut self, mut bytes: &[u8]) {
+        if self.tail_len > 0 {
+            let take = (8 - self.tail_len).min(bytes.len());
+            self.tail[self.tail_len..self.tail_len + take].copy_from_slice(&bytes[..take]);
+            self.tail_len += take;
+            bytes = &bytes[take..];
+            if self.tail_len < 8 {
+                return;
+            }
+            self.mix(u64::from_le_bytes(self.tail));
+            self.tail_len = 0;
+        }
+        let mut words = bytes.chunks_exact(8);
+        for w in &mut words {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(w);
+            self.mix(u64::from_le_bytes(a));
+        }
+        let rest = words.remainder();
+        self.tail[..rest.len()].copy_from_slice(rest);
+        self.tail_len = rest.len();
+    }
+
+    pub(crate) fn finish(&self) -> u64 {
+        let mut last = [0u8; 8];
+        last[..self.tail_len].copy_from_slice(&self.tail[..self.tail_len]);
+        let mut h = self.state ^ u64::from_le_bytes(last) ^ ((self.tail_len as u64) << 59);
+        h ^= h >> 31;
+        h = h.wrapping_mul(CHECK_MUL);
+        h ^ (h >> 29)
+    }
+}
+
+/// Why the parent rejected a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DecodeError {
+    /// The bytes do not follow the protocol, or fail its checks.
+    Corrupt,
+    /// The value's bytes exceed what the sink accepts.
+    TooLarge,
+}
+
+/// Where the parent puts the value's bytes: bounded by construction.
+pub(crate) trait PayloadSink {
+    /// Appends `bytes`, or refuses with [`DecodeError::TooLarge`] if they
+    /// would exceed the sink's limit (keeping nothing of them).
+    fn append(&mut self, bytes: &[u8]) -> Result<(), DecodeError>;
+}
+
+/// A decoded `END` frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct End {
+    pub(crate) outcome: Outcome,
+    pub(crate) detail: [u8; 7],
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Header,
+    Data(u32),
+    Panic(u32),
+    EndBody,
+    Done(End),
+    Failed(DecodeError),
+}
+
+/// The parent's incremental decoder: fed bytes in any chunking, it routes
+/// `DATA` to a [`PayloadSink`], keeps the panic message, and checks `END`.
+///
+/// It never panics and never allocates; the only growth is the sink's, which
+/// the sink bounds.
+#[derive(Debug, Clone)]
+pub(crate) struct Decoder {
+    state: State,
+    small: [u8; END_LEN],
+    small_len: usize,
+    received: u64,
+    checksum: Checksum,
+    panic_message: heapless::Vec<u8, PANIC_MESSAGE_CAPACITY, u8>,
+}
+
+impl Decoder {
+    pub(crate) fn new(nonce: u64) -> Self {
+        Self {
+            state: State::Header,
+            small: [0; END_LEN],
+            small_len: 0,
+            received: 0,
+            checksum: Checksum::new(nonce),
+            panic_message: heapless::Vec::new(),
+        }
+    }
+
+    /// The verified `END`, once the stream is complete.
+    pub(crate) fn end(&self) -> Option<End> {
+        match self.state {
+            State::Done(end) => Some(end),
+            _ => None,
+        }
+    }
+
+    /// The failure that stopped decoding, if any.
+    pub(crate) fn failure(&self) -> Option<DecodeError> {
+        match self.state {
+            State::Failed(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// True once the stream is complete or rejected: nothing more is read.
+    pub(crate) fn is_finished(&self) -> bool {
+        matches!(self.state, State::Done(_) | State::Failed(_))
+    }
+
+    /// Bytes of `DATA` body still expected in the current frame (0 when the
+    /// decoder is not inside a `DATA` frame). The parent uses it to read the
+    /// value's bytes straight into their final buffer.
+    pub(crate) fn data_remaining(&self) -> usize {
+        match self.state {
+            State::Data(n) => n as usize,
+            _ => 0,
+        }
+    }
+
+    /// Records `bytes` that the caller already appended to the sink itself,
+    /// which must be at most [`Self::data_remaining`].
+    pub(crate) fn data_appended(&mut self, bytes: &[u8]) {
+        if let State::Data(n) = self.state {
+            let taken = bytes.len().min(n as usize);
+            self.checksum.update(&bytes[..taken]);
+            self.received += taken as u64;
+            #[allow(clippy::cast_possible_truncation)] // taken <= n: u32
+            let left = n - taken as u32;
+            self.state = if left == 0 {
+                State::Header
+            } else {
+                State::Data(left)
+            };
+        }
+    }
+
+    /// The panic message, if the stream carried one.
+    pub(crate) fn panic_message(&self) -> &[u8] {
+        &self.panic_message
+    }
+
+    fn fail(&mut self, e: DecodeError) -> Result<usize, DecodeError> {
+        self.state = State::Failed(e);
+        Err(e)
+    }
+
+    /// Feeds the next bytes of the stream. Returns how many were consumed:
+    /// all of them unless the stream ended (bytes after `END` are ignored).
+    pub(crate) fn feed(
+        &mut self,
+        input: &[u8],
+        sink: &mut impl PayloadSink,
+    ) -> Result<usize, DecodeError> {
+        let mut pos = 0;
+        while pos < input.len() {
+            let rest = &input[pos..];
+            match self.state {
+                State::Done(_) => return Ok(pos),
+                State::Failed(e) => return Err(e),
+                State::Header => {
+                    let take = (HEADER_LEN - self.small_len).min(rest.len());
+                    self.small[self.small_len..self.small_len + take]
+                        .copy_from_slice(&rest[..take]);
+                    self.small_len += take;
+                    pos += take;
+                    if self.small_len == HEADER_LEN {
+                        self.small_len = 0;
+                        if let Err(e) = self.start_frame() {
+                            return self.fail(e);
+                        }
+                    }
+                }
+                State::Data(n) => {
+                    let take = (n as usize).min(rest.len());
+                    if let Err(e) = sink.append(&rest[..take]) {
+                        return self.fail(e);
+                    }
+                    self.data_appended(&rest[..take]);
+                    pos += take;
+                }
+                State::Panic(n) => {
+                    let take = (n as usize).min(rest.len());
+                    if self.panic_message.extend_from_slice(&rest[..take]).is_err() {
+                        return self.fail(DecodeError::Corrupt);
+                    }
+                    #[allow(clippy::cast_possible_truncation)] // take <= n: u32
+                    let left = n - take as u32;
+                    self.state = if left == 0 {
+                        State::Header
+                    } else {
+                        State::Panic(left)
+                    };
+                    pos += take;
+                }
+                State::EndBody => {
+                    let take = (END_LEN - self.small_len).min(rest.len());
+                    self.small[self.small_len..self.small_len + take]
+                        .copy_from_slice(&rest[..take]);
+                    self.small_len += take;
+                    pos += take;
+                    if self.small_len == END_LEN {
+                        match self.finish_end() {
+                            Ok(end) => self.state = State::Done(end),
+                            Err(e) => return self.fail(e),
+                        }
+                    }
+                }
+            }
+        }
+        Ok(pos)
+    }
+
+    fn start_frame(&mut self) -> Result<(), DecodeError> {
+        let h = &self.small[..HEADER_LEN];
+        if h[1..4] != MAGIC {
+            return Err(DecodeError::Corrupt);
+        }
+        let len = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
+        self.state = match h[0] {
+            // Empty DATA frames are never sent; refusing them bounds the
+            // work a stream of headers alone can cause.
+            KIND_DATA if len > 0 => State::Data(len),
+            KIND_PANIC
+                if self.panic_message.is_empty()
+                    && len > 0
+                    && len as usize <= PANIC_MESSAGE_CAPACITY =>
+            {
+                State::Panic(len)
+            }
+            KIND_END if len as usize == END_LEN => State::EndBody,
+            _ => return Err(DecodeError::Corrupt),
+        };
+        Ok(())
+    }
+
+    fn finish_end(&mut self) -> Result<End, DecodeError> {
+        let b = &self.small;
+        let outcome = Outcome::from_byte(b[0]).ok_or(DecodeError::Corrupt)?;
+        let mut detail = [0u8; 7];
+        detail.copy_from_slice(&b[1..8]);
+        let length = u64::from_le_bytes(b[8..16].try_into().map_err(|_| DecodeError::Corrupt)?);
+        let checksum = u64::from_le_bytes(b[16..24].try_into().map_err(|_| DecodeError::Corrupt)?);
+        let consistent = match outcome {
+            Outcome::Value => length == self.received && checksum == self.checksum.finish(),
+            Outcome::Panicked => !self.panic_message.is_empty(),
+            Outcome::SerializeFailed | Outcome::SetupFailed => true,
+        };
+        if consistent {
+            Ok(End { outcome, detail })
+        } else {
+            Err(DecodeError::Corrupt)
+        }
+    }
+}
+
+/// A sink over a caller's slice: the allocation-free API's receive buffer.
+pub(crate) struct SliceSink<'a> {
+    pub(crate) buf: &'a mut [u8],
+    pub(crate) len: usize,
+}
+
+impl PayloadSink for SliceSink<'_> {
+    fn append(&mut self, bytes: &[u8]) -> Result<(), DecodeError> {
+        let end = self
+            .len
+            .checked_add(bytes.len())
+            .ok_or(DecodeError::TooLarge)?;
+        let dst = self
+            .buf
+            .get_mut(self.len..end)
+            .ok_or(DecodeError::TooLarge)?;
+        dst.copy_from_slice(bytes);
+        self.len = end;
+        Ok(())
+    }
+}
+
+/// A sink that grows a `Vec` up to a limit.
+#[cfg(feature = "alloc")]
+pub(crate) struct VecSink {
+    pub(crate) bytes: alloc::vec::Vec<u8>,
+    pub(crate) limit: usize,
+}
+
+#[cfg(feature = "alloc")]
+impl PayloadSink for VecSink {
+    fn append(&mut self, bytes: &[u8]) -> Result<(), DecodeError> {
+        if bytes.len() > self.limit - self.bytes.len() {
+            return Err(DecodeError::TooLarge);
+        }
+        self.bytes.extend_from_slice(bytes);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Unbounded(std::vec::Vec<u8>);
+    impl PayloadSink for Unbounded {
+        fn append(&mut self, bytes: &[u8]) -> Result<(), DecodeError> {
+            self.0.extend_from_slice(bytes);
+            Ok(())
+        }
+    }
+
+    fn stream(nonce: u64, payload: &[u8], chunk: usize) -> std::vec::Vec<u8> {
+        let mut out = std::vec::Vec::new();
+        let mut sum = Checksum::new(nonce);
+        for piece in payload.chunks(chunk) {
+            out.extend_from_slice(&data_header(piece.len().try_into().unwrap()));
+            out.extend_from_slice(piece);
+            sum.update(piece);
+        }
+        out.extend_from_slice(&end_frame(
+            Outcome::Value,
+            [0; 7],
+            payload.len() as u64,
+            sum.finish(),
+        ));
+        out
+    }
+
+    fn decode_in_pieces(
+        nonce: u64,
+        bytes: &[u8],
+        piece: usize,
+    ) -> (Result<(), DecodeError>, std::vec::Vec<u8>) {
+        let mut d = Decoder::new(nonce);
+        let mut sink = Unbounded(std::vec::Vec::new());
+        for p in bytes.chunks(piece) {
+            if let Err(e) = d.feed(p, &mut sink) {
+                return (Err(e), sink.0);
+            }
+        }
+        let r = if d.end().is_some() {
+            Ok(())
+        } else {
+            Err(DecodeError::Corrupt)
+        };
+        (r, sink.0)
+    }
+
+    #[test]
+    fn any_chunking_of_a_valid_stream_decodes_to_the_same_bytes() {
+        let payload: std::vec::Vec<u8> = (0..1000u32)
+            .map(|i| (i * 7 % 251).try_into().unwrap())
+            .collect();
+        let s = stream(42, &payload, 97);
+        for piece in [1, 3, 8, 13, 64, 1000, s.len()] {
+            let (r, got) = decode_in_pieces(42, &s, piece);
+            assert_eq!(r, Ok(()), "piece size {piece}");
+            assert_eq!(got, payload);
+        }
+    }
+
+    #[test]
+    fn checksum_does_not_depend_on_split() {
+        let data: std::vec::Vec<u8> = (0..=255u8).cycle().take(777).collect();
+        let mut whole = Checksum::new(9);
+        whole.update(&data);
+        let mut split = Checksum::new(9);
+        for p in data.chunks(5) {
+            split.update(p);
+        }
+        assert_eq!(whole.finish(), split.finish());
+        let mut other_seed = Checksum::new(10);
+        other_seed.update(&data);
+        assert_ne!(whole.finish(), other_seed.finish());
+    }
+
+    #[test]
+    fn a_flipped_payload_byte_or_wrong_nonce_is_rejected() {
+        let payload = [5u8; 300];
+        let mut s = stream(1, &payload, 300);
+        assert_eq!(decode_in_pieces(2, &s, 7).0, Err(DecodeError::Corrupt));
+        s[HEADER_LEN + 100] ^= 1;
+        assert_eq!(decode_in_pieces(1, &s, 7).0, Err(DecodeError::Corrupt));
+    }
+
+    #[test]
+    fn garbage_and_truncation_are_rejected() {
+        let s = stream(1, b"hello", 5);
+        for cut in 0..s.len() {
+            let (r, _) = decode_in_pieces(1, &s[..cut], 3);
+            assert!(r.is_err(), "truncated at {cut}");
+        }
+        let (r, _) = decode_in_pieces(1, b"not a frame at all", 4);
+        assert_eq!(r, Err(DecodeError::Corrupt));
+    }
+
+    #[test]
+    fn slice_sink_refuses_past_its_end() {
+        let mut buf = [0u8; 4];
+        let mut sink = SliceSink {
+            buf: &mut buf,
+            len: 0,
+        };
+        let mut d = Decoder::new(3);
+        let s = stream(3, b"too long", 8);
+        assert_eq!(d.feed(&s, &mut sink), Err(DecodeError::TooLarge));
+        assert_eq!(d.failure(), Some(DecodeError::TooLarge));
+    }
+}
