@@ -8,6 +8,11 @@
 //! which runs no destructors or atexit handlers. In a multi-threaded parent
 //! another thread may have held the allocator's lock at the moment of the
 //! fork; this path never touches it.
+//!
+//! A panic is not a return: the panic runtime allocates its payload inside
+//! the callable, and when `catch_unwind` takes the panic back it frees the
+//! unwinder's exception object. Reporting the message after that point
+//! again allocates nothing.
 
 use core::cell::Cell;
 

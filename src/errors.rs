@@ -182,7 +182,9 @@ pub enum CallableStatusUnknownError {
     /// Waiting for, or stopping, the child failed. `ECHILD` here means
     /// something else in the process reaped the child first (a `SIGCHLD`
     /// handler that calls `wait`, or `SIGCHLD` set to `SIG_IGN`) before it
-    /// had delivered a complete result.
+    /// had delivered a complete result, so its exit status is lost. (A
+    /// child reaped elsewhere *after* delivering its result still returns
+    /// the value.)
     #[error("waiting for the child failed: {0}")]
     WaitFailed(#[serde(with = "errno_serde")] Errno),
 
@@ -190,13 +192,14 @@ pub enum CallableStatusUnknownError {
     #[error("reading the result from the pipe failed: {0}")]
     ParentPipeReadFailed(#[serde(with = "errno_serde")] Errno),
 
-    /// The child ended without delivering a result and without an exit
-    /// status the parent could read (it had already been reaped elsewhere).
-    #[error("the child died during execution")]
+    /// The child exited with status 0 before delivering a complete result:
+    /// something inside the callable ended the process (`exit(0)`,
+    /// `std::process::exit(0)`), so the callable never returned.
+    #[error("the child exited during execution, before delivering a result")]
     CallableProcessDiedDuringExecution,
 
-    /// The child exited with this code before delivering a complete result.
-    /// This is the code of an `exit` inside the callable (0 included), not a
+    /// The child exited with this non-zero code before delivering a
+    /// complete result: the code of an `exit` inside the callable, not a
     /// status of `mem-isolate`.
     #[error("the child exited with status {0} before delivering a result")]
     UnexpectedChildExitStatus(i32),

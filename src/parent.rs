@@ -21,7 +21,7 @@ use crate::errors::{
     CallableStatusUnknownError, MemIsolateError, PanicMessage,
 };
 use crate::sys::{self, Exit, ResourceUsage, Watch};
-use crate::wire::{DecodeError, Decoder, Outcome, PayloadSink};
+use crate::wire::{DecodeError, Decoder, End, Outcome, PayloadSink};
 
 /// Where the value's bytes go, with room to read into directly.
 pub(crate) trait Sink: PayloadSink {
@@ -321,44 +321,49 @@ impl<S: Sink> Receiver<S> {
             Some(DecodeError::Corrupt) => return Err(Unknown::ResultStreamCorrupted.into()),
             None => {}
         }
+        // ECHILD: something else in the process reaped the child. Its
+        // stream may still be complete, in which case the value stands.
         let reaped_elsewhere = self.wait_error == Some(Errno::CHILD);
         if let Some(e) = self.wait_error.filter(|_| !reaped_elsewhere) {
             return Err(Unknown::WaitFailed(e).into());
         }
-        match (self.decoder.end(), self.exit) {
-            (_, Some(Exit::Signal(sig))) => Err(Unknown::ChildProcessKilledBySignal(sig).into()),
-            (Some(end), Some(Exit::Code(0)) | None) => match end.outcome {
-                Outcome::Value => decode(self.sink.bytes()),
-                Outcome::Panicked => Err(Executed::CallablePanicked(panic_message(
-                    self.decoder.panic_message(),
-                ))
-                .into()),
-                Outcome::SerializeFailed => Err(Executed::SerializationFailed(
-                    postcard::from_bytes(&end.detail).unwrap_or(postcard::Error::SerdeSerCustom),
-                )
-                .into()),
-                Outcome::SetupFailed => {
-                    let mut raw = [0u8; 4];
-                    raw.copy_from_slice(&end.detail[..4]);
-                    Err(
-                        CallableDidNotExecuteError::ChildSetupFailed(Errno::from_raw_os_error(
-                            i32::from_le_bytes(raw),
-                        ))
-                        .into(),
-                    )
-                }
-            },
-            (_, Some(Exit::Code(CHILD_EXIT_PIPE_WRITE_FAILED))) => {
-                Err(Executed::ChildPipeWriteFailed.into())
-            }
-            (_, Some(Exit::Code(code))) => match self.read_error {
-                Some(e) => Err(Unknown::ParentPipeReadFailed(e).into()),
-                None => Err(Unknown::UnexpectedChildExitStatus(code).into()),
-            },
-            (None, None) => match self.read_error {
-                Some(e) => Err(Unknown::ParentPipeReadFailed(e).into()),
-                None => Err(Unknown::CallableProcessDiedDuringExecution.into()),
-            },
+        if let (Some(end), Some(Exit::Code(0)) | None) = (self.decoder.end(), self.exit) {
+            return end_outcome(end, &self.decoder, self.sink.bytes());
+        }
+        if let Some(e) = self.read_error {
+            return Err(Unknown::ParentPipeReadFailed(e).into());
+        }
+        Err(match self.exit {
+            Some(Exit::Signal(sig)) => Unknown::ChildProcessKilledBySignal(sig).into(),
+            Some(Exit::Code(CHILD_EXIT_PIPE_WRITE_FAILED)) => Executed::ChildPipeWriteFailed.into(),
+            Some(Exit::Code(0)) => Unknown::CallableProcessDiedDuringExecution.into(),
+            Some(Exit::Code(code)) => Unknown::UnexpectedChildExitStatus(code).into(),
+            None => Unknown::WaitFailed(Errno::CHILD).into(),
+        })
+    }
+}
+
+/// The answer a complete, verified stream gives.
+fn end_outcome<T: DeserializeOwned>(
+    end: End,
+    decoder: &Decoder,
+    bytes: &[u8],
+) -> Result<T, MemIsolateError> {
+    match end.outcome {
+        Outcome::Value => decode(bytes),
+        Outcome::Panicked => Err(CallableExecutedError::CallablePanicked(panic_message(
+            decoder.panic_message(),
+        ))
+        .into()),
+        Outcome::SerializeFailed => Err(CallableExecutedError::SerializationFailed(
+            postcard::from_bytes(&end.detail).unwrap_or(postcard::Error::SerdeSerCustom),
+        )
+        .into()),
+        Outcome::SetupFailed => {
+            let mut raw = [0u8; 4];
+            raw.copy_from_slice(&end.detail[..4]);
+            let errno = Errno::from_raw_os_error(i32::from_le_bytes(raw));
+            Err(CallableDidNotExecuteError::ChildSetupFailed(errno).into())
         }
     }
 }

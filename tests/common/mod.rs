@@ -1,0 +1,67 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use mem_isolate::{Isolate, MemIsolateError};
+
+/// Runs `body` inside an isolated child of its own, so that process-wide
+/// changes it makes (resource limits, signal dispositions, credentials)
+/// cannot touch the test process or the tests running beside it. The body
+/// usually makes a nested isolated call and returns its result; errors
+/// cross back because `MemIsolateError` is serializable.
+pub fn sealed<T>(body: impl FnOnce() -> T) -> T
+where
+    T: serde::Serialize + serde::de::DeserializeOwned,
+{
+    Isolate::new()
+        .timeout(std::time::Duration::from_secs(60))
+        .run(body)
+        .expect("the outer isolated call itself failed")
+}
+
+/// Resident set size of this process, in bytes (Linux).
+#[cfg(target_os = "linux")]
+pub fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    pages * 4096
+}
+
+/// Descriptors open in this process (Linux and FreeBSD/macOS via /dev/fd).
+pub fn open_fds() -> usize {
+    let dir = if cfg!(target_os = "linux") {
+        "/proc/self/fd"
+    } else {
+        "/dev/fd"
+    };
+    // One entry is the directory handle used for the listing itself.
+    std::fs::read_dir(dir).unwrap().count() - 1
+}
+
+/// Number of children of this process still present (zombies included).
+#[cfg(target_os = "linux")]
+pub fn child_count() -> usize {
+    let me = std::process::id().to_string();
+    let mut n = 0;
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // Field 4 is the parent pid; the command name (field 2) may hold
+        // spaces, so split after its closing parenthesis.
+        if let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) {
+            if rest.split_whitespace().nth(1) == Some(me.as_str()) {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+/// Asserts the first-level promise on an error that came from a callable
+/// that certainly started.
+pub fn assert_started(e: &MemIsolateError) {
+    assert!(
+        !e.callable_did_not_execute(),
+        "a callable that ran was reported as not run: {e:?}"
+    );
+}

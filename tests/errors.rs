@@ -1,0 +1,389 @@
+//! Every error variant, provoked for real: exhausted descriptors, refused
+//! forks, signals, exits, closed descriptors, failing (de)serializers.
+//!
+//! Process-wide changes (resource limits, credentials, signal dispositions)
+//! are made inside `common::sealed`, an isolated child of its own, so the
+//! test process and the tests running beside it are untouched.
+
+mod common;
+
+use std::time::Duration;
+
+use mem_isolate::errors::{
+    CallableDidNotExecuteError as NotRun, CallableExecutedError as Ran,
+    CallableStatusUnknownError as Unknown, Errno,
+};
+use mem_isolate::{Isolate, MemIsolateError, execute_in_isolated_process};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Fills every descriptor slot below `limit` and sets `RLIMIT_NOFILE` to
+/// `limit + free`, so exactly `free` new descriptors can still be made.
+/// Only call in a sealed child.
+fn exhaust_descriptors(limit: u64, free: u64) {
+    let base = std::fs::File::open("/dev/null").unwrap();
+    let base = std::os::fd::IntoRawFd::into_raw_fd(base);
+    loop {
+        // SAFETY: dup of a valid descriptor; the new one is leaked on purpose.
+        let fd = unsafe { libc::dup(base) };
+        assert!(fd >= 0, "dup failed while filling descriptor slots");
+        if fd as u64 >= limit {
+            // SAFETY: closing the descriptor just made.
+            unsafe { libc::close(fd) };
+            break;
+        }
+    }
+    let lim = libc::rlimit {
+        rlim_cur: limit + free,
+        rlim_max: limit + free,
+    };
+    // SAFETY: plain setrlimit on this (sealed) process.
+    assert_eq!(
+        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raw const lim) },
+        0
+    );
+}
+
+#[test]
+fn pipe_creation_failed_when_no_descriptor_is_left() {
+    let r: Result<u8, MemIsolateError> = common::sealed(|| {
+        exhaust_descriptors(256, 0);
+        execute_in_isolated_process(|| 1u8)
+    });
+    assert_eq!(
+        r,
+        Err(MemIsolateError::CallableDidNotExecute(
+            NotRun::PipeCreationFailed(Errno::MFILE)
+        ))
+    );
+}
+
+#[test]
+fn watch_setup_failed_when_only_the_pipe_fits() {
+    // Two free slots: the pipe takes both, the readiness queue finds none.
+    let r: Result<u8, MemIsolateError> = common::sealed(|| {
+        exhaust_descriptors(256, 2);
+        execute_in_isolated_process(|| 1u8)
+    });
+    assert_eq!(
+        r,
+        Err(MemIsolateError::CallableDidNotExecute(
+            NotRun::WatchSetupFailed(Errno::MFILE)
+        ))
+    );
+}
+
+#[test]
+fn fork_failed_under_a_process_limit() {
+    let r: Result<u8, MemIsolateError> = common::sealed(|| {
+        // Root is exempt from RLIMIT_NPROC, so become nobody first.
+        // SAFETY: credential changes in the sealed child only.
+        unsafe {
+            if libc::getuid() == 0 {
+                assert_eq!(libc::setgid(65534), 0);
+                assert_eq!(libc::setuid(65534), 0);
+            }
+            let zero = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            assert_eq!(libc::setrlimit(libc::RLIMIT_NPROC, &raw const zero), 0);
+        }
+        execute_in_isolated_process(|| 1u8)
+    });
+    assert_eq!(
+        r,
+        Err(MemIsolateError::CallableDidNotExecute(NotRun::ForkFailed(
+            Errno::AGAIN
+        )))
+    );
+}
+
+#[cfg(not(target_vendor = "apple"))]
+#[test]
+fn child_setup_failed_when_the_memory_limit_exceeds_the_hard_limit() {
+    let r: Result<u8, MemIsolateError> = common::sealed(|| {
+        let hard = libc::rlimit {
+            rlim_cur: 64 << 30,
+            rlim_max: 64 << 30,
+        };
+        // SAFETY: lowering this sealed process's own limit.
+        assert_eq!(
+            unsafe { libc::setrlimit(libc::RLIMIT_AS, &raw const hard) },
+            0
+        );
+        Isolate::new().memory_limit(128 << 30).run(|| 1u8)
+    });
+    assert_eq!(
+        r,
+        Err(MemIsolateError::CallableDidNotExecute(
+            NotRun::ChildSetupFailed(Errno::INVAL)
+        ))
+    );
+}
+
+#[cfg(target_vendor = "apple")]
+#[test]
+fn memory_limit_is_refused_where_it_cannot_be_enforced() {
+    let r = Isolate::new().memory_limit(1 << 30).run(|| 1u8);
+    assert_eq!(
+        r,
+        Err(MemIsolateError::CallableDidNotExecute(
+            NotRun::MemoryLimitUnsupported
+        ))
+    );
+}
+
+/// Serializes a prefix bigger than the staging buffer, then fails.
+#[derive(Debug)]
+struct FailsHalfWay;
+
+impl Serialize for FailsHalfWay {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{Error, SerializeTuple};
+        let mut t = s.serialize_tuple(2)?;
+        t.serialize_element(&vec![0xAB_u8; 1 << 20])?;
+        let _ = &mut t;
+        Err(S::Error::custom("refusing half way"))
+    }
+}
+
+impl<'de> Deserialize<'de> for FailsHalfWay {
+    fn deserialize<D: Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        unreachable!("a failed serialization must never be decoded")
+    }
+}
+
+#[test]
+fn serialization_failed_even_after_partial_output() {
+    let e = execute_in_isolated_process(|| FailsHalfWay).unwrap_err();
+    assert_eq!(
+        e,
+        MemIsolateError::CallableExecuted(Ran::SerializationFailed(
+            postcard::Error::SerdeSerCustom
+        ))
+    );
+}
+
+/// Writes a `u8` that is not a valid `bool`.
+#[derive(Debug)]
+struct Asymmetric;
+
+impl Serialize for Asymmetric {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u8(7)
+    }
+}
+
+impl<'de> Deserialize<'de> for Asymmetric {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        bool::deserialize(d).map(|_| Asymmetric)
+    }
+}
+
+#[test]
+fn deserialization_failed_when_the_types_disagree() {
+    let e = execute_in_isolated_process(|| Asymmetric).unwrap_err();
+    assert_eq!(
+        e,
+        MemIsolateError::CallableExecuted(Ran::DeserializationFailed(
+            postcard::Error::DeserializeBadBool
+        ))
+    );
+}
+
+#[test]
+fn child_pipe_write_failed_when_the_callable_closes_its_descriptors() {
+    let e = execute_in_isolated_process(|| {
+        for fd in 3..4096 {
+            // SAFETY: closing descriptors in the child only.
+            unsafe { libc::close(fd) };
+        }
+        5u8
+    })
+    .unwrap_err();
+    assert_eq!(
+        e,
+        MemIsolateError::CallableExecuted(Ran::ChildPipeWriteFailed)
+    );
+}
+
+#[test]
+fn callable_panicked() {
+    let e = execute_in_isolated_process(|| -> u8 { panic!("on purpose") }).unwrap_err();
+    assert_eq!(
+        e,
+        MemIsolateError::CallableExecuted(Ran::CallablePanicked("on purpose".try_into().unwrap()))
+    );
+}
+
+#[test]
+fn result_too_large_for_the_callers_buffer() {
+    let mut buffer = [0u8; 300];
+    let e =
+        mem_isolate::execute_in_isolated_process_with_buffer(&mut buffer, || vec![u64::MAX; 100])
+            .unwrap_err();
+    assert_eq!(
+        e,
+        MemIsolateError::CallableExecuted(Ran::ResultTooLarge { limit: 300 })
+    );
+}
+
+#[test]
+fn result_already_taken_from_a_handle() {
+    let mut child = Isolate::new().spawn(|| 9u8).unwrap();
+    let value = loop {
+        if let Some(v) = child.try_join().unwrap() {
+            break v;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    assert_eq!(value, 9);
+    assert_eq!(
+        child.try_join(),
+        Err(MemIsolateError::CallableExecuted(Ran::ResultAlreadyTaken))
+    );
+}
+
+#[test]
+fn unexpected_child_exit_status_when_the_callable_exits() {
+    let e = execute_in_isolated_process(|| -> u8 { std::process::exit(3) }).unwrap_err();
+    assert_eq!(
+        e,
+        MemIsolateError::CallableStatusUnknown(Unknown::UnexpectedChildExitStatus(3))
+    );
+}
+
+#[test]
+fn callable_process_died_during_execution_when_it_exits_zero() {
+    let e = execute_in_isolated_process(|| -> u8 { std::process::exit(0) }).unwrap_err();
+    assert_eq!(
+        e,
+        MemIsolateError::CallableStatusUnknown(Unknown::CallableProcessDiedDuringExecution)
+    );
+}
+
+#[test]
+fn child_process_killed_by_signal() {
+    let e = execute_in_isolated_process(|| -> u8 {
+        // SAFETY: none; a deliberate crash, in the child.
+        unsafe { std::ptr::null_mut::<u8>().write_volatile(1) };
+        0
+    })
+    .unwrap_err();
+    assert_eq!(
+        e,
+        MemIsolateError::CallableStatusUnknown(Unknown::ChildProcessKilledBySignal(libc::SIGSEGV))
+    );
+
+    let e = execute_in_isolated_process(|| -> u8 { std::process::abort() }).unwrap_err();
+    assert_eq!(
+        e,
+        MemIsolateError::CallableStatusUnknown(Unknown::ChildProcessKilledBySignal(libc::SIGABRT))
+    );
+}
+
+#[test]
+fn timed_out() {
+    let e = Isolate::new()
+        .timeout(Duration::from_millis(100))
+        .run(|| -> u8 {
+            loop {
+                std::hint::spin_loop();
+            }
+        })
+        .unwrap_err();
+    assert_eq!(
+        e,
+        MemIsolateError::CallableStatusUnknown(Unknown::TimedOut(Duration::from_millis(100)))
+    );
+}
+
+#[test]
+fn wait_failed_when_sigchld_is_ignored_and_the_child_dies() {
+    // With SIGCHLD ignored the kernel reaps children itself, so the exit
+    // status of a child that delivered nothing is lost.
+    let r: Result<u8, MemIsolateError> = common::sealed(|| {
+        // SAFETY: signal disposition of the sealed child only.
+        unsafe { libc::signal(libc::SIGCHLD, libc::SIG_IGN) };
+        execute_in_isolated_process(|| -> u8 { std::process::exit(4) })
+    });
+    assert_eq!(
+        r,
+        Err(MemIsolateError::CallableStatusUnknown(Unknown::WaitFailed(
+            Errno::CHILD
+        )))
+    );
+}
+
+#[test]
+fn a_value_survives_sigchld_being_ignored() {
+    let r: Result<Vec<u8>, MemIsolateError> = common::sealed(|| {
+        // SAFETY: signal disposition of the sealed child only.
+        unsafe { libc::signal(libc::SIGCHLD, libc::SIG_IGN) };
+        execute_in_isolated_process(|| vec![3u8; 200_000])
+    });
+    assert_eq!(r, Ok(vec![3u8; 200_000]));
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn parent_pipe_read_failed_when_the_parents_pipe_is_closed_under_it() {
+    // Fault injection on the parent side: replace the result pipe's read
+    // end, behind the handle's back, with a descriptor that cannot be read
+    // (in a sealed child, where no other thread uses descriptors).
+    let r: Result<u8, MemIsolateError> = common::sealed(|| {
+        let pipes_before = pipe_fds();
+        let child = Isolate::new()
+            .spawn(|| {
+                std::thread::sleep(Duration::from_millis(100));
+                1u8
+            })
+            .unwrap();
+        let new: Vec<i32> = pipe_fds()
+            .into_iter()
+            .filter(|fd| !pipes_before.contains(fd))
+            .collect();
+        assert_eq!(
+            new.len(),
+            1,
+            "exactly one new pipe end: the result pipe's read end"
+        );
+        let write_only = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/null")
+            .unwrap();
+        // SAFETY: deliberately swapping the handle's descriptor; the number
+        // stays open, so the handle's eventual close is still valid.
+        assert!(unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&write_only), new[0]) } >= 0);
+        child.join()
+    });
+    assert_eq!(
+        r,
+        Err(MemIsolateError::CallableStatusUnknown(
+            Unknown::ParentPipeReadFailed(Errno::BADF)
+        ))
+    );
+}
+
+#[cfg(target_os = "linux")]
+fn pipe_fds() -> Vec<i32> {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            std::fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy().starts_with("pipe:"))
+        })
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
+#[test]
+fn errors_are_serializable_and_clone() {
+    let e = execute_in_isolated_process(|| -> u8 { std::process::exit(9) }).unwrap_err();
+    let bytes = postcard::to_allocvec(&e).unwrap();
+    let back: MemIsolateError = postcard::from_bytes(&bytes).unwrap();
+    assert_eq!(back, e.clone());
+    fn is_send_sync<T: Send + Sync + 'static>(_: &T) {}
+    is_send_sync(&e);
+    assert!(e.to_string().contains("status 9"), "{e}");
+}

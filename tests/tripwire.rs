@@ -1,0 +1,138 @@
+//! Proves that the child allocates and frees nothing between the callable's
+//! return and `_exit`, for small results and for results many times larger
+//! than the staging buffer.
+//!
+//! This test binary's global allocator has a tripwire: once armed (the last
+//! thing each callable does before returning), any allocation or free ends
+//! the process with exit code 99, which the parent reports as
+//! `UnexpectedChildExitStatus(99)`. The flag lives in the child's copy of
+//! memory, so arming it never affects the parent or other tests.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use mem_isolate::errors::CallableStatusUnknownError;
+use mem_isolate::{Isolate, MemIsolateError, execute_in_isolated_process};
+use serde::{Serialize, Serializer};
+
+static ARMED: AtomicBool = AtomicBool::new(false);
+
+struct Tripwire;
+
+const TRIPPED: i32 = 99;
+
+fn trip() -> ! {
+    let msg = b"tripwire: allocator used after the callable returned\n";
+    // SAFETY: write(2) and _exit(2) are async-signal-safe and allocate nothing.
+    unsafe {
+        libc::write(2, msg.as_ptr().cast(), msg.len());
+        libc::_exit(TRIPPED)
+    }
+}
+
+// SAFETY: defers to the system allocator; only adds a check.
+unsafe impl GlobalAlloc for Tripwire {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if ARMED.load(Ordering::Relaxed) {
+            trip();
+        }
+        // SAFETY: forwarded contract.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if ARMED.load(Ordering::Relaxed) {
+            trip();
+        }
+        // SAFETY: forwarded contract.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if ARMED.load(Ordering::Relaxed) {
+            trip();
+        }
+        // SAFETY: forwarded contract.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Tripwire = Tripwire;
+
+/// Returns `value` with the tripwire armed: from here on, only the crate's
+/// child path runs.
+fn armed<T>(value: T) -> T {
+    ARMED.store(true, Ordering::SeqCst);
+    value
+}
+
+#[test]
+fn small_result_crosses_without_allocating() {
+    let v = execute_in_isolated_process(|| armed(42u64)).unwrap();
+    assert_eq!(v, 42);
+    assert!(
+        !ARMED.load(Ordering::SeqCst),
+        "the parent's flag is untouched"
+    );
+}
+
+#[test]
+fn structured_result_crosses_without_allocating() {
+    let v = execute_in_isolated_process(|| {
+        armed((
+            String::from("name"),
+            vec![1.5f64, 2.5],
+            Some(vec!["a".to_string()]),
+        ))
+    })
+    .unwrap();
+    assert_eq!(v.0, "name");
+    assert_eq!(v.2.unwrap(), ["a"]);
+}
+
+#[test]
+fn result_many_times_the_staging_buffer_crosses_without_allocating() {
+    // 8 MiB of bytes and 100k strings: over a hundred flushes of the 64 KiB
+    // staging buffer, and many times a pipe's capacity.
+    let v = execute_in_isolated_process(|| {
+        let bytes: Vec<u8> = (0..8u32 << 20).map(|i| (i % 253) as u8).collect();
+        let words: Vec<String> = (0..100_000).map(|i| format!("w{i}")).collect();
+        armed((bytes, words))
+    })
+    .unwrap();
+    assert_eq!(v.0.len(), 8 << 20);
+    assert_eq!(v.0[1000], (1000 % 253) as u8);
+    assert_eq!(v.1[99_999], "w99999");
+}
+
+/// A value whose serialization allocates: the tripwire must catch it,
+/// which shows the tripwire works.
+#[derive(Debug)]
+struct AllocatesWhileSerializing;
+
+impl Serialize for AllocatesWhileSerializing {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let text = format!("{}", 12345);
+        s.serialize_str(&text)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for AllocatesWhileSerializing {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(|_| Self)
+    }
+}
+
+#[test]
+fn the_tripwire_itself_fires_on_an_allocation() {
+    let e = Isolate::new()
+        .run(|| armed(AllocatesWhileSerializing))
+        .unwrap_err();
+    assert_eq!(
+        e,
+        MemIsolateError::CallableStatusUnknown(
+            CallableStatusUnknownError::UnexpectedChildExitStatus(TRIPPED)
+        )
+    );
+}
