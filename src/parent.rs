@@ -262,7 +262,9 @@ impl<S: Sink> Receiver<S> {
 
     /// The stream broke the protocol or the size cap: accept nothing more,
     /// and stop the child, whose result can no longer be delivered.
-    fn reject(&mut self, _why: DecodeError) {
+    fn reject(&mut self, why: DecodeError) {
+        trace!(?why, "rejecting the stream and killing the child");
+        let _ = why;
         self.close_pipe();
         if !self.is_finished() {
             let _ = self.watch.kill(self.pid);
@@ -275,6 +277,7 @@ impl<S: Sink> Receiver<S> {
         if self.is_finished() {
             return;
         }
+        trace!(?why, "killing the child");
         if let Err(e) = self.watch.kill(self.pid) {
             self.wait_error = Some(e);
             return;
@@ -287,6 +290,7 @@ impl<S: Sink> Receiver<S> {
     fn try_reap(&mut self, block: bool) {
         match sys::reap(self.pid, block) {
             Ok(Some((exit, usage))) => {
+                trace!(pid = self.pid.as_raw_nonzero().get(), ?exit, "reaped the child");
                 // Everything the child wrote before exiting is in the pipe.
                 self.drain();
                 self.exit = Some(exit);
@@ -308,6 +312,12 @@ impl<S: Sink> Receiver<S> {
         use CallableExecutedError as Executed;
         use CallableStatusUnknownError as Unknown;
 
+        trace!(
+            bytes = self.sink.bytes().len(),
+            end = ?self.decoder.end(),
+            failure = ?self.decoder.failure(),
+            "decoding the outcome"
+        );
         if self.stopped == Some(Stopped::TimedOut) {
             return Err(Unknown::TimedOut(self.timeout.unwrap_or_default()).into());
         }
