@@ -16,16 +16,21 @@ use mem_isolate::{Isolate, MemIsolateError};
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Forks a grandchild that holds every inherited descriptor (the result
 /// pipe's write end among them) for `secs` seconds. Returns its pid.
 fn grandchild_holding_the_pipe(secs: u32) -> i32 {
-    // SAFETY: the grandchild only sleeps and exits.
+    // SAFETY: the grandchild only closes stdio (so it holds nothing of the
+    // test's output), sleeps and exits.
     unsafe {
         let pid = libc::fork();
         if pid == 0 {
+            libc::close(1);
+            libc::close(2);
             libc::sleep(secs);
             libc::_exit(0);
         }
@@ -42,11 +47,11 @@ fn kill_and_forget(pid: i32) {
 #[test]
 fn a_grandchild_holding_the_pipe_does_not_delay_a_value() {
     // If the parent waited for end-of-file it would sit out the grandchild's
-    // sixty seconds and hit the ten-second timeout instead.
+    // twenty seconds and hit the ten-second timeout instead.
     let _g = serial();
     let r = Isolate::new()
         .timeout(Duration::from_secs(10))
-        .run(|| (grandchild_holding_the_pipe(60), vec![1u8; 300_000]));
+        .run(|| (grandchild_holding_the_pipe(20), vec![1u8; 300_000]));
     let (grandchild, bytes) = r.unwrap();
     kill_and_forget(grandchild);
     assert_eq!(bytes.len(), 300_000);
@@ -55,11 +60,18 @@ fn a_grandchild_holding_the_pipe_does_not_delay_a_value() {
 #[test]
 fn a_grandchild_holding_the_pipe_does_not_delay_a_failure() {
     let _g = serial();
-    let r = Isolate::new().timeout(Duration::from_secs(10)).run(|| -> u8 {
-        grandchild_holding_the_pipe(60);
-        std::process::exit(12)
-    });
-    assert_eq!(r, Err(MemIsolateError::CallableStatusUnknown(Unknown::UnexpectedChildExitStatus(12))));
+    let r = Isolate::new()
+        .timeout(Duration::from_secs(10))
+        .run(|| -> u8 {
+            grandchild_holding_the_pipe(20);
+            std::process::exit(12)
+        });
+    assert_eq!(
+        r,
+        Err(MemIsolateError::CallableStatusUnknown(
+            Unknown::UnexpectedChildExitStatus(12)
+        ))
+    );
 }
 
 #[cfg(target_os = "linux")]
@@ -75,8 +87,9 @@ mod forged {
     /// True if the parent's descriptor `fd` is open read-only and
     /// non-blocking, as the crate's read end of a result pipe is.
     fn nonblocking_reader(parent: u32, fd: &std::ffi::OsStr) -> bool {
-        let info = std::fs::read_to_string(format!("/proc/{parent}/fdinfo/{}", fd.to_string_lossy()))
-            .unwrap_or_default();
+        let info =
+            std::fs::read_to_string(format!("/proc/{parent}/fdinfo/{}", fd.to_string_lossy()))
+                .unwrap_or_default();
         let flags = info
             .lines()
             .find_map(|l| l.strip_prefix("flags:"))
@@ -98,7 +111,9 @@ mod forged {
             .collect();
         let mut found = None;
         for e in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
-            let Some(inode) = pipe_inode(&e.path()) else { continue };
+            let Some(inode) = pipe_inode(&e.path()) else {
+                continue;
+            };
             let fd: i32 = e.file_name().to_str().unwrap().parse().unwrap();
             // SAFETY: querying flags of a descriptor that exists.
             let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
@@ -124,7 +139,12 @@ mod forged {
             write(result_pipe_write_end(), b"this is not a frame");
             42u32
         });
-        assert_eq!(r, Err(MemIsolateError::CallableStatusUnknown(Unknown::ResultStreamCorrupted)));
+        assert_eq!(
+            r,
+            Err(MemIsolateError::CallableStatusUnknown(
+                Unknown::ResultStreamCorrupted
+            ))
+        );
     }
 
     #[test]
@@ -142,7 +162,12 @@ mod forged {
             // SAFETY: leaving the child without returning a value.
             unsafe { libc::_exit(0) }
         });
-        assert_eq!(r, Err(MemIsolateError::CallableStatusUnknown(Unknown::ResultStreamCorrupted)));
+        assert_eq!(
+            r,
+            Err(MemIsolateError::CallableStatusUnknown(
+                Unknown::ResultStreamCorrupted
+            ))
+        );
     }
 
     #[test]
@@ -152,6 +177,11 @@ mod forged {
             write(result_pipe_write_end(), &[0xFF; 64]);
             std::process::abort()
         });
-        assert_eq!(r, Err(MemIsolateError::CallableStatusUnknown(Unknown::ResultStreamCorrupted)));
+        assert_eq!(
+            r,
+            Err(MemIsolateError::CallableStatusUnknown(
+                Unknown::ResultStreamCorrupted
+            ))
+        );
     }
 }
