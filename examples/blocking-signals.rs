@@ -40,15 +40,20 @@ fn sigint_blocked() -> bool {
 
 fn main() {
     let old = block_all();
-    let (answer, blocked_in_child) =
-        execute_in_isolated_process(|| (6 * 7, sigint_blocked())).expect("the call works with every signal blocked");
+    let (answer, blocked_in_child) = execute_in_isolated_process(|| (6 * 7, sigint_blocked()))
+        .expect("the call works with every signal blocked");
     restore(&old);
-    println!("with all signals blocked: answer {answer}, SIGINT blocked in the child: {blocked_in_child}");
+    println!(
+        "with all signals blocked: answer {answer}, SIGINT blocked in the child: {blocked_in_child}"
+    );
 
     // SAFETY: changing this example process's SIGCHLD disposition.
     unsafe { libc::signal(libc::SIGCHLD, libc::SIG_IGN) };
     let v = execute_in_isolated_process(|| vec![1u8; 100_000]).expect("the value still arrives");
-    println!("with SIGCHLD ignored (children reaped by the kernel): got {} bytes", v.len());
+    println!(
+        "with SIGCHLD ignored (children reaped by the kernel): got {} bytes",
+        v.len()
+    );
     match execute_in_isolated_process(|| -> u8 { std::process::exit(1) }) {
         Ok(_) => unreachable!(),
         Err(e) => println!("...and a child that dies is reported, not waited for: {e}"),

@@ -35,10 +35,15 @@ fn main() -> Result<(), mem_isolate::MemIsolateError> {
 
     for round in 1..=3 {
         let bytes = execute_in_isolated_process(|| leaky_parse(text))?;
-        show(&format!("isolated round {round}: child built {} MiB", bytes >> 20));
+        show(&format!(
+            "isolated round {round}: child built {} MiB",
+            bytes >> 20
+        ));
     }
 
-    let report = Isolate::new().spawn(|| leaky_parse(text))?.join_with_usage();
+    let report = Isolate::new()
+        .spawn(|| leaky_parse(text))?
+        .join_with_usage();
     let (bytes, usage) = (report.0?, report.1);
     if let Some(u) = usage {
         println!(

@@ -27,7 +27,8 @@ fn explain(e: &MemIsolateError) -> String {
                 format!("fork failed ({errno}): process or memory limits; retry later")
             }
             NotRun::MemoryLimitUnsupported => {
-                "memory limits cannot be enforced here (macOS); drop the option or accept the risk".into()
+                "memory limits cannot be enforced here (macOS); drop the option or accept the risk"
+                    .into()
             }
             NotRun::ChildSetupFailed(errno) => {
                 format!("the child could not apply an option ({errno}); check the limit")
@@ -37,7 +38,9 @@ fn explain(e: &MemIsolateError) -> String {
         // Level 1: the callable ran, its result did not arrive.
         MemIsolateError::CallableExecuted(e) => match e {
             Ran::SerializationFailed(err) => {
-                format!("the value could not be serialized in the child ({err}): fix its Serialize impl")
+                format!(
+                    "the value could not be serialized in the child ({err}): fix its Serialize impl"
+                )
             }
             Ran::DeserializationFailed(err) => {
                 format!("the bytes did not decode ({err}): Serialize and Deserialize disagree")
@@ -55,7 +58,9 @@ fn explain(e: &MemIsolateError) -> String {
         // Level 1: nobody knows how far the callable got.
         MemIsolateError::CallableStatusUnknown(e) => match e {
             Unknown::WaitFailed(errno) => {
-                format!("waiting for the child failed ({errno}); ECHILD: another part of the program reaped it")
+                format!(
+                    "waiting for the child failed ({errno}); ECHILD: another part of the program reaped it"
+                )
             }
             Unknown::ParentPipeReadFailed(errno) => format!("reading the result failed ({errno})"),
             Unknown::CallableProcessDiedDuringExecution => {
@@ -69,7 +74,8 @@ fn explain(e: &MemIsolateError) -> String {
             }
             Unknown::TimedOut(after) => format!("no result within {after:?}; the child was killed"),
             Unknown::ResultStreamCorrupted => {
-                "something other than mem-isolate wrote to the result pipe; nothing was accepted".into()
+                "something other than mem-isolate wrote to the result pipe; nothing was accepted"
+                    .into()
             }
             other => format!("status unknown: {other}"),
         },
@@ -85,21 +91,37 @@ fn show<T: std::fmt::Debug>(what: &str, r: Result<T, MemIsolateError>) {
 
 fn main() {
     show("a normal call", Isolate::new().run(|| 2 + 2));
-    show("a panic", Isolate::new().run(|| -> u8 { panic!("bad input") }));
-    show("an exit(3)", Isolate::new().run(|| -> u8 { std::process::exit(3) }));
-    show("an exit(0)", Isolate::new().run(|| -> u8 { std::process::exit(0) }));
-    show("an abort", Isolate::new().run(|| -> u8 { std::process::abort() }));
+    show(
+        "a panic",
+        Isolate::new().run(|| -> u8 { panic!("bad input") }),
+    );
+    show(
+        "an exit(3)",
+        Isolate::new().run(|| -> u8 { std::process::exit(3) }),
+    );
+    show(
+        "an exit(0)",
+        Isolate::new().run(|| -> u8 { std::process::exit(0) }),
+    );
+    show(
+        "an abort",
+        Isolate::new().run(|| -> u8 { std::process::abort() }),
+    );
     show(
         "a hang, with a timeout",
-        Isolate::new().timeout(Duration::from_millis(200)).run(|| -> u8 {
-            loop {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        }),
+        Isolate::new()
+            .timeout(Duration::from_millis(200))
+            .run(|| -> u8 {
+                loop {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }),
     );
     show(
         "a result over its cap",
-        Isolate::new().max_result_size(1024).run(|| vec![0u8; 1 << 20]),
+        Isolate::new()
+            .max_result_size(1024)
+            .run(|| vec![0u8; 1 << 20]),
     );
     let mut small = [0u8; 16];
     show(
@@ -118,6 +140,8 @@ fn main() {
     );
     show(
         "a runaway allocation",
-        Isolate::new().memory_limit(64 << 20).run(|| vec![1u8; 1 << 30].len()),
+        Isolate::new()
+            .memory_limit(64 << 20)
+            .run(|| vec![1u8; 1 << 30].len()),
     );
 }
