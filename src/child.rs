@@ -96,7 +96,7 @@ where
     });
 
     let end = match sent {
-        Ok(Ok((length, checksum))) => wire::end_frame(Outcome::Value, [0; 7], length, checksum),
+        Ok(Ok((length, checksum, _))) => wire::end_frame(Outcome::Value, [0; 7], length, checksum),
         Ok(Err(_)) if write_error.get().is_some() => sys::exit_now(CHILD_EXIT_PIPE_WRITE_FAILED),
         Ok(Err(e)) => {
             let mut detail = [0u8; 7];
@@ -180,13 +180,33 @@ impl Drop for ExitOnUnwind {
     }
 }
 
+/// Where [`FrameWriter`] sends its frames: the pipe in the child, memory in
+/// the fuzz harness.
+pub(crate) trait FrameOut {
+    fn write_all(&mut self, bytes: &[u8]) -> Result<(), Errno>;
+}
+
+impl FrameOut for BorrowedFd<'_> {
+    fn write_all(&mut self, bytes: &[u8]) -> Result<(), Errno> {
+        sys::write_all(*self, bytes)
+    }
+}
+
+#[cfg(all(fuzzing, feature = "alloc"))]
+impl FrameOut for alloc::vec::Vec<u8> {
+    fn write_all(&mut self, bytes: &[u8]) -> Result<(), Errno> {
+        self.extend_from_slice(bytes);
+        Ok(())
+    }
+}
+
 /// A postcard [`Flavor`] that frames the encoding as `DATA` frames and
 /// streams them to the pipe through a fixed staging buffer.
 ///
 /// The first [`HEADER_LEN`] bytes of the buffer are kept for the frame
 /// header, so each flush is a single `write` of header and body together.
-pub(crate) struct FrameWriter<'a> {
-    pipe: BorrowedFd<'a>,
+pub(crate) struct FrameWriter<'a, O: FrameOut> {
+    out: O,
     buf: &'a mut [u8],
     filled: usize,
     sent: u64,
@@ -194,16 +214,16 @@ pub(crate) struct FrameWriter<'a> {
     write_error: &'a Cell<Option<Errno>>,
 }
 
-impl<'a> FrameWriter<'a> {
+impl<'a, O: FrameOut> FrameWriter<'a, O> {
     /// `buf` must be longer than [`HEADER_LEN`].
     pub(crate) fn new(
-        pipe: BorrowedFd<'a>,
+        out: O,
         buf: &'a mut [u8],
         nonce: u64,
         write_error: &'a Cell<Option<Errno>>,
     ) -> Self {
         Self {
-            pipe,
+            out,
             buf,
             filled: HEADER_LEN,
             sent: 0,
@@ -220,7 +240,7 @@ impl<'a> FrameWriter<'a> {
         #[allow(clippy::cast_possible_truncation)] // the buffer is capped at u32::MAX
         self.buf[..HEADER_LEN].copy_from_slice(&wire::data_header(body as u32));
         self.checksum.update(&self.buf[HEADER_LEN..self.filled]);
-        if let Err(e) = sys::write_all(self.pipe, &self.buf[..self.filled]) {
+        if let Err(e) = self.out.write_all(&self.buf[..self.filled]) {
             self.write_error.set(Some(e));
             return Err(postcard::Error::SerializeBufferFull);
         }
@@ -230,9 +250,9 @@ impl<'a> FrameWriter<'a> {
     }
 }
 
-impl Flavor for FrameWriter<'_> {
-    /// Total `DATA` bytes sent and their checksum.
-    type Output = (u64, u64);
+impl<O: FrameOut> Flavor for FrameWriter<'_, O> {
+    /// Total `DATA` bytes sent, their checksum, and the destination.
+    type Output = (u64, u64, O);
 
     #[inline]
     fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
@@ -259,6 +279,6 @@ impl Flavor for FrameWriter<'_> {
 
     fn finalize(mut self) -> postcard::Result<Self::Output> {
         self.flush()?;
-        Ok((self.sent, self.checksum.finish()))
+        Ok((self.sent, self.checksum.finish(), self.out))
     }
 }

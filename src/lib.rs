@@ -36,6 +36,52 @@ pub use rustix::process::Pid;
 pub use serde::{Serialize, de::DeserializeOwned};
 pub use sys::ResourceUsage;
 
+/// Entry points for the fuzz targets in `fuzz/` (built only with
+/// `--cfg fuzzing`, as cargo-fuzz does): the child's encoder and the
+/// parent's decoder, driven without processes.
+#[cfg(all(fuzzing, feature = "alloc"))]
+#[doc(hidden)]
+pub mod fuzzing {
+    use alloc::vec::Vec;
+
+    use crate::MemIsolateError;
+
+    /// The bytes a child would write for `value`, staged through a buffer
+    /// of `staging` bytes (at least 16), with the `END` frame.
+    ///
+    /// # Errors
+    ///
+    /// The serializer's error.
+    pub fn encode<T: serde::Serialize>(
+        value: &T,
+        nonce: u64,
+        staging: usize,
+    ) -> Result<Vec<u8>, postcard::Error> {
+        let mut buf = alloc::vec![0u8; staging.max(16)];
+        let err = core::cell::Cell::new(None);
+        let writer = crate::child::FrameWriter::new(Vec::new(), &mut buf, nonce, &err);
+        let (length, checksum, mut out) = postcard::serialize_with_flavor(value, writer)?;
+        out.extend_from_slice(&crate::wire::end_frame(
+            crate::wire::Outcome::Value,
+            [0; 7],
+            length,
+            checksum,
+        ));
+        Ok(out)
+    }
+
+    /// What the parent makes of `pieces` (one stream, split anywhere) from
+    /// a child that exited with status 0; `None` while incomplete.
+    #[must_use]
+    pub fn decode<T: serde::de::DeserializeOwned>(
+        nonce: u64,
+        pieces: &[&[u8]],
+        limit: usize,
+    ) -> Option<Result<T, MemIsolateError>> {
+        crate::parent::judge_stream(nonce, pieces, limit)
+    }
+}
+
 /// Runs `callable` in a forked child process and returns its value.
 ///
 /// Memory changes made by `callable` (leaks, fragmentation, writes to

@@ -290,7 +290,11 @@ impl<S: Sink> Receiver<S> {
     fn try_reap(&mut self, block: bool) {
         match sys::reap(self.pid, block) {
             Ok(Some((exit, usage))) => {
-                trace!(pid = self.pid.as_raw_nonzero().get(), ?exit, "reaped the child");
+                trace!(
+                    pid = self.pid.as_raw_nonzero().get(),
+                    ?exit,
+                    "reaped the child"
+                );
                 // Everything the child wrote before exiting is in the pipe.
                 self.drain();
                 self.exit = Some(exit);
@@ -413,6 +417,39 @@ impl<S: Sink> Drop for Receiver<S> {
             let _ = sys::reap(self.pid, true);
         }
     }
+}
+
+/// The parent's verdict on a whole stream fed in `pieces`, for a child that
+/// then exited with status 0: `None` if the stream is incomplete. Used by
+/// the fuzz targets, which drive the decoder without processes.
+#[cfg(all(fuzzing, feature = "alloc"))]
+pub(crate) fn judge_stream<T: DeserializeOwned>(
+    nonce: u64,
+    pieces: &[&[u8]],
+    limit: usize,
+) -> Option<Result<T, MemIsolateError>> {
+    let mut decoder = Decoder::new(nonce);
+    let mut sink = crate::wire::VecSink {
+        bytes: alloc::vec::Vec::new(),
+        limit,
+    };
+    for piece in pieces {
+        match decoder.feed(piece, &mut sink) {
+            Ok(_) => {}
+            Err(DecodeError::TooLarge) => {
+                return Some(Err(CallableExecutedError::ResultTooLarge { limit }.into()));
+            }
+            Err(DecodeError::Corrupt) => {
+                return Some(Err(CallableStatusUnknownError::ResultStreamCorrupted.into()));
+            }
+        }
+        if decoder.is_finished() {
+            break;
+        }
+    }
+    decoder
+        .end()
+        .map(|end| end_outcome(end, &decoder, &sink.bytes))
 }
 
 /// Decodes the value, insisting that it uses every byte: a checksummed
