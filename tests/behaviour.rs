@@ -1,6 +1,9 @@
 //! What users of the seed crate rely on: memory effects stay in the child,
 //! every kind of closure works, values of any size and shape come back.
 
+// The integration tests use the std API (panics, spawn, threads).
+#![cfg(feature = "std")]
+
 mod common;
 
 use std::collections::BTreeMap;

@@ -5,6 +5,9 @@
 //! are made inside `common::sealed`, an isolated child of its own, so the
 //! test process and the tests running beside it are untouched.
 
+// The integration tests use the std API (panics, spawn, threads).
+#![cfg(feature = "std")]
+
 mod common;
 
 use std::time::Duration;
@@ -26,15 +29,16 @@ fn exhaust_descriptors(limit: u64, free: u64) {
         // SAFETY: dup of a valid descriptor; the new one is leaked on purpose.
         let fd = unsafe { libc::dup(base) };
         assert!(fd >= 0, "dup failed while filling descriptor slots");
-        if fd as u64 >= limit {
+        if u64::try_from(fd).unwrap() >= limit {
             // SAFETY: closing the descriptor just made.
             unsafe { libc::close(fd) };
             break;
         }
     }
+    let n = libc::rlim_t::try_from(limit + free).unwrap();
     let lim = libc::rlimit {
-        rlim_cur: limit + free,
-        rlim_max: limit + free,
+        rlim_cur: n,
+        rlim_max: n,
     };
     // SAFETY: plain setrlimit on this (sealed) process.
     assert_eq!(

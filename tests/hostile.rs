@@ -5,6 +5,9 @@
 //! it through `/proc`, and no other call from this binary may have a pipe
 //! open that they could hit by mistake.
 
+// The integration tests use the std API (panics, spawn, threads).
+#![cfg(feature = "std")]
+
 mod common;
 
 use std::sync::Mutex;

@@ -1,6 +1,9 @@
 //! Timeouts, memory limits, result caps, parent death and spawned handles,
 //! each provoked for real.
 
+// The integration tests use the std API (panics, spawn, threads).
+#![cfg(feature = "std")]
+
 mod common;
 
 use std::time::{Duration, Instant};

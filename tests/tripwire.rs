@@ -8,6 +8,9 @@
 //! `UnexpectedChildExitStatus(99)`. The flag lives in the child's copy of
 //! memory, so arming it never affects the parent or other tests.
 
+// The integration tests use the std API (panics, spawn, threads).
+#![cfg(feature = "std")]
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, Ordering};
 

@@ -1,0 +1,213 @@
+//! The ratio report: each case timed against its raw baseline, A/B
+//! interleaved in one process, medians and ratios printed beside the
+//! targets. Absolute times drift on shared machines; ratios measured this
+//! way hold still.
+//!
+//! `cargo bench --bench ratios` (set `RATIO_ROUNDS_SCALE=0.2` for a quick
+//! look).
+
+mod support;
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use mem_isolate::{Isolate, execute_in_isolated_process};
+use support::{ab, ballast, bare_fork_wait, bytes, rows, shared_memory_bytes};
+
+fn rounds(n: usize) -> usize {
+    let scale: f64 = std::env::var("RATIO_ROUNDS_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1.0);
+    ((n as f64 * scale) as usize).max(3)
+}
+
+struct Line {
+    case: &'static str,
+    ours: Duration,
+    base: Duration,
+    baseline: &'static str,
+    target: f64,
+}
+
+fn report(lines: &[Line]) {
+    println!("| case | mem-isolate | baseline | ratio | target |");
+    println!("| --- | --- | --- | --- | --- |");
+    for l in lines {
+        let ratio = l.ours.as_secs_f64() / l.base.as_secs_f64();
+        let mark = if ratio <= l.target { "met" } else { "MISSED" };
+        println!(
+            "| {} | {:.3?} | {:.3?} ({}) | {:.3}x | <= {:.2}x {} |",
+            l.case, l.ours, l.base, l.baseline, ratio, l.target, mark
+        );
+    }
+}
+
+/// Peak resident memory growth of a fresh process while it receives a
+/// 64 MiB result, as a multiple of the result's size (Linux: VmHWM).
+fn receive_peak_ratio() -> Option<f64> {
+    if !cfg!(target_os = "linux") {
+        return None;
+    }
+    let len = 64usize << 20;
+    // Measured in a child of its own, so the bench's own history does not
+    // count, with the high-water mark reset just before.
+    execute_in_isolated_process(move || {
+        std::fs::write("/proc/self/clear_refs", "5").ok()?;
+        let before = hwm()?;
+        let v = execute_in_isolated_process(move || bytes(len)).ok()?;
+        let peak = hwm()?;
+        assert_eq!(v.len(), len);
+        Some((peak - before) as f64 / len as f64)
+    })
+    .ok()
+    .flatten()
+}
+
+fn hwm() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches(" kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
+}
+
+/// How far past a 20 ms deadline a timed-out call returns, median of `n`.
+fn timeout_overshoot(n: usize) -> Duration {
+    let mut v: Vec<Duration> = (0..n)
+        .map(|_| {
+            let t = std::time::Instant::now();
+            let r = Isolate::new()
+                .timeout(Duration::from_millis(20))
+                .run(|| -> u8 {
+                    loop {
+                        std::hint::spin_loop();
+                    }
+                });
+            assert!(r.is_err());
+            t.elapsed().saturating_sub(Duration::from_millis(20))
+        })
+        .collect();
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|m| m.trim_start_matches([' ', '\t', ':']).to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!(
+        "{cpu}, {cores} cores, {} {}",
+        std::env::consts::OS,
+        kernel.trim()
+    )
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; nothing else is accepted.
+    println!("machine: {}", machine());
+    let mut lines = Vec::new();
+
+    let (ours, base) = ab(
+        rounds(2000),
+        || {
+            black_box(execute_in_isolated_process(|| black_box(21u64) * 2).unwrap());
+        },
+        bare_fork_wait,
+    );
+    lines.push(Line {
+        case: "small result",
+        ours,
+        base,
+        baseline: "bare fork+waitpid",
+        target: 1.10,
+    });
+
+    {
+        let held = ballast(1 << 30);
+        let (ours, base) = ab(
+            rounds(60),
+            || {
+                black_box(execute_in_isolated_process(|| black_box(21u64) * 2).unwrap());
+            },
+            bare_fork_wait,
+        );
+        drop(held);
+        lines.push(Line {
+            case: "small result, parent holding 1 GiB",
+            ours,
+            base,
+            baseline: "bare fork+waitpid",
+            target: 1.02,
+        });
+    }
+
+    for (case, mib, target) in [
+        ("1 MiB Vec<u8>", 1usize, f64::INFINITY),
+        ("64 MiB Vec<u8>", 64, 1.5),
+    ] {
+        let len = mib << 20;
+        let (ours, base) = ab(
+            rounds(if mib == 1 { 300 } else { 20 }),
+            || {
+                let v = execute_in_isolated_process(move || bytes(len)).unwrap();
+                assert_eq!(v.len(), len);
+            },
+            || {
+                let v = shared_memory_bytes(len);
+                assert_eq!(v.len(), len);
+            },
+        );
+        lines.push(Line {
+            case,
+            ours,
+            base,
+            baseline: "child copies into MAP_SHARED",
+            target,
+        });
+    }
+
+    let (ours, base) = ab(
+        rounds(8),
+        || {
+            let r = execute_in_isolated_process(|| rows(1_000_000)).unwrap();
+            assert_eq!(r.len(), 1_000_000);
+        },
+        || {
+            let r = rows(1_000_000);
+            assert_eq!(black_box(r).len(), 1_000_000);
+        },
+    );
+    lines.push(Line {
+        case: "1M rows {id, name, score}",
+        ours,
+        base,
+        baseline: "computed directly",
+        target: 2.0,
+    });
+
+    report(&lines);
+    match receive_peak_ratio() {
+        Some(r) => println!(
+            "parent peak memory receiving a 64 MiB Vec<u8>: {r:.2}x the result (target <= 2.2x {})",
+            if r <= 2.2 { "met" } else { "MISSED" }
+        ),
+        None => println!("parent peak memory: not measured on this platform"),
+    }
+    println!(
+        "timeout precision: a 20 ms deadline returns {:.2?} late (median of 30, kill and reap included)",
+        timeout_overshoot(rounds(30))
+    );
+}
