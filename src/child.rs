@@ -2,8 +2,9 @@
 //!
 //! Between the callable's return and `_exit` this code allocates nothing,
 //! frees nothing and takes no lock: the value is serialized by postcard
-//! into [`FrameWriter`], which stages bytes in a buffer allocated before the
-//! fork and flushes it to the pipe with raw `write` each time it fills. The
+//! into [`FrameWriter`], which stages bytes in a static buffer that existed
+//! before the fork (and that the parent never touches) and flushes it to
+//! the pipe with raw `write` each time it fills. The
 //! value is never dropped (`mem::forget`), and the process ends with `_exit`,
 //! which runs no destructors or atexit handlers. In a multi-threaded parent
 //! another thread may have held the allocator's lock at the moment of the
@@ -14,7 +15,7 @@
 //! unwinder's exception object. Reporting the message after that point
 //! again allocates nothing.
 
-use core::cell::Cell;
+use core::cell::{Cell, UnsafeCell};
 
 use postcard::ser_flavors::Flavor;
 use rustix::fd::BorrowedFd;
@@ -24,16 +25,35 @@ use serde::Serialize;
 
 use crate::errors::{CHILD_EXIT_PIPE_WRITE_FAILED, PANIC_MESSAGE_CAPACITY};
 use crate::sys;
-use crate::wire::{self, Checksum, HEADER_LEN, Outcome};
+use crate::wire::{self, Checksum, END_FRAME_LEN, HEADER_LEN, Outcome};
 
 /// The exit code of a child that ended by a path that should not exist
 /// (unwinding past the crate's own code). Seen by the parent as
 /// [`UnexpectedChildExitStatus`](crate::errors::CallableStatusUnknownError::UnexpectedChildExitStatus).
 const CHILD_EXIT_UNWOUND: i32 = 0x70;
 
-/// Smallest staging area worth using; a smaller caller buffer is replaced
-/// by one on the child's stack.
-const MIN_STAGING: usize = 256;
+/// Bytes of the child's staging buffer.
+pub(crate) const STAGING_LEN: usize = 128 * 1024;
+
+/// The child's staging buffer: a static, so the parent never allocates or
+/// touches it. It lives in `.bss`; its pages stay unmapped in the parent,
+/// and a child touches only the pages its result needs (fresh zero pages,
+/// with no copy-on-write copy). Each child has its own copy of it, and the
+/// parent side of the crate never uses it, so in any one process only the
+/// child path after the callable returns (single-threaded by then, as far
+/// as this crate is concerned) ever forms a reference to it.
+struct Staging(UnsafeCell<[u8; STAGING_LEN]>);
+
+// SAFETY: see above: only `run`, in a forked child, after the callable has
+// returned, borrows the buffer, once.
+unsafe impl Sync for Staging {}
+
+static STAGING: Staging = Staging(UnsafeCell::new([0; STAGING_LEN]));
+
+/// When a result spills past the staging buffer, the child asks for a pipe
+/// this large, so the rest moves in fewer, larger copies.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const WIDE_PIPE: usize = 1 << 20;
 
 /// What the child must do before the callable runs.
 pub(crate) struct ChildPlan {
@@ -46,12 +66,7 @@ pub(crate) struct ChildPlan {
 }
 
 /// Runs in the child straight after `fork`; never returns.
-pub(crate) fn run<F, T>(
-    callable: F,
-    plan: &ChildPlan,
-    pipe: BorrowedFd<'_>,
-    staging: &mut [u8],
-) -> !
+pub(crate) fn run<F, T>(callable: F, plan: &ChildPlan, pipe: BorrowedFd<'_>) -> !
 where
     F: FnOnce() -> T,
     T: Serialize,
@@ -74,18 +89,13 @@ where
         }
     }
 
-    let mut stack_staging = [0u8; MIN_STAGING];
-    let staging: &mut [u8] = if staging.len() >= MIN_STAGING {
-        // Chunk lengths travel as u32.
-        let cap = staging.len().min(u32::MAX as usize);
-        &mut staging[..cap]
-    } else {
-        &mut stack_staging
-    };
     let write_error = Cell::new(None);
 
     let sent = catch(|| {
         let value = callable();
+        // SAFETY: the one borrow of the staging buffer in this process (see
+        // `Staging`), taken after the callable returned.
+        let staging = unsafe { &mut *STAGING.0.get() };
         let sent = postcard::serialize_with_flavor(
             &value,
             FrameWriter::new(pipe, staging, plan.nonce, &write_error),
@@ -96,7 +106,15 @@ where
     });
 
     let end = match sent {
-        Ok(Ok((length, checksum, _))) => wire::end_frame(Outcome::Value, [0; 7], length, checksum),
+        Ok(Ok(done)) => {
+            // The last DATA frame and END leave in one write, so a small
+            // result wakes the parent once.
+            let frames = done.with_end();
+            if sys::write_all(pipe, frames).is_err() {
+                sys::exit_now(CHILD_EXIT_PIPE_WRITE_FAILED);
+            }
+            sys::exit_now(0);
+        }
         Ok(Err(_)) if write_error.get().is_some() => sys::exit_now(CHILD_EXIT_PIPE_WRITE_FAILED),
         Ok(Err(e)) => {
             let mut detail = [0u8; 7];
@@ -184,11 +202,21 @@ impl Drop for ExitOnUnwind {
 /// the fuzz harness.
 pub(crate) trait FrameOut {
     fn write_all(&mut self, bytes: &[u8]) -> Result<(), Errno>;
+
+    /// Called once, when the result turns out larger than the staging
+    /// buffer.
+    fn spilling(&mut self) {}
 }
 
 impl FrameOut for BorrowedFd<'_> {
     fn write_all(&mut self, bytes: &[u8]) -> Result<(), Errno> {
         sys::write_all(*self, bytes)
+    }
+
+    fn spilling(&mut self) {
+        // Best effort: the system's pipe-max-size may refuse it.
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        let _ = rustix::pipe::fcntl_setpipe_size(*self, WIDE_PIPE);
     }
 }
 
@@ -208,6 +236,10 @@ impl FrameOut for alloc::vec::Vec<u8> {
 pub(crate) struct FrameWriter<'a, O: FrameOut> {
     out: O,
     buf: &'a mut [u8],
+    /// Where a flush happens: the end of the buffer less room for `END`,
+    /// so the last frame and `END` can leave together.
+    limit: usize,
+    spilled: bool,
     filled: usize,
     sent: u64,
     checksum: Checksum,
@@ -215,16 +247,21 @@ pub(crate) struct FrameWriter<'a, O: FrameOut> {
 }
 
 impl<'a, O: FrameOut> FrameWriter<'a, O> {
-    /// `buf` must be longer than [`HEADER_LEN`].
+    /// `buf` must be longer than a header and an `END` frame together; its
+    /// usable length is capped so chunk lengths fit in a u32.
     pub(crate) fn new(
         out: O,
         buf: &'a mut [u8],
         nonce: u64,
         write_error: &'a Cell<Option<Errno>>,
     ) -> Self {
+        let len = buf.len().min(u32::MAX as usize);
+        debug_assert!(len > HEADER_LEN + END_FRAME_LEN);
         Self {
             out,
-            buf,
+            limit: len - END_FRAME_LEN,
+            buf: &mut buf[..len],
+            spilled: false,
             filled: HEADER_LEN,
             sent: 0,
             checksum: Checksum::new(nonce),
@@ -232,31 +269,69 @@ impl<'a, O: FrameOut> FrameWriter<'a, O> {
         }
     }
 
-    fn flush(&mut self) -> postcard::Result<()> {
+    /// Seals the staged bytes as a `DATA` frame (header written, checksum
+    /// and count updated). Returns the frame's length, 0 if nothing was
+    /// staged.
+    fn seal(&mut self) -> usize {
         let body = self.filled - HEADER_LEN;
         if body == 0 {
-            return Ok(());
+            return 0;
         }
         #[allow(clippy::cast_possible_truncation)] // the buffer is capped at u32::MAX
         self.buf[..HEADER_LEN].copy_from_slice(&wire::data_header(body as u32));
         self.checksum.update(&self.buf[HEADER_LEN..self.filled]);
-        if let Err(e) = self.out.write_all(&self.buf[..self.filled]) {
+        self.sent += body as u64;
+        self.filled
+    }
+
+    fn flush(&mut self) -> postcard::Result<()> {
+        if !self.spilled {
+            self.spilled = true;
+            self.out.spilling();
+        }
+        let frame = self.seal();
+        if let Err(e) = self.out.write_all(&self.buf[..frame]) {
             self.write_error.set(Some(e));
             return Err(postcard::Error::SerializeBufferFull);
         }
-        self.sent += body as u64;
         self.filled = HEADER_LEN;
         Ok(())
     }
 }
 
-impl<O: FrameOut> Flavor for FrameWriter<'_, O> {
-    /// Total `DATA` bytes sent, their checksum, and the destination.
-    type Output = (u64, u64, O);
+/// A finished encoding: everything sent but the last `DATA` frame, which
+/// waits in the staging buffer with room for `END` after it.
+pub(crate) struct Finished<'a, O> {
+    /// Total `DATA` bytes, the unsent frame's included.
+    pub(crate) length: u64,
+    /// Checksum of all `DATA` bytes.
+    pub(crate) checksum: u64,
+    /// Where the earlier frames went.
+    #[cfg_attr(not(all(fuzzing, feature = "alloc")), allow(dead_code))]
+    pub(crate) out: O,
+    buf: &'a mut [u8],
+    pending: usize,
+}
+
+impl<'a, O> Finished<'a, O> {
+    /// The unsent frame followed by the `END` frame for a value, ready to
+    /// be written in one go.
+    pub(crate) fn with_end(self) -> &'a [u8] {
+        let end = wire::end_frame(Outcome::Value, [0; 7], self.length, self.checksum);
+        let buf: &'a mut [u8] = self.buf;
+        buf[self.pending..self.pending + END_FRAME_LEN].copy_from_slice(&end);
+        let buf: &'a [u8] = buf;
+        &buf[..self.pending + END_FRAME_LEN]
+    }
+}
+
+impl<'a, O: FrameOut> Flavor for FrameWriter<'a, O> {
+    /// The finished encoding.
+    type Output = Finished<'a, O>;
 
     #[inline]
     fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
-        if self.filled == self.buf.len() {
+        if self.filled == self.limit {
             self.flush()?;
         }
         self.buf[self.filled] = byte;
@@ -266,10 +341,10 @@ impl<O: FrameOut> Flavor for FrameWriter<'_, O> {
 
     fn try_extend(&mut self, mut data: &[u8]) -> postcard::Result<()> {
         while !data.is_empty() {
-            if self.filled == self.buf.len() {
+            if self.filled == self.limit {
                 self.flush()?;
             }
-            let take = (self.buf.len() - self.filled).min(data.len());
+            let take = (self.limit - self.filled).min(data.len());
             self.buf[self.filled..self.filled + take].copy_from_slice(&data[..take]);
             self.filled += take;
             data = &data[take..];
@@ -278,7 +353,13 @@ impl<O: FrameOut> Flavor for FrameWriter<'_, O> {
     }
 
     fn finalize(mut self) -> postcard::Result<Self::Output> {
-        self.flush()?;
-        Ok((self.sent, self.checksum.finish(), self.out))
+        let pending = self.seal();
+        Ok(Finished {
+            length: self.sent,
+            checksum: self.checksum.finish(),
+            out: self.out,
+            buf: self.buf,
+            pending,
+        })
     }
 }

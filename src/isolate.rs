@@ -40,10 +40,6 @@ pub struct Isolate {
     max_result_size: Option<usize>,
 }
 
-/// Bytes of the staging buffer the child streams its result through.
-#[cfg(feature = "alloc")]
-const STAGING_LEN: usize = 64 * 1024;
-
 impl Isolate {
     /// No timeout, no memory limit, no result cap.
     pub fn new() -> Self {
@@ -145,17 +141,20 @@ impl Isolate {
         F: FnOnce() -> T,
         T: Serialize + DeserializeOwned,
     {
-        let mut staging = alloc::vec![0u8; STAGING_LEN];
         let limit = self.max_result_size.unwrap_or(usize::MAX);
-        let receiver = self.launch(callable, &mut staging, |_| crate::wire::VecSink {
-            bytes: alloc::vec::Vec::new(),
-            limit,
-        })?;
+        let receiver = self.launch(
+            callable,
+            crate::wire::VecSink {
+                bytes: alloc::vec::Vec::new(),
+                limit,
+            },
+        )?;
         Ok(crate::IsolatedChild::new(receiver))
     }
 
-    /// Runs `callable` in a forked child without allocating: `buffer` is
-    /// where the child stages its result and where the parent receives it.
+    /// Runs `callable` in a forked child without allocating: the parent
+    /// receives the serialized result into `buffer` and decodes it from
+    /// there.
     ///
     /// The serialized result may be at most `buffer.len()` bytes (or the
     /// [`max_result_size`](Self::max_result_size), if smaller); a larger one
@@ -192,23 +191,20 @@ impl Isolate {
         T: Serialize + DeserializeOwned,
     {
         let cap = self.max_result_size.unwrap_or(usize::MAX).min(buffer.len());
-        let mut receiver = self.launch(callable, buffer, |buf| SliceSink {
-            buf: &mut buf[..cap],
-            len: 0,
-        })?;
+        let mut receiver = self.launch(
+            callable,
+            SliceSink {
+                buf: &mut buffer[..cap],
+                len: 0,
+            },
+        )?;
         receiver.advance(None);
         receiver.outcome()
     }
 
-    /// Forks, hands the child its plan, and returns the parent's receiver.
-    /// `make_sink` gets `staging` back in the parent, where the child no
-    /// longer needs it.
-    fn launch<'a, F, T, S>(
-        &self,
-        callable: F,
-        staging: &'a mut [u8],
-        make_sink: impl FnOnce(&'a mut [u8]) -> S,
-    ) -> Result<Receiver<S>, MemIsolateError>
+    /// Forks, hands the child its plan, and returns the parent's receiver,
+    /// which collects the result into `sink`.
+    fn launch<F, T, S>(&self, callable: F, sink: S) -> Result<Receiver<S>, MemIsolateError>
     where
         F: FnOnce() -> T,
         T: Serialize,
@@ -236,7 +232,7 @@ impl Isolate {
             Err(e) => Err(NotRun::ForkFailed(e).into()),
             Ok(None) => {
                 drop(read);
-                child::run(callable, &plan, write.as_fd(), staging)
+                child::run(callable, &plan, write.as_fd())
             }
             Ok(Some(pid)) => {
                 drop(write);
@@ -247,7 +243,7 @@ impl Isolate {
                     read,
                     watch,
                     plan.nonce,
-                    make_sink(staging),
+                    sink,
                     self.timeout,
                     started,
                 ))

@@ -47,7 +47,8 @@ pub mod fuzzing {
     use crate::MemIsolateError;
 
     /// The bytes a child would write for `value`, staged through a buffer
-    /// of `staging` bytes (at least 16), with the `END` frame.
+    /// of `staging` bytes (at least 16) plus room for `END`, with the `END`
+    /// frame.
     ///
     /// # Errors
     ///
@@ -57,16 +58,12 @@ pub mod fuzzing {
         nonce: u64,
         staging: usize,
     ) -> Result<Vec<u8>, postcard::Error> {
-        let mut buf = alloc::vec![0u8; staging.max(16)];
+        let mut buf = alloc::vec![0u8; staging.max(16) + 40];
         let err = core::cell::Cell::new(None);
         let writer = crate::child::FrameWriter::new(Vec::new(), &mut buf, nonce, &err);
-        let (length, checksum, mut out) = postcard::serialize_with_flavor(value, writer)?;
-        out.extend_from_slice(&crate::wire::end_frame(
-            crate::wire::Outcome::Value,
-            [0; 7],
-            length,
-            checksum,
-        ));
+        let mut done = postcard::serialize_with_flavor(value, writer)?;
+        let mut out = core::mem::take(&mut done.out);
+        out.extend_from_slice(done.with_end());
         Ok(out)
     }
 

@@ -41,6 +41,8 @@ use crate::errors::PANIC_MESSAGE_CAPACITY;
 pub(crate) const HEADER_LEN: usize = 8;
 /// Bytes in the body of an `END` frame.
 pub(crate) const END_LEN: usize = 24;
+/// Bytes in a whole `END` frame.
+pub(crate) const END_FRAME_LEN: usize = HEADER_LEN + END_LEN;
 
 const KIND_DATA: u8 = 0xD4;
 const KIND_PANIC: u8 = 0x9A;
@@ -104,8 +106,8 @@ pub(crate) fn end_frame(
     detail: [u8; 7],
     length: u64,
     checksum: u64,
-) -> [u8; HEADER_LEN + END_LEN] {
-    let mut f = [0u8; HEADER_LEN + END_LEN];
+) -> [u8; END_FRAME_LEN] {
+    let mut f = [0u8; END_FRAME_LEN];
     #[allow(clippy::cast_possible_truncation)] // END_LEN is 24
     f[..HEADER_LEN].copy_from_slice(&header(KIND_END, END_LEN as u32));
     f[8] = outcome.to_byte();

@@ -96,7 +96,7 @@ fn structured_result_crosses_without_allocating() {
 
 #[test]
 fn result_many_times_the_staging_buffer_crosses_without_allocating() {
-    // 8 MiB of bytes and 100k strings: over a hundred flushes of the 64 KiB
+    // 8 MiB of bytes and 100k strings: dozens of flushes of the 128 KiB
     // staging buffer, and many times a pipe's capacity.
     let v = execute_in_isolated_process(|| {
         let bytes: Vec<u8> = (0..8u32 << 20).map(|i| (i % 253) as u8).collect();
