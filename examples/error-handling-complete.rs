@@ -135,7 +135,7 @@ fn main() {
                 // SAFETY: closing descriptors in the child only.
                 unsafe { libc::close(fd) };
             }
-            1u8
+            vec![1u8; 64 * 1024] // large enough to need the pipe
         }),
     );
     show(

@@ -63,6 +63,9 @@ pub(crate) struct ChildPlan {
     pub(crate) memory_limit: Option<u64>,
     /// Seeds the stream's checksum.
     pub(crate) nonce: u64,
+    /// The shared page a small result may be left in, if the parent made
+    /// one ([`sys::SharedPage`], mapped before the fork).
+    pub(crate) page: Option<*mut u8>,
 }
 
 /// Runs in the child straight after `fork`; never returns.
@@ -107,11 +110,29 @@ where
 
     let end = match sent {
         Ok(Ok(done)) => {
-            // The last DATA frame and END leave in one write, so a small
-            // result wakes the parent once.
+            let spilled = done.spilled;
             let frames = done.with_end();
-            if sys::write_all(pipe, frames).is_err() {
-                sys::exit_now(CHILD_EXIT_PIPE_WRITE_FAILED);
+            match plan.page {
+                Some(page) if !spilled && frames.len() <= sys::SHARED_PAGE_LEN - 4 => {
+                    // A small result stays in the shared page: the parent
+                    // is woken once, by the exit, and reads no pipe.
+                    #[allow(clippy::cast_possible_truncation)] // < SHARED_PAGE_LEN
+                    let len = (frames.len() as u32).to_le_bytes();
+                    // SAFETY: `page` is a live shared mapping of
+                    // SHARED_PAGE_LEN bytes made before the fork, and the
+                    // frames fit after the 4-byte length.
+                    unsafe {
+                        core::ptr::copy_nonoverlapping(frames.as_ptr(), page.add(4), frames.len());
+                        core::ptr::copy_nonoverlapping(len.as_ptr(), page, 4);
+                    }
+                }
+                // The last DATA frame and END leave in one write, so the
+                // parent is woken once for them.
+                _ => {
+                    if sys::write_all(pipe, frames).is_err() {
+                        sys::exit_now(CHILD_EXIT_PIPE_WRITE_FAILED);
+                    }
+                }
             }
             sys::exit_now(0);
         }
@@ -309,6 +330,8 @@ pub(crate) struct Finished<'a, O> {
     /// Where the earlier frames went.
     #[cfg_attr(not(all(fuzzing, feature = "alloc")), allow(dead_code))]
     pub(crate) out: O,
+    /// Whether any frame was already written out.
+    pub(crate) spilled: bool,
     buf: &'a mut [u8],
     pending: usize,
 }
@@ -358,6 +381,7 @@ impl<'a, O: FrameOut> Flavor for FrameWriter<'a, O> {
             length: self.sent,
             checksum: self.checksum.finish(),
             out: self.out,
+            spilled: self.spilled,
             buf: self.buf,
             pending,
         })

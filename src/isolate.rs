@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use crate::child::{self, ChildPlan};
 use crate::errors::{CallableDidNotExecuteError, MemIsolateError};
 use crate::parent::{Receiver, Sink, now};
-use crate::sys::{self, Watch};
+use crate::sys::{self, SharedPage, Watch};
 use crate::wire::SliceSink;
 
 /// How to run a callable in isolation: options first, then
@@ -109,7 +109,16 @@ impl Isolate {
         F: FnOnce() -> T,
         T: Serialize + DeserializeOwned,
     {
-        self.spawn(callable)?.join()
+        let limit = self.max_result_size.unwrap_or(usize::MAX);
+        with_shared_page(|page| {
+            let sink = crate::wire::VecSink {
+                bytes: alloc::vec::Vec::new(),
+                limit,
+            };
+            let mut receiver = self.launch(callable, sink, page)?;
+            receiver.advance(None);
+            receiver.outcome()
+        })
     }
 
     /// Starts `callable` in a forked child and returns at once with a
@@ -142,13 +151,13 @@ impl Isolate {
         T: Serialize + DeserializeOwned,
     {
         let limit = self.max_result_size.unwrap_or(usize::MAX);
-        let receiver = self.launch(
-            callable,
-            crate::wire::VecSink {
-                bytes: alloc::vec::Vec::new(),
-                limit,
-            },
-        )?;
+        // Several spawned children may be alive at once, so they do not
+        // share a page: their results always travel through the pipe.
+        let sink = crate::wire::VecSink {
+            bytes: alloc::vec::Vec::new(),
+            limit,
+        };
+        let receiver = self.launch(callable, sink, None)?;
         Ok(crate::IsolatedChild::new(receiver))
     }
 
@@ -191,20 +200,26 @@ impl Isolate {
         T: Serialize + DeserializeOwned,
     {
         let cap = self.max_result_size.unwrap_or(usize::MAX).min(buffer.len());
-        let mut receiver = self.launch(
-            callable,
-            SliceSink {
+        with_shared_page(|page| {
+            let sink = SliceSink {
                 buf: &mut buffer[..cap],
                 len: 0,
-            },
-        )?;
-        receiver.advance(None);
-        receiver.outcome()
+            };
+            let mut receiver = self.launch(callable, sink, page)?;
+            receiver.advance(None);
+            receiver.outcome()
+        })
     }
 
     /// Forks, hands the child its plan, and returns the parent's receiver,
-    /// which collects the result into `sink`.
-    fn launch<F, T, S>(&self, callable: F, sink: S) -> Result<Receiver<S>, MemIsolateError>
+    /// which collects the result into `sink`. A small result may come back
+    /// through `page` instead of the pipe; the receiver must not outlive it.
+    fn launch<F, T, S>(
+        &self,
+        callable: F,
+        sink: S,
+        page: Option<&SharedPage>,
+    ) -> Result<Receiver<S>, MemIsolateError>
     where
         F: FnOnce() -> T,
         T: Serialize,
@@ -218,10 +233,17 @@ impl Isolate {
         let (read, write) = sys::result_pipe().map_err(NotRun::PipeCreationFailed)?;
         sys::set_nonblocking(read.as_fd()).map_err(NotRun::PipeCreationFailed)?;
         let mut watch = Watch::new(read.as_fd()).map_err(NotRun::WatchSetupFailed)?;
+        let page = page.map(|p| {
+            // SAFETY: the page is live; clearing its length word makes a
+            // result left there by an earlier call unreadable.
+            unsafe { core::ptr::write_bytes(p.as_ptr(), 0, 4) };
+            p.as_ptr()
+        });
         let plan = ChildPlan {
             parent: rustix::process::getpid(),
             memory_limit: self.memory_limit,
             nonce: nonce(),
+            page,
         };
         let started = now();
         trace!(timeout = ?self.timeout, memory_limit = ?self.memory_limit, "forking");
@@ -238,17 +260,43 @@ impl Isolate {
                 drop(write);
                 watch.watch_child(pid);
                 trace!(pid = pid.as_raw_nonzero().get(), "forked");
-                Ok(Receiver::new(
-                    pid,
-                    read,
-                    watch,
-                    plan.nonce,
-                    sink,
-                    self.timeout,
-                    started,
-                ))
+                // SAFETY: the caller keeps the page alive for as long as
+                // the receiver (both live in `run`'s scope).
+                Ok(unsafe {
+                    Receiver::new(
+                        pid,
+                        read,
+                        watch,
+                        plan.nonce,
+                        sink,
+                        self.timeout,
+                        started,
+                        page.and_then(core::ptr::NonNull::new),
+                    )
+                })
             }
         }
+    }
+}
+
+/// Lends `f` this thread's shared result page, made on first use and kept
+/// for the thread's life (one `mmap` per thread, not per call). Blocking
+/// calls on one thread never overlap, so one page serves them all; a call
+/// made from inside the parent's own decoding (a `Deserialize` impl that
+/// calls back in) starts only after the page was copied out. Without `std`
+/// there are no thread-locals, and results always take the pipe.
+fn with_shared_page<R>(f: impl FnOnce(Option<&SharedPage>) -> R) -> R {
+    #[cfg(feature = "std")]
+    {
+        std::thread_local! {
+            static PAGE: core::cell::OnceCell<Option<SharedPage>> =
+                const { core::cell::OnceCell::new() };
+        }
+        PAGE.with(|page| f(page.get_or_init(|| SharedPage::new().ok()).as_ref()))
+    }
+    #[cfg(not(feature = "std"))]
+    {
+        f(None)
     }
 }
 

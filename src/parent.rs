@@ -123,11 +123,20 @@ pub(crate) struct Receiver<S: Sink> {
     wait_error: Option<Errno>,
     read_error: Option<Errno>,
     stopped: Option<Stopped>,
+    /// The shared page the child may have left a small result in; valid
+    /// for the receiver's whole life (see [`Receiver::new`]).
+    page: Option<core::ptr::NonNull<u8>>,
 }
 
 impl<S: Sink> Receiver<S> {
     /// Takes charge of a freshly forked child. `watch` was attached.
-    pub(crate) fn new(
+    ///
+    /// # Safety
+    ///
+    /// `page`, if given, must point to a live [`sys::SharedPage`] that
+    /// outlives the receiver.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) unsafe fn new(
         pid: Pid,
         pipe: OwnedFd,
         watch: Watch,
@@ -135,6 +144,7 @@ impl<S: Sink> Receiver<S> {
         sink: S,
         timeout: Option<Duration>,
         started: Duration,
+        page: Option<core::ptr::NonNull<u8>>,
     ) -> Self {
         Self {
             pid,
@@ -149,6 +159,7 @@ impl<S: Sink> Receiver<S> {
             wait_error: None,
             read_error: None,
             stopped: None,
+            page,
         }
     }
 
@@ -254,6 +265,27 @@ impl<S: Sink> Receiver<S> {
         self.close_pipe();
     }
 
+    /// Feeds the decoder what the child left in the shared page, if the
+    /// pipe carried nothing. Called only once the child has exited. The
+    /// bytes are copied out before they are checked, so nothing that still
+    /// maps the page can change them between check and use.
+    fn read_page(&mut self) {
+        let Some(page) = self.page.take() else { return };
+        if !self.decoder.untouched() {
+            return;
+        }
+        let mut copy = [0u8; sys::SHARED_PAGE_LEN];
+        // SAFETY: the page is live (see `new`) and SHARED_PAGE_LEN long.
+        unsafe { core::ptr::copy_nonoverlapping(page.as_ptr(), copy.as_mut_ptr(), copy.len()) };
+        let len = u32::from_le_bytes([copy[0], copy[1], copy[2], copy[3]]) as usize;
+        if len == 0 || len > sys::SHARED_PAGE_LEN - 4 {
+            return;
+        }
+        if let Err(e) = self.decoder.feed(&copy[4..4 + len], &mut self.sink) {
+            self.reject(e);
+        }
+    }
+
     fn close_pipe(&mut self) {
         if let Some(pipe) = self.pipe.take() {
             self.watch.forget_pipe(pipe.as_fd());
@@ -295,20 +327,17 @@ impl<S: Sink> Receiver<S> {
                     ?exit,
                     "reaped the child"
                 );
-                // Everything the child wrote before exiting is in the pipe.
-                self.drain();
                 self.exit = Some(exit);
                 self.usage = Some(usage);
             }
-            Ok(None) => {}
-            Err(e) => {
-                self.drain();
-                self.wait_error = Some(e);
-            }
+            Ok(None) => return,
+            Err(e) => self.wait_error = Some(e),
         }
-        if self.is_finished() {
-            self.close_pipe();
-        }
+        // The child is gone: everything it wrote is in the pipe or, for a
+        // small result, in the shared page.
+        self.drain();
+        self.read_page();
+        self.close_pipe();
     }
 
     /// Turns what happened into the caller's answer. Call once finished.

@@ -246,6 +246,11 @@ impl Decoder {
         }
     }
 
+    /// True while not a single byte has been fed.
+    pub(crate) fn untouched(&self) -> bool {
+        self.state == State::Header && self.small_len == 0 && self.received == 0
+    }
+
     /// The failure that stopped decoding, if any.
     pub(crate) fn failure(&self) -> Option<DecodeError> {
         match self.state {

@@ -202,7 +202,7 @@ fn child_pipe_write_failed_when_the_callable_closes_its_descriptors() {
             // SAFETY: closing descriptors in the child only.
             unsafe { libc::close(fd) };
         }
-        5u8
+        vec![5u8; 64 * 1024] // too big for the shared page: it must take the pipe
     })
     .unwrap_err();
     assert_eq!(

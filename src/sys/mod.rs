@@ -155,6 +155,51 @@ pub(crate) fn limit_memory(extra: u64) -> Result<(), Errno> {
     )
 }
 
+/// Bytes of a [`SharedPage`].
+pub(crate) const SHARED_PAGE_LEN: usize = 4096;
+
+/// A page shared between a parent and the children it forks
+/// (`mmap(MAP_SHARED | MAP_ANONYMOUS)`). A result small enough to fit is
+/// left here instead of in the pipe, so the parent is woken once, by the
+/// child's exit, and reads it with neither a `write` nor a `read`.
+pub(crate) struct SharedPage {
+    ptr: core::ptr::NonNull<u8>,
+}
+
+impl SharedPage {
+    /// Thread-local pages need `std`.
+    #[cfg_attr(not(feature = "std"), allow(dead_code))]
+    pub(crate) fn new() -> Result<Self, Errno> {
+        use rustix::mm::{MapFlags, ProtFlags, mmap_anonymous};
+        // SAFETY: a fresh anonymous mapping at an address of the kernel's
+        // choosing aliases nothing.
+        let ptr = unsafe {
+            mmap_anonymous(
+                core::ptr::null_mut(),
+                SHARED_PAGE_LEN,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::SHARED,
+            )?
+        };
+        core::ptr::NonNull::new(ptr.cast())
+            .map(|ptr| Self { ptr })
+            .ok_or(Errno::NOMEM)
+    }
+
+    /// The page's first byte. Every access goes through raw pointers:
+    /// other processes write it too.
+    pub(crate) fn as_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+}
+
+impl Drop for SharedPage {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`, unmapped once.
+        let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), SHARED_PAGE_LEN) };
+    }
+}
+
 /// How a reaped child ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Exit {
