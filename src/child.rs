@@ -86,7 +86,8 @@ where
             // The callable has not run, and says so in the stream.
             let mut detail = [0u8; 7];
             detail[..4].copy_from_slice(&e.raw_os_error().to_le_bytes());
-            let end = wire::end_frame(Outcome::SetupFailed, detail, 0, 0);
+            let sum = wire::side_checksum(plan.nonce, detail, &[]);
+            let end = wire::end_frame(Outcome::SetupFailed, detail, 0, sum);
             let _ = sys::write_all(pipe, &end);
             sys::exit_now(0);
         }
@@ -142,7 +143,8 @@ where
             // Every postcard::Error encodes in one byte; failing that, the
             // parent decodes the zeros as the first variant.
             let _ = postcard::to_slice(&e, &mut detail);
-            wire::end_frame(Outcome::SerializeFailed, detail, 0, 0)
+            let sum = wire::side_checksum(plan.nonce, detail, &[]);
+            wire::end_frame(Outcome::SerializeFailed, detail, 0, sum)
         }
         Err(message) => {
             let text = truncate(message.as_bytes());
@@ -151,7 +153,8 @@ where
             if sys::write_all(pipe, &header).is_err() || sys::write_all(pipe, text).is_err() {
                 sys::exit_now(CHILD_EXIT_PIPE_WRITE_FAILED);
             }
-            wire::end_frame(Outcome::Panicked, [0; 7], 0, 0)
+            let sum = wire::side_checksum(plan.nonce, [0; 7], text);
+            wire::end_frame(Outcome::Panicked, [0; 7], 0, sum)
         }
     };
     if sys::write_all(pipe, &end).is_err() {

@@ -24,6 +24,11 @@
 //! offset 16  checksum  u64 LE checksum of those bytes, seeded by the call's nonce
 //! ```
 //!
+//! Every `END` is checked: for `Value`, `detail` is zero and `length` and
+//! `checksum` match the `DATA` received; for the other outcomes `length` is
+//! zero and `checksum` covers `detail` and the panic message, from a second
+//! seed derived from the nonce; a `SetupFailed` errno must be in 1..=4095.
+//!
 //! The parent learns that the result is complete from `END` alone, never
 //! from end-of-file, so a grandchild holding the pipe open cannot delay it.
 //! A failure after partial output (serialization failing half way) is an
@@ -150,7 +155,9 @@ impl Checksum {
         for (lane, word) in self.lanes.iter_mut().zip(b.chunks_exact(8)) {
             let mut w = [0u8; 8];
             w.copy_from_slice(word);
-            *lane = (*lane ^ u64::from_le_bytes(w)).wrapping_mul(CHECK_MUL).rotate_left(27);
+            *lane = (*lane ^ u64::from_le_bytes(w))
+                .wrapping_mul(CHECK_MUL)
+                .rotate_left(27);
         }
     }
 
@@ -194,6 +201,21 @@ impl Checksum {
     }
 }
 
+/// The largest errno value any supported system uses (Linux reserves
+/// 1..=4095); anything else in a `SetupFailed` frame is forged.
+pub(crate) const MAX_ERRNO: i32 = 4095;
+
+/// The checksum an `END` frame other than `Value` carries: over its
+/// `detail` and the panic message, seeded like the call's data checksum
+/// but from a different starting point, so that such a frame, too, cannot
+/// come from anything that does not know the call's nonce.
+pub(crate) fn side_checksum(nonce: u64, detail: [u8; 7], message: &[u8]) -> u64 {
+    let mut c = Checksum::new(nonce ^ 0x5EED_0FE4_D5A7_C0DE);
+    c.update(&detail);
+    c.update(message);
+    c.finish()
+}
+
 /// Why the parent rejected a stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum DecodeError {
@@ -234,6 +256,7 @@ enum State {
 /// the sink bounds.
 #[derive(Debug, Clone)]
 pub(crate) struct Decoder {
+    nonce: u64,
     state: State,
     small: [u8; END_LEN],
     small_len: usize,
@@ -245,6 +268,7 @@ pub(crate) struct Decoder {
 impl Decoder {
     pub(crate) fn new(nonce: u64) -> Self {
         Self {
+            nonce,
             state: State::Header,
             small: [0; END_LEN],
             small_len: 0,
@@ -413,10 +437,29 @@ impl Decoder {
         detail.copy_from_slice(&b[1..8]);
         let length = u64::from_le_bytes(b[8..16].try_into().map_err(|_| DecodeError::Corrupt)?);
         let checksum = u64::from_le_bytes(b[16..24].try_into().map_err(|_| DecodeError::Corrupt)?);
+        let side = side_checksum(self.nonce, detail, &self.panic_message);
         let consistent = match outcome {
-            Outcome::Value => length == self.received && checksum == self.checksum.finish(),
-            Outcome::Panicked => !self.panic_message.is_empty(),
-            Outcome::SerializeFailed | Outcome::SetupFailed => true,
+            Outcome::Value => {
+                detail == [0; 7] && length == self.received && checksum == self.checksum.finish()
+            }
+            Outcome::Panicked => {
+                detail == [0; 7]
+                    && length == 0
+                    && !self.panic_message.is_empty()
+                    && checksum == side
+            }
+            Outcome::SerializeFailed => {
+                length == 0 && self.panic_message.is_empty() && checksum == side
+            }
+            Outcome::SetupFailed => {
+                let errno = i32::from_le_bytes([detail[0], detail[1], detail[2], detail[3]]);
+                self.received == 0
+                    && self.panic_message.is_empty()
+                    && length == 0
+                    && detail[4..] == [0; 3]
+                    && (1..=MAX_ERRNO).contains(&errno)
+                    && checksum == side
+            }
         };
         if consistent {
             Ok(End { outcome, detail })
@@ -561,6 +604,54 @@ mod tests {
         }
         let (r, _) = decode_in_pieces(1, b"not a frame at all", 4);
         assert_eq!(r, Err(DecodeError::Corrupt));
+    }
+
+    fn end_only(outcome: Outcome, detail: [u8; 7], checksum: u64) -> Result<(), DecodeError> {
+        decode_in_pieces(7, &end_frame(outcome, detail, 0, checksum), 5).0
+    }
+
+    #[test]
+    fn non_value_ends_must_carry_the_calls_side_checksum() {
+        let errno = 22i32.to_le_bytes();
+        let detail = [errno[0], errno[1], errno[2], errno[3], 0, 0, 0];
+        let good = side_checksum(7, detail, &[]);
+        assert_eq!(end_only(Outcome::SetupFailed, detail, good), Ok(()));
+        // Forged: no checksum, another call's checksum.
+        assert_eq!(
+            end_only(Outcome::SetupFailed, detail, 0),
+            Err(DecodeError::Corrupt)
+        );
+        let other = side_checksum(8, detail, &[]);
+        assert_eq!(
+            end_only(Outcome::SetupFailed, detail, other),
+            Err(DecodeError::Corrupt)
+        );
+        assert_eq!(
+            end_only(Outcome::SerializeFailed, [0; 7], 0),
+            Err(DecodeError::Corrupt)
+        );
+    }
+
+    #[test]
+    fn an_errno_out_of_range_is_corrupt_not_a_panic() {
+        // rustix panics on such values; the decoder must never pass one on.
+        for raw in [0i32, -1, 4096, 0x8016, i32::MAX] {
+            let e = raw.to_le_bytes();
+            let detail = [e[0], e[1], e[2], e[3], 0, 0, 0];
+            let sum = side_checksum(7, detail, &[]);
+            assert_eq!(
+                end_only(Outcome::SetupFailed, detail, sum),
+                Err(DecodeError::Corrupt)
+            );
+        }
+    }
+
+    #[test]
+    fn a_value_end_with_stray_detail_bytes_is_corrupt() {
+        let mut s = stream(4, b"abc", 3);
+        let end_at = s.len() - END_LEN;
+        s[end_at + 3] ^= 0x40; // inside `detail`
+        assert_eq!(decode_in_pieces(4, &s, 2).0, Err(DecodeError::Corrupt));
     }
 
     #[test]

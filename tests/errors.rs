@@ -391,3 +391,16 @@ fn errors_are_serializable_and_clone() {
     is_send_sync(&e);
     assert!(e.to_string().contains("status 9"), "{e}");
 }
+
+#[test]
+fn an_error_carrying_an_impossible_errno_does_not_deserialize() {
+    // A serialized error from elsewhere is input too: an errno rustix would
+    // panic on must be refused, not passed on.
+    let good = MemIsolateError::CallableDidNotExecute(NotRun::ForkFailed(Errno::AGAIN));
+    let mut bytes = postcard::to_allocvec(&good).unwrap();
+    assert_eq!(postcard::from_bytes::<MemIsolateError>(&bytes), Ok(good));
+    // The errno is the last field: a zigzag varint; replace it with 0.
+    let last = bytes.len() - 1;
+    bytes[last] = 0;
+    assert!(postcard::from_bytes::<MemIsolateError>(&bytes).is_err());
+}
