@@ -67,6 +67,13 @@ pub mod fuzzing {
         Ok(out)
     }
 
+    /// The checksum a non-`Value` `END` frame carries for `detail` and a
+    /// panic message.
+    #[must_use]
+    pub fn side_checksum(nonce: u64, detail: [u8; 7], message: &[u8]) -> u64 {
+        crate::wire::side_checksum(nonce, detail, message)
+    }
+
     /// What the parent makes of `pieces` (one stream, split anywhere) from
     /// a child that exited with status 0; `None` while incomplete.
     #[must_use]
