@@ -195,8 +195,12 @@ impl<S: Sink> Receiver<S> {
                 Err(e) => {
                     // The readiness queue itself failed, so no deadline can
                     // be kept: stop the child and report the failure.
-                    let _ = self.watch.kill(self.pid);
-                    let _ = sys::reap(self.pid, true);
+                    if self.watch.kill(self.pid).is_ok() {
+                        if let Ok(Some((exit, usage))) = sys::reap(self.pid, true) {
+                            self.exit = Some(exit);
+                            self.usage = Some(usage);
+                        }
+                    }
                     self.wait_error = Some(e);
                 }
             }
@@ -440,10 +444,15 @@ impl<S: Sink> Receiver<S> {
 impl<S: Sink> Drop for Receiver<S> {
     /// A receiver dropped before its child finished kills and reaps it:
     /// no child outlives its handle and no zombie is left.
+    ///
+    /// Should the kill itself have failed (only possible if the child
+    /// changed credentials out of reach), it is reaped only if it already
+    /// ended: waiting for a child that cannot be stopped would hang.
     fn drop(&mut self) {
-        if !self.is_finished() {
-            let _ = self.watch.kill(self.pid);
-            let _ = sys::reap(self.pid, true);
+        let reaped = self.exit.is_some() || self.wait_error == Some(Errno::CHILD);
+        if !reaped {
+            let stopped = self.watch.kill(self.pid).is_ok();
+            let _ = sys::reap(self.pid, stopped);
         }
     }
 }
