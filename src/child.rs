@@ -32,8 +32,9 @@ use crate::wire::{self, Checksum, END_FRAME_LEN, HEADER_LEN, Outcome};
 /// [`UnexpectedChildExitStatus`](crate::errors::CallableStatusUnknownError::UnexpectedChildExitStatus).
 const CHILD_EXIT_UNWOUND: i32 = 0x70;
 
-/// Bytes of the child's staging buffer.
-pub(crate) const STAGING_LEN: usize = 128 * 1024;
+/// Bytes of the child's staging buffer: one `DATA` frame of the largest
+/// size the parent accepts, with room for `END` after it.
+pub(crate) const STAGING_LEN: usize = wire::MAX_DATA_LEN as usize + HEADER_LEN + END_FRAME_LEN;
 
 /// The child's staging buffer: a static, so the parent never allocates or
 /// touches it. It lives in `.bss`; its pages stay unmapped in the parent,

@@ -9,9 +9,9 @@
 //! offset 4  length   u32 LE bytes of body that follow
 //! ```
 //!
-//! - `DATA`: a piece of the postcard encoding of the callable's value. The
-//!   child sends one each time its preallocated staging buffer fills, so a
-//!   value of any size streams through a fixed buffer.
+//! - `DATA`: a piece of the postcard encoding of the callable's value, at
+//!   most 128 KiB. The child sends one each time its preallocated staging
+//!   buffer fills, so a value of any size streams through a fixed buffer.
 //! - `PANIC`: the panic message, at most [`PANIC_MESSAGE_CAPACITY`] bytes of
 //!   UTF-8, sent before an `END` whose outcome is [`Outcome::Panicked`].
 //! - `END`: always 24 bytes of body and always last:
@@ -48,6 +48,10 @@ pub(crate) const HEADER_LEN: usize = 8;
 pub(crate) const END_LEN: usize = 24;
 /// Bytes in a whole `END` frame.
 pub(crate) const END_FRAME_LEN: usize = HEADER_LEN + END_LEN;
+/// The largest `DATA` body the child ever sends (its staging buffer less a
+/// header and room for `END`). A longer one is forged, and refusing it
+/// keeps the parent from reserving memory for bytes that may never come.
+pub(crate) const MAX_DATA_LEN: u32 = 128 * 1024;
 
 const KIND_DATA: u8 = 0xD4;
 const KIND_PANIC: u8 = 0x9A;
@@ -416,7 +420,7 @@ impl Decoder {
         self.state = match h[0] {
             // Empty DATA frames are never sent; refusing them bounds the
             // work a stream of headers alone can cause.
-            KIND_DATA if len > 0 => State::Data(len),
+            KIND_DATA if len > 0 && len <= MAX_DATA_LEN => State::Data(len),
             KIND_PANIC
                 if self.panic_message.is_empty()
                     && len > 0
@@ -652,6 +656,21 @@ mod tests {
         let end_at = s.len() - END_LEN;
         s[end_at + 3] ^= 0x40; // inside `detail`
         assert_eq!(decode_in_pieces(4, &s, 2).0, Err(DecodeError::Corrupt));
+    }
+
+    #[test]
+    fn a_data_frame_longer_than_the_child_ever_sends_is_corrupt() {
+        let mut d = Decoder::new(1);
+        let mut sink = Unbounded(std::vec::Vec::new());
+        assert_eq!(
+            d.feed(&data_header(MAX_DATA_LEN + 1), &mut sink),
+            Err(DecodeError::Corrupt)
+        );
+        let mut d = Decoder::new(1);
+        assert_eq!(
+            d.feed(&data_header(MAX_DATA_LEN), &mut sink),
+            Ok(HEADER_LEN)
+        );
     }
 
     #[test]

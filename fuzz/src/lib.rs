@@ -17,6 +17,8 @@ use serde::{Deserialize, Serialize, Serializer, ser::SerializeTuple};
 pub const HEADER_LEN: usize = 8;
 pub const END_LEN: usize = 24;
 pub const END_FRAME_LEN: usize = HEADER_LEN + END_LEN;
+/// The largest `DATA` body the child ever sends; longer ones are forged.
+pub const MAX_DATA_LEN: usize = 128 * 1024;
 pub const KIND_DATA: u8 = 0xD4;
 pub const KIND_PANIC: u8 = 0x9A;
 pub const KIND_END: u8 = 0xE6;
@@ -122,7 +124,7 @@ pub fn model(nonce: u64, stream: &[u8], limit: usize) -> Framing {
         let avail = &stream[pos..];
         let body = &avail[..len.min(avail.len())];
         match h[0] {
-            KIND_DATA if len > 0 => {
+            KIND_DATA if len > 0 && len <= MAX_DATA_LEN => {
                 if payload.len() + body.len() > limit {
                     return Framing::TooLarge;
                 }
@@ -301,7 +303,7 @@ pub fn starts_with_valid_header(b: &[u8]) -> bool {
     let len = u32::from_le_bytes(h[4..8].try_into().unwrap()) as usize;
     h[1..4] == MAGIC
         && match h[0] {
-            KIND_DATA => len > 0,
+            KIND_DATA => len > 0 && len <= MAX_DATA_LEN,
             KIND_PANIC => (1..=PANIC_MESSAGE_CAPACITY).contains(&len),
             KIND_END => len == END_LEN,
             _ => false,
