@@ -257,6 +257,9 @@ impl Isolate {
                 child::run(callable, &plan, write.as_fd())
             }
             Ok(Some(pid)) => {
+                // Only the child may hold the write end: were the parent to
+                // keep it, every child forked meanwhile (by any thread)
+                // would inherit a way to write into this call's stream.
                 drop(write);
                 watch.watch_child(pid);
                 trace!(pid = pid.as_raw_nonzero().get(), "forked");

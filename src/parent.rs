@@ -217,7 +217,10 @@ impl<S: Sink> Receiver<S> {
         let Some(pipe) = self.pipe.as_ref() else {
             return;
         };
-        let mut scratch = [0u8; 4096];
+        // Frame headers and small results only: the value's bytes are read
+        // straight into the sink. Small, because every stack page the
+        // parent touches after a fork costs a fault.
+        let mut scratch = [MaybeUninit::<u8>::uninit(); 512];
         loop {
             if self.decoder.is_finished() {
                 break;
@@ -231,7 +234,7 @@ impl<S: Sink> Receiver<S> {
                         return;
                     }
                 };
-                match read_uninit(pipe.as_fd(), spare) {
+                match sys::read_into(pipe.as_fd(), spare).map(|r| r.map(|b| b.len())) {
                     Ok(Some(0)) => None,
                     Ok(Some(n)) => {
                         let bytes = self.sink.commit(n);
@@ -245,10 +248,11 @@ impl<S: Sink> Receiver<S> {
                     }
                 }
             } else {
-                match sys::read_ready(pipe.as_fd(), &mut scratch) {
-                    Ok(Some(0)) => None,
-                    Ok(Some(n)) => {
-                        if let Err(e) = self.decoder.feed(&scratch[..n], &mut self.sink) {
+                match sys::read_into(pipe.as_fd(), &mut scratch) {
+                    Ok(Some(&mut [])) => None,
+                    Ok(Some(got)) => {
+                        let n = got.len();
+                        if let Err(e) = self.decoder.feed(got, &mut self.sink) {
                             self.reject(e);
                             return;
                         }
@@ -278,15 +282,29 @@ impl<S: Sink> Receiver<S> {
         if !self.decoder.untouched() {
             return;
         }
-        let mut copy = [0u8; sys::SHARED_PAGE_LEN];
-        // SAFETY: the page is live (see `new`) and SHARED_PAGE_LEN long.
-        unsafe { core::ptr::copy_nonoverlapping(page.as_ptr(), copy.as_mut_ptr(), copy.len()) };
-        let len = u32::from_le_bytes([copy[0], copy[1], copy[2], copy[3]]) as usize;
+        let mut len = [0u8; 4];
+        // SAFETY: the page is live (see `new`) and longer than 4 bytes.
+        unsafe { core::ptr::copy_nonoverlapping(page.as_ptr(), len.as_mut_ptr(), 4) };
+        let len = u32::from_le_bytes(len) as usize;
         if len == 0 || len > sys::SHARED_PAGE_LEN - 4 {
             return;
         }
-        if let Err(e) = self.decoder.feed(&copy[4..4 + len], &mut self.sink) {
-            self.reject(e);
+        // Each byte is read from the shared page exactly once, into a
+        // small private buffer, before the decoder sees it: nothing that
+        // still maps the page can change what was checked. The buffer is
+        // small because every stack page the parent touches after a fork
+        // costs a fault.
+        let mut chunk = [0u8; 256];
+        let mut at = 4;
+        while at < 4 + len {
+            let n = chunk.len().min(4 + len - at);
+            // SAFETY: the page is live and `at + n <= 4 + len <= SHARED_PAGE_LEN`.
+            unsafe { core::ptr::copy_nonoverlapping(page.as_ptr().add(at), chunk.as_mut_ptr(), n) };
+            at += n;
+            if let Err(e) = self.decoder.feed(&chunk[..n], &mut self.sink) {
+                self.reject(e);
+                return;
+            }
         }
     }
 
@@ -517,16 +535,4 @@ fn panic_message(bytes: &[u8]) -> PanicMessage {
     };
     let _ = m.push_str(text);
     m
-}
-
-/// `read` into uninitialized spare room, retrying on `EINTR`.
-fn read_uninit(fd: BorrowedFd<'_>, buf: &mut [MaybeUninit<u8>]) -> Result<Option<usize>, Errno> {
-    loop {
-        match rustix::io::read(fd, &mut *buf) {
-            Ok((filled, _)) => return Ok(Some(filled.len())),
-            Err(Errno::INTR) => {}
-            Err(Errno::AGAIN) => return Ok(None),
-            Err(e) => return Err(e),
-        }
-    }
 }

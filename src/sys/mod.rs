@@ -121,16 +121,25 @@ pub(crate) fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> Result<(), Errno>
     Ok(())
 }
 
-/// `read(fd, buf)`, retrying on `EINTR`. `Ok(None)` when no data is ready.
-pub(crate) fn read_ready(fd: BorrowedFd<'_>, buf: &mut [u8]) -> Result<Option<usize>, Errno> {
-    loop {
+/// `read(fd, buf)` into a possibly uninitialized buffer, retrying on
+/// `EINTR`. Returns the bytes read (empty at end-of-file), or `None` when
+/// no data is ready.
+pub(crate) fn read_into<'b>(
+    fd: BorrowedFd<'_>,
+    buf: &'b mut [core::mem::MaybeUninit<u8>],
+) -> Result<Option<&'b mut [u8]>, Errno> {
+    let len = loop {
         match rustix::io::read(fd, &mut *buf) {
-            Ok(n) => return Ok(Some(n)),
+            Ok((filled, _)) => break filled.len(),
             Err(Errno::INTR) => {}
             Err(Errno::AGAIN) => return Ok(None),
             Err(e) => return Err(e),
         }
-    }
+    };
+    // SAFETY: `read` initialized the first `len` bytes.
+    Ok(Some(unsafe {
+        core::slice::from_raw_parts_mut(buf.as_mut_ptr().cast(), len)
+    }))
 }
 
 /// In the child: caps the address space at its current size plus `extra`
