@@ -46,9 +46,10 @@ pub mod fuzzing {
 
     use crate::MemIsolateError;
 
-    /// The bytes a child would write for `value`, staged through a buffer
-    /// of `staging` bytes (at least 16) plus room for `END`, with the `END`
-    /// frame.
+    /// The bytes a child would write for `value`, staged through `staging`
+    /// bytes (at least 1, at most 128 KiB) plus room for a header and `END`,
+    /// with the `END` frame. Not reentrant: it uses the child's static
+    /// staging buffer.
     ///
     /// # Errors
     ///
@@ -58,9 +59,11 @@ pub mod fuzzing {
         nonce: u64,
         staging: usize,
     ) -> Result<Vec<u8>, postcard::Error> {
-        let mut buf = alloc::vec![0u8; staging.max(16) + 40];
         let err = core::cell::Cell::new(None);
-        let writer = crate::child::FrameWriter::new(Vec::new(), &mut buf, nonce, &err);
+        // SAFETY: the fuzz harness runs one input at a time on one thread,
+        // so this writer is the staging buffer's only user.
+        let writer =
+            unsafe { crate::child::FrameWriter::new(Vec::new(), staging + 40, nonce, &err) };
         let mut done = postcard::serialize_with_flavor(value, writer)?;
         let mut out = core::mem::take(&mut done.out);
         out.extend_from_slice(done.with_end());

@@ -11,7 +11,7 @@
 use core::mem::MaybeUninit;
 use core::time::Duration;
 
-use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::fd::{AsFd, OwnedFd};
 use rustix::io::Errno;
 use rustix::process::Pid;
 use serde::de::DeserializeOwned;
@@ -442,7 +442,7 @@ impl<S: Sink> Receiver<S> {
 
     /// The readiness descriptor: readable when a call to
     /// [`Self::advance`] with a zero timeout can make progress.
-    pub(crate) fn ready_fd(&self) -> BorrowedFd<'_> {
+    pub(crate) fn ready_fd(&self) -> rustix::fd::BorrowedFd<'_> {
         self.watch.as_fd()
     }
 
