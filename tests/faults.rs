@@ -1201,24 +1201,6 @@ mod linux {
         );
     }
 
-    /// In a child: forks a grandchild that closes stdio (so it holds none of
-    /// the test's output), keeps every other inherited descriptor (the
-    /// result pipe's write end among them) and sleeps `secs` seconds.
-    fn sleeping_grandchild(secs: u32) -> i32 {
-        // SAFETY: the grandchild only closes descriptors, sleeps and exits.
-        unsafe {
-            let pid = libc::fork();
-            if pid == 0 {
-                libc::close(1);
-                libc::close(2);
-                libc::sleep(secs);
-                libc::_exit(0);
-            }
-            assert!(pid > 0, "fork failed");
-            pid
-        }
-    }
-
     fn kill_grandchild(pid: i32) {
         assert!(pid > 0);
         // SAFETY: signalling a grandchild this test started, still asleep
@@ -1232,7 +1214,7 @@ mod linux {
         let started = Instant::now();
         let r = Isolate::new()
             .timeout(Duration::from_secs(20))
-            .run(|| (sleeping_grandchild(5), pattern(13, 300_000)));
+            .run(|| (common::grandchild_holding_the_pipe(5), pattern(13, 300_000)));
         let (grandchild, value) = r.unwrap();
         kill_grandchild(grandchild);
         assert_eq!(value, pattern(13, 300_000));
@@ -1248,7 +1230,7 @@ mod linux {
         let r = Isolate::new()
             .timeout(Duration::from_secs(20))
             .run(move || -> Vec<u8> {
-                let pid = sleeping_grandchild(5);
+                let pid = common::grandchild_holding_the_pipe(5);
                 shared_word(at).store(usize::try_from(pid).unwrap(), Ordering::SeqCst);
                 raise(libc::SIGKILL);
                 unreachable!()

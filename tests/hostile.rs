@@ -24,23 +24,6 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Forks a grandchild that holds every inherited descriptor (the result
-/// pipe's write end among them) for `secs` seconds. Returns its pid.
-fn grandchild_holding_the_pipe(secs: u32) -> i32 {
-    // SAFETY: the grandchild only closes stdio (so it holds nothing of the
-    // test's output), sleeps and exits.
-    unsafe {
-        let pid = libc::fork();
-        if pid == 0 {
-            libc::close(1);
-            libc::close(2);
-            libc::sleep(secs);
-            libc::_exit(0);
-        }
-        pid
-    }
-}
-
 fn kill_and_forget(pid: i32) {
     // SAFETY: signalling a process this test started; the grandchild was
     // reparented, so init reaps it.
@@ -54,7 +37,7 @@ fn a_grandchild_holding_the_pipe_does_not_delay_a_value() {
     let _g = serial();
     let r = Isolate::new()
         .timeout(Duration::from_secs(10))
-        .run(|| (grandchild_holding_the_pipe(20), vec![1u8; 300_000]));
+        .run(|| (common::grandchild_holding_the_pipe(20), vec![1u8; 300_000]));
     let (grandchild, bytes) = r.unwrap();
     kill_and_forget(grandchild);
     assert_eq!(bytes.len(), 300_000);
@@ -66,7 +49,7 @@ fn a_grandchild_holding_the_pipe_does_not_delay_a_failure() {
     let r = Isolate::new()
         .timeout(Duration::from_secs(10))
         .run(|| -> u8 {
-            grandchild_holding_the_pipe(20);
+            common::grandchild_holding_the_pipe(20);
             std::process::exit(12)
         });
     assert_eq!(

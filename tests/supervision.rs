@@ -52,15 +52,7 @@ fn a_grandchild_holding_the_pipe_cannot_stretch_a_timeout() {
     let r = Isolate::new()
         .timeout(Duration::from_millis(200))
         .run(|| -> u8 {
-            // SAFETY: the grandchild only closes stdio, sleeps and exits.
-            unsafe {
-                if libc::fork() == 0 {
-                    libc::close(1);
-                    libc::close(2);
-                    libc::sleep(10);
-                    libc::_exit(0);
-                }
-            }
+            common::grandchild_holding_the_pipe(10);
             spin_forever()
         });
     assert_eq!(

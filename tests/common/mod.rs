@@ -61,3 +61,21 @@ pub fn assert_started(e: &MemIsolateError) {
         "a callable that ran was reported as not run: {e:?}"
     );
 }
+
+/// In a child: forks a grandchild that closes stdio (so it holds none of
+/// the test's output), keeps every other inherited descriptor (the result
+/// pipe's write end among them) and sleeps `secs` seconds. Returns its pid.
+pub fn grandchild_holding_the_pipe(secs: u32) -> i32 {
+    // SAFETY: the grandchild only closes descriptors, sleeps and exits.
+    unsafe {
+        let pid = libc::fork();
+        if pid == 0 {
+            libc::close(1);
+            libc::close(2);
+            libc::sleep(secs);
+            libc::_exit(0);
+        }
+        assert!(pid > 0, "fork failed");
+        pid
+    }
+}
