@@ -63,6 +63,7 @@ impl<T: DeserializeOwned> IsolatedChild<T> {
     /// Like [`join`](Self::join), and also returns what the child consumed
     /// (peak RSS and CPU time, from `wait4`), when it could be reaped.
     pub fn join_with_usage(mut self) -> (Result<T, MemIsolateError>, Option<ResourceUsage>) {
+        call_span!("mem_isolate::join");
         self.receiver.advance(None);
         let result = self.take();
         (result, self.receiver.usage())

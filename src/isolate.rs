@@ -109,6 +109,7 @@ impl Isolate {
         F: FnOnce() -> T,
         T: Serialize + DeserializeOwned,
     {
+        call_span!("mem_isolate::run");
         let limit = self.max_result_size.unwrap_or(usize::MAX);
         with_shared_page(|page| {
             let sink = crate::wire::VecSink {
@@ -151,6 +152,7 @@ impl Isolate {
         T: Serialize + DeserializeOwned,
     {
         let limit = self.max_result_size.unwrap_or(usize::MAX);
+        call_span!("mem_isolate::spawn");
         // Several spawned children may be alive at once, so they do not
         // share a page: their results always travel through the pipe.
         let sink = crate::wire::VecSink {
@@ -199,6 +201,7 @@ impl Isolate {
         F: FnOnce() -> T,
         T: Serialize + DeserializeOwned,
     {
+        call_span!("mem_isolate::run_with_buffer");
         let cap = self.max_result_size.unwrap_or(usize::MAX).min(buffer.len());
         with_shared_page(|page| {
             let sink = SliceSink {

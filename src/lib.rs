@@ -19,6 +19,15 @@ macro_rules! trace {
     };
 }
 
+/// Opens a `tracing` debug span for the rest of the enclosing block, when
+/// the feature is on (parent side only).
+macro_rules! call_span {
+    ($name:literal) => {
+        #[cfg(feature = "tracing")]
+        let _span = ::tracing::debug_span!($name).entered();
+    };
+}
+
 mod child;
 pub mod errors;
 #[cfg(feature = "alloc")]
