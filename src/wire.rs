@@ -515,6 +515,9 @@ impl PayloadSink for VecSink {
 
 #[cfg(test)]
 mod tests {
+    // The unit tests use std's Vec even when the crate is built without it.
+    extern crate std;
+
     use super::*;
 
     struct Unbounded(std::vec::Vec<u8>);
