@@ -91,32 +91,38 @@ where
     // the parent's code.
     let _guard = ExitOnUnwind;
 
-    if !sys::on_parent_death(plan.parent) {
-        sys::exit_now(0);
+    // Setting up may fail before the callable runs; the stream says so,
+    // and the parent reports that the callable never started.
+    let setup_failed = |e: Errno| -> ! {
+        let mut detail = [0u8; 7];
+        detail[..4].copy_from_slice(&e.raw_os_error().to_le_bytes());
+        let sum = wire::side_checksum(plan.nonce, detail, &[]);
+        let end = wire::end_frame(Outcome::SetupFailed, detail, 0, sum);
+        let _ = sys::write_all(pipe, &end);
+        sys::exit_now(0)
+    };
+    match sys::on_parent_death(plan.parent) {
+        Ok(true) => {}
+        // The parent is gone: nobody is waiting for anything.
+        Ok(false) => sys::exit_now(0),
+        Err(e) => setup_failed(e),
     }
     if let Some(limit) = plan.memory_limit {
         if let Err(e) = sys::limit_memory(limit) {
-            // The callable has not run, and says so in the stream.
-            let mut detail = [0u8; 7];
-            detail[..4].copy_from_slice(&e.raw_os_error().to_le_bytes());
-            let sum = wire::side_checksum(plan.nonce, detail, &[]);
-            let end = wire::end_frame(Outcome::SetupFailed, detail, 0, sum);
-            let _ = sys::write_all(pipe, &end);
-            sys::exit_now(0);
+            setup_failed(e);
         }
     }
 
     let write_error = Cell::new(None);
 
     let sent = catch(|| {
-        let value = callable();
+        // Never dropped, not even if serializing it panics: dropping could
+        // free memory.
+        let value = core::mem::ManuallyDrop::new(callable());
         // SAFETY: the one writer of the staging buffer in this process (see
         // `Staging`), made after the callable returned.
         let writer = unsafe { FrameWriter::new(pipe, STAGING_LEN, plan.nonce, &write_error) };
-        let sent = postcard::serialize_with_flavor(&value, writer);
-        // Dropping the value could free memory: leave it to `_exit`.
-        core::mem::forget(value);
-        sent
+        postcard::serialize_with_flavor(&*value, writer)
     });
 
     let end = match sent {

@@ -116,7 +116,9 @@ impl Isolate {
                 bytes: alloc::vec::Vec::new(),
                 limit,
             };
-            let mut receiver = self.launch(callable, sink, page)?;
+            // SAFETY: the receiver lives only inside this closure, where the
+            // page is borrowed.
+            let mut receiver = unsafe { self.launch(callable, sink, page)? };
             receiver.advance(None);
             receiver.outcome()
         })
@@ -159,7 +161,8 @@ impl Isolate {
             bytes: alloc::vec::Vec::new(),
             limit,
         };
-        let receiver = self.launch(callable, sink, None)?;
+        // SAFETY: no page, so nothing for the receiver to outlive.
+        let receiver = unsafe { self.launch(callable, sink, None)? };
         Ok(crate::IsolatedChild::new(receiver))
     }
 
@@ -208,7 +211,9 @@ impl Isolate {
                 buf: &mut buffer[..cap],
                 len: 0,
             };
-            let mut receiver = self.launch(callable, sink, page)?;
+            // SAFETY: the receiver lives only inside this closure, where the
+            // page is borrowed.
+            let mut receiver = unsafe { self.launch(callable, sink, page)? };
             receiver.advance(None);
             receiver.outcome()
         })
@@ -216,8 +221,12 @@ impl Isolate {
 
     /// Forks, hands the child its plan, and returns the parent's receiver,
     /// which collects the result into `sink`. A small result may come back
-    /// through `page` instead of the pipe; the receiver must not outlive it.
-    fn launch<F, T, S>(
+    /// through `page` instead of the pipe.
+    ///
+    /// # Safety
+    ///
+    /// The receiver must not outlive `page`.
+    unsafe fn launch<F, T, S>(
         &self,
         callable: F,
         sink: S,
@@ -266,8 +275,8 @@ impl Isolate {
                 drop(write);
                 watch.watch_child(pid);
                 trace!(pid = pid.as_raw_nonzero().get(), "forked");
-                // SAFETY: the caller keeps the page alive for as long as
-                // the receiver (both live in `run`'s scope).
+                // SAFETY: our caller keeps the page alive for as long as
+                // the receiver.
                 Ok(unsafe {
                     Receiver::new(
                         pid,

@@ -188,8 +188,8 @@ impl<S: Sink> Receiver<S> {
                     if ready.pipe {
                         self.drain();
                     }
-                    if ready.child {
-                        self.try_reap(false);
+                    if ready.child && !self.is_finished() {
+                        self.try_reap(ready.exiting);
                     }
                 }
                 Err(e) => {
@@ -224,6 +224,11 @@ impl<S: Sink> Receiver<S> {
         loop {
             if self.decoder.is_finished() {
                 break;
+            }
+            // A child streaming faster than the parent appends must not
+            // keep it here past the deadline.
+            if self.deadline.is_some_and(|d| now() >= d) {
+                return;
             }
             let data_left = self.decoder.data_remaining();
             let got = if data_left > 0 {
@@ -282,10 +287,12 @@ impl<S: Sink> Receiver<S> {
         if !self.decoder.untouched() {
             return;
         }
-        let mut len = [0u8; 4];
-        // SAFETY: the page is live (see `new`) and longer than 4 bytes.
-        unsafe { core::ptr::copy_nonoverlapping(page.as_ptr(), len.as_mut_ptr(), 4) };
-        let len = u32::from_le_bytes(len) as usize;
+        // Volatile reads: the page is shared with processes that may still
+        // write it, so each byte is read once, as it is at that moment.
+        // SAFETY (both reads): the page is live (see `new`) and every
+        // offset read is below SHARED_PAGE_LEN.
+        let byte = |at: usize| unsafe { page.as_ptr().add(at).read_volatile() };
+        let len = u32::from_le_bytes([byte(0), byte(1), byte(2), byte(3)]) as usize;
         if len == 0 || len > sys::SHARED_PAGE_LEN - 4 {
             return;
         }
@@ -298,8 +305,9 @@ impl<S: Sink> Receiver<S> {
         let mut at = 4;
         while at < 4 + len {
             let n = chunk.len().min(4 + len - at);
-            // SAFETY: the page is live and `at + n <= 4 + len <= SHARED_PAGE_LEN`.
-            unsafe { core::ptr::copy_nonoverlapping(page.as_ptr().add(at), chunk.as_mut_ptr(), n) };
+            for (i, slot) in chunk[..n].iter_mut().enumerate() {
+                *slot = byte(at + i);
+            }
             at += n;
             if let Err(e) = self.decoder.feed(&chunk[..n], &mut self.sink) {
                 self.reject(e);
@@ -318,11 +326,12 @@ impl<S: Sink> Receiver<S> {
     /// and stop the child, whose result can no longer be delivered.
     fn reject(&mut self, why: DecodeError) {
         trace!(?why, "rejecting the stream and killing the child");
-        let _ = why;
+        self.decoder.reject(why);
         self.close_pipe();
         if !self.is_finished() {
-            let _ = self.watch.kill(self.pid);
-            self.try_reap(true);
+            // Only a child that was really signalled is waited for.
+            let killed = self.watch.kill(self.pid).is_ok();
+            self.try_reap(killed);
         }
     }
 
@@ -458,6 +467,13 @@ impl<S: Sink> Receiver<S> {
         }
     }
 }
+
+// SAFETY: the only field that is not `Send` is the shared page pointer,
+// which is set only by blocking calls (`run`, `run_with_buffer`) whose
+// receiver never leaves the calling thread; spawned handles, the receivers
+// that can move between threads, never carry one. Everything else is
+// owned descriptors and plain data.
+unsafe impl<S: Sink + Send> Send for Receiver<S> {}
 
 impl<S: Sink> Drop for Receiver<S> {
     /// A receiver dropped before its child finished kills and reaps it:

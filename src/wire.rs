@@ -341,8 +341,16 @@ impl Decoder {
     }
 
     fn fail(&mut self, e: DecodeError) -> Result<usize, DecodeError> {
-        self.state = State::Failed(e);
+        self.reject(e);
         Err(e)
+    }
+
+    /// Marks the stream as rejected for `e`, when the parent found the
+    /// fault itself (a sink that refused room for the next bytes).
+    pub(crate) fn reject(&mut self, e: DecodeError) {
+        if !matches!(self.state, State::Done(_)) {
+            self.state = State::Failed(e);
+        }
     }
 
     /// Feeds the next bytes of the stream. Returns how many were consumed:

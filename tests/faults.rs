@@ -911,6 +911,12 @@ fn many_threads_mixing_every_outcome_each_get_exactly_theirs() {
     assert!(wrong.is_empty(), "{wrong:#?}");
 }
 
+// Not on musl: this spawns sixteen threads inside a child forked from the
+// (multi-threaded) test harness, which relies on libc resetting its
+// internal locks at fork; glibc does, and under musl the run was seen to
+// hang on one. The outcomes themselves are checked on musl too, by
+// `many_threads_mixing_every_outcome_each_get_exactly_theirs`.
+#[cfg(not(target_env = "musl"))]
 #[test]
 fn many_threads_mixing_every_outcome_leave_no_child_and_no_descriptor() {
     // The same, in a sealed child, where every child and descriptor of the

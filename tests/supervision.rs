@@ -165,6 +165,43 @@ fn rss() -> u64 {
 }
 
 #[test]
+fn a_cap_reached_inside_a_frame_is_reported_as_the_cap() {
+    // 10 kB takes the pipe; the cap falls inside its one DATA frame.
+    for (limit, len) in [(1000, 10_000), (5000, 200_000), (1 << 20, 3 << 20)] {
+        let r = Isolate::new()
+            .max_result_size(limit)
+            .run(move || vec![0u8; len]);
+        assert_eq!(
+            r,
+            Err(MemIsolateError::CallableExecuted(Ran::ResultTooLarge {
+                limit
+            }))
+        );
+        let child = Isolate::new()
+            .max_result_size(limit)
+            .spawn(move || vec![0u8; len])
+            .unwrap();
+        assert_eq!(
+            child.join(),
+            Err(MemIsolateError::CallableExecuted(Ran::ResultTooLarge {
+                limit
+            }))
+        );
+    }
+}
+
+#[test]
+fn handles_can_move_to_other_threads() {
+    fn is_send<T: Send>(_: &T) {}
+    let child = Isolate::new().spawn(|| 5u8).unwrap();
+    is_send(&child);
+    assert_eq!(
+        std::thread::spawn(move || child.join()).join().unwrap(),
+        Ok(5)
+    );
+}
+
+#[test]
 fn a_result_exactly_at_the_cap_is_accepted() {
     // postcard: a one-byte length prefix, then the bytes.
     let r = Isolate::new().max_result_size(100).run(|| vec![1u8; 99]);

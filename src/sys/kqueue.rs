@@ -47,10 +47,12 @@ impl Watch {
 
     /// Starts watching the child `pid`, straight after `fork`. Cannot fail.
     ///
-    /// Registering `EVFILT_PROC` for a child that has already exited either
-    /// fires at once or fails with `ESRCH`, depending on the system and the
-    /// moment; the `ESRCH` case is recorded so that the first wait reports
-    /// the child straight away. Any other refusal falls back to checking the
+    /// Registering `EVFILT_PROC` for a child that has already exited may
+    /// fire at once, fail with `ESRCH`, or (XNU) succeed without ever
+    /// firing, depending on the system and the moment. `ESRCH` is recorded
+    /// so that the first wait reports the child straight away; the silent
+    /// case is covered by [`Watch::forget_pipe`], since such a child's pipe
+    /// reaches end-of-file. Any other refusal falls back to checking the
     /// child every [`FALLBACK_TICK`](super::FALLBACK_TICK).
     pub(crate) fn watch_child(&mut self, pid: Pid) {
         let exit = Event::new(
@@ -71,7 +73,13 @@ impl Watch {
     }
 
     /// Stops watching the pipe (after the stream ended or was rejected).
+    ///
+    /// From here on waits are also capped at the fallback tick: XNU may
+    /// accept an `EVFILT_PROC` registration made just after the child
+    /// exited and then never post its `NOTE_EXIT`, and with the pipe gone
+    /// nothing else would wake the parent.
     pub(crate) fn forget_pipe(&mut self, pipe: BorrowedFd<'_>) {
+        self.proc_watched = false;
         let del = Event::new(
             EventFilter::Read(pipe.as_raw_fd()),
             EventFlags::DELETE,
@@ -91,6 +99,7 @@ impl Watch {
             return Ok(Ready {
                 pipe: true,
                 child: true,
+                exiting: true,
             });
         }
         let (timeout, ticked) = tick(timeout, self.proc_watched);
@@ -103,16 +112,16 @@ impl Watch {
                     match e.filter() {
                         EventFilter::Read(_) => ready.pipe = true,
                         EventFilter::Proc { .. } => {
+                            // NOTE_EXIT may be posted just before the child
+                            // becomes reapable: a blocking reap is brief.
                             ready.child = true;
-                            // The one-shot event is spent. Should the exit
-                            // not yet be reapable, later waits tick instead
-                            // of sleeping for an event that will not come.
+                            ready.exiting = true;
                             self.proc_watched = false;
                         }
                         _ => {}
                     }
                 }
-                if ticked && !ready.pipe {
+                if ticked {
                     ready.child = true;
                 }
             }
@@ -135,20 +144,20 @@ impl Watch {
     }
 }
 
-/// In the child: die with the parent. Returns false if the parent is
+/// In the child: die with the parent. `Ok(false)` if the parent is
 /// already gone.
 ///
 /// FreeBSD has `procctl(PROC_PDEATHSIG_CTL)`, which delivers `SIGKILL` when
 /// the parent exits. macOS has no such call: there an orphaned child runs on
-/// until it finishes, and dies of `SIGPIPE` when it writes its result to a
-/// pipe nobody reads. Combine a timeout with work that checks
-/// `getppid()` if that matters on macOS.
-pub(crate) fn on_parent_death(parent: Pid) -> bool {
+/// until it finishes, then fails to write its result to a pipe nobody reads
+/// and exits. Have long-running work check `getppid()` if that matters on
+/// macOS.
+// On macOS nothing here can fail; the signature is FreeBSD's and Linux's.
+#[cfg_attr(not(target_os = "freebsd"), allow(clippy::unnecessary_wraps))]
+pub(crate) fn on_parent_death(parent: Pid) -> Result<bool, Errno> {
     #[cfg(target_os = "freebsd")]
-    let armed = rustix::process::set_parent_process_death_signal(Some(Signal::KILL)).is_ok();
-    #[cfg(not(target_os = "freebsd"))]
-    let armed = true;
-    armed && rustix::process::getppid() == Some(parent)
+    rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
+    Ok(rustix::process::getppid() == Some(parent))
 }
 
 /// FreeBSD enforces `RLIMIT_AS`; macOS accepts it but does not enforce it.

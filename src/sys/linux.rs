@@ -78,11 +78,12 @@ impl Watch {
                 for e in got.iter() {
                     match e.data.u64() {
                         PIPE_TOKEN => ready.pipe = true,
+                        // A readable pidfd means the child has exited.
                         CHILD_TOKEN => ready.child = true,
                         _ => {}
                     }
                 }
-                if ticked && !ready.pipe {
+                if ticked {
                     ready.child = true;
                 }
             }
@@ -110,15 +111,15 @@ impl Watch {
 }
 
 /// `prctl(PR_SET_PDEATHSIG, SIGKILL)`—In the child: die with the parent.
-/// Returns false if the parent is already gone.
+/// `Ok(false)` if the parent is already gone.
 ///
 /// The signal fires when the *thread* that forked exits, not the whole
 /// parent process; a child whose forking thread ends first is killed too,
 /// which is the safe side. A parent that died before the call leaves the
 /// child with a different parent pid, which the second check catches.
-pub(crate) fn on_parent_death(parent: Pid) -> bool {
-    rustix::process::set_parent_process_death_signal(Some(Signal::KILL)).is_ok()
-        && rustix::process::getppid() == Some(parent)
+pub(crate) fn on_parent_death(parent: Pid) -> Result<bool, Errno> {
+    rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
+    Ok(rustix::process::getppid() == Some(parent))
 }
 
 /// Memory limits are enforced with `RLIMIT_AS`.

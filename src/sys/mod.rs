@@ -296,8 +296,11 @@ fn usage_from(u: &libc::rusage) -> ResourceUsage {
 pub(crate) struct Ready {
     /// The pipe has data or reached end-of-file.
     pub(crate) pipe: bool,
-    /// The child may have ended: try reaping it.
+    /// The child may have ended: try reaping it without blocking.
     pub(crate) child: bool,
+    /// The child is certainly exiting (kqueue's `NOTE_EXIT` may come just
+    /// before it can be reaped): a blocking reap returns promptly.
+    pub(crate) exiting: bool,
 }
 
 /// When the platform cannot watch the child itself (pidfd unavailable on an
@@ -305,15 +308,23 @@ pub(crate) struct Ready {
 /// and checks the child between them.
 pub(crate) const FALLBACK_TICK: Duration = Duration::from_millis(5);
 
-/// Caps `timeout` at the fallback tick when the child is not watched.
+/// The longest single readiness wait. Longer waits are split (the caller
+/// recomputes its deadline), so that a timeout of weeks never needs
+/// `epoll_pwait2` (Linux 5.11) or overflows a platform's time type.
+const LONGEST_WAIT: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The timeout for one readiness wait, and whether the caller must check
+/// the child afterwards whatever the wait reports: always when the child
+/// is not watched, in which case the wait is also capped at the fallback
+/// tick.
 pub(crate) fn tick(timeout: Option<Duration>, watched: bool) -> (Option<Duration>, bool) {
     if watched {
-        return (timeout, false);
+        return (timeout.map(|t| t.min(LONGEST_WAIT)), false);
     }
-    match timeout {
-        Some(t) if t <= FALLBACK_TICK => (Some(t), false),
-        _ => (Some(FALLBACK_TICK), true),
-    }
+    (
+        Some(timeout.map_or(FALLBACK_TICK, |t| t.min(FALLBACK_TICK))),
+        true,
+    )
 }
 
 impl AsFd for Watch {
