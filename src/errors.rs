@@ -199,8 +199,9 @@ pub enum CallableStatusUnknownError {
     CallableProcessDiedDuringExecution,
 
     /// The child exited with this non-zero code before delivering a
-    /// complete result: the code of an `exit` inside the callable, not a
-    /// status of `mem-isolate`.
+    /// complete result: the code of an `exit` inside the callable. (One
+    /// code is `mem-isolate`'s own: 0x70, from a child whose reporting
+    /// path unwound, which should never happen.)
     #[error("the child exited with status {0} before delivering a result")]
     UnexpectedChildExitStatus(i32),
 

@@ -27,6 +27,12 @@ use crate::wire::VecSink;
 /// Options set on the [`Isolate`](crate::Isolate) (timeout, result cap)
 /// apply while the handle is being joined or polled; the timeout counts
 /// from the spawn.
+///
+/// The handle is `Send`. On Linux the child is killed when the *thread*
+/// that spawned it exits (that is how `PR_SET_PDEATHSIG` works), so spawn
+/// from a thread that outlives the child. Readiness through [`AsFd`] needs
+/// the child to be watched (a pidfd, Linux 5.3 and later, or kqueue); on
+/// older kernels poll `try_join` instead.
 pub struct IsolatedChild<T> {
     receiver: Receiver<VecSink>,
     taken: bool,

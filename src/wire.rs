@@ -452,7 +452,10 @@ impl Decoder {
         let side = side_checksum(self.nonce, detail, &self.panic_message);
         let consistent = match outcome {
             Outcome::Value => {
-                detail == [0; 7] && length == self.received && checksum == self.checksum.finish()
+                detail == [0; 7]
+                    && self.panic_message.is_empty()
+                    && length == self.received
+                    && checksum == self.checksum.finish()
             }
             Outcome::Panicked => {
                 detail == [0; 7]

@@ -154,6 +154,7 @@ pub fn model(nonce: u64, stream: &[u8], limit: usize) -> Framing {
                 let ok = match outcome {
                     1 => {
                         detail == [0; 7]
+                            && panic.is_none()
                             && length == payload.len() as u64
                             && sum == checksum_of(&payload, nonce)
                     }
