@@ -114,6 +114,7 @@ where
     }
 
     let write_error = Cell::new(None);
+    let out = ResultPipe::new(pipe);
 
     let sent = catch(|| {
         // Never dropped, not even if serializing it panics: dropping could
@@ -121,7 +122,7 @@ where
         let value = core::mem::ManuallyDrop::new(callable());
         // SAFETY: the one writer of the staging buffer in this process (see
         // `Staging`), made after the callable returned.
-        let writer = unsafe { FrameWriter::new(pipe, STAGING_LEN, plan.nonce, &write_error) };
+        let writer = unsafe { FrameWriter::new(out, STAGING_LEN, plan.nonce, &write_error) };
         postcard::serialize_with_flavor(&*value, writer)
     });
 
@@ -146,7 +147,7 @@ where
                 // The last DATA frame and END leave in one write, so the
                 // parent is woken once for them.
                 _ => {
-                    if sys::write_all(pipe, frames).is_err() {
+                    if out.write_all(frames).is_err() {
                         sys::exit_now(CHILD_EXIT_PIPE_WRITE_FAILED);
                     }
                 }
@@ -166,14 +167,14 @@ where
             let text = truncate(message.as_bytes());
             #[allow(clippy::cast_possible_truncation)] // at most PANIC_MESSAGE_CAPACITY
             let header = wire::panic_header(text.len() as u32);
-            if sys::write_all(pipe, &header).is_err() || sys::write_all(pipe, text).is_err() {
+            if out.write_all(&header).is_err() || out.write_all(text).is_err() {
                 sys::exit_now(CHILD_EXIT_PIPE_WRITE_FAILED);
             }
             let sum = wire::side_checksum(plan.nonce, [0; 7], text);
             wire::end_frame(Outcome::Panicked, [0; 7], 0, sum)
         }
     };
-    if sys::write_all(pipe, &end).is_err() {
+    if out.write_all(&end).is_err() {
         sys::exit_now(CHILD_EXIT_PIPE_WRITE_FAILED);
     }
     sys::exit_now(0)
@@ -248,15 +249,43 @@ pub(crate) trait FrameOut {
     fn spilling(&mut self) {}
 }
 
-impl FrameOut for BorrowedFd<'_> {
+/// The result pipe's write end, with the identity of the file it named
+/// before the callable ran. A callable may close that descriptor and open
+/// something else that gets the same number; every write first checks the
+/// number still names the pipe, so the result never lands in a stranger's
+/// file (the write fails with `EBADF` instead).
+#[derive(Clone, Copy)]
+pub(crate) struct ResultPipe<'a> {
+    fd: BorrowedFd<'a>,
+    id: Option<(u64, u64)>,
+}
+
+impl<'a> ResultPipe<'a> {
+    /// Records the identity of the file behind `fd`, now.
+    pub(crate) fn new(fd: BorrowedFd<'a>) -> Self {
+        Self {
+            fd,
+            id: sys::file_id(fd).ok(),
+        }
+    }
+
+    fn write_all(self, bytes: &[u8]) -> Result<(), Errno> {
+        if sys::file_id(self.fd).ok() != self.id {
+            return Err(Errno::BADF);
+        }
+        sys::write_all(self.fd, bytes)
+    }
+}
+
+impl FrameOut for ResultPipe<'_> {
     fn write_all(&mut self, bytes: &[u8]) -> Result<(), Errno> {
-        sys::write_all(*self, bytes)
+        ResultPipe::write_all(*self, bytes)
     }
 
     fn spilling(&mut self) {
         // Best effort: the system's pipe-max-size may refuse it.
         #[cfg(any(target_os = "linux", target_os = "android"))]
-        let _ = rustix::pipe::fcntl_setpipe_size(*self, WIDE_PIPE);
+        let _ = rustix::pipe::fcntl_setpipe_size(self.fd, WIDE_PIPE);
     }
 }
 

@@ -146,7 +146,9 @@ pub enum CallableExecutedError {
     DeserializationFailed(postcard::Error),
 
     /// The child could not write its result to the pipe, for example because
-    /// the callable closed the descriptor the result travels on. The child
+    /// the callable closed the descriptor the result travels on (or closed
+    /// it and opened another file under the same number: the child checks,
+    /// and writes nothing into that file). The child
     /// reports this by exiting with [`CHILD_EXIT_PIPE_WRITE_FAILED`].
     #[error("the child could not write its result to the pipe")]
     ChildPipeWriteFailed,

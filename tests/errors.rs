@@ -406,3 +406,39 @@ fn an_error_carrying_an_impossible_errno_does_not_deserialize() {
     bytes[last] = 0;
     assert!(postcard::from_bytes::<MemIsolateError>(&bytes).is_err());
 }
+
+#[test]
+fn a_reused_result_descriptor_number_never_receives_the_result() {
+    // The callable closes every descriptor, then opens a file so often that
+    // its copies take every low number, the result pipe's old one among
+    // them. The result must not be written into that file.
+    let path = std::env::temp_dir().join(format!("mem-isolate-reuse-{}", std::process::id()));
+    let file_path = path.clone();
+    let e = execute_in_isolated_process(move || {
+        for fd in 3..4096 {
+            // SAFETY: closing descriptors in the child only.
+            unsafe { libc::close(fd) };
+        }
+        let file = std::fs::File::create(&file_path).unwrap();
+        let fd = std::os::fd::IntoRawFd::into_raw_fd(file);
+        for _ in 0..1024 {
+            // SAFETY: duplicating a descriptor this child owns.
+            if unsafe { libc::dup(fd) } < 0 {
+                break;
+            }
+        }
+        vec![5u8; 64 * 1024] // too big for the shared page: it must take the pipe
+    })
+    .unwrap_err();
+    let written = std::fs::metadata(&path).map(|m| m.len());
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(
+        e,
+        MemIsolateError::CallableExecuted(Ran::ChildPipeWriteFailed)
+    );
+    assert_eq!(
+        written.unwrap(),
+        0,
+        "the result went into the callable's file"
+    );
+}

@@ -121,6 +121,15 @@ pub(crate) fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> Result<(), Errno>
     Ok(())
 }
 
+/// `fstat(fd)`—The `(device, inode)` pair naming the file behind `fd`.
+/// Allocation-free: the child uses it to notice that its result
+/// descriptor number was closed and reused for some other file.
+#[allow(clippy::unnecessary_cast, clippy::cast_sign_loss)] // field types differ by platform (macOS: i32 st_dev)
+pub(crate) fn file_id(fd: BorrowedFd<'_>) -> Result<(u64, u64), Errno> {
+    let st = rustix::fs::fstat(fd)?;
+    Ok((st.st_dev as u64, st.st_ino as u64))
+}
+
 /// `read(fd, buf)` into a possibly uninitialized buffer, retrying on
 /// `EINTR`. Returns the bytes read (empty at end-of-file), or `None` when
 /// no data is ready.
