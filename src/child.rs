@@ -123,7 +123,7 @@ where
         // SAFETY: the one writer of the staging buffer in this process (see
         // `Staging`), made after the callable returned.
         let writer = unsafe { FrameWriter::new(out, STAGING_LEN, plan.nonce, &write_error) };
-        postcard::serialize_with_flavor(&*value, writer)
+        serialize(&*value, writer)
     });
 
     let end = match sent {
@@ -178,6 +178,19 @@ where
         sys::exit_now(CHILD_EXIT_PIPE_WRITE_FAILED);
     }
     sys::exit_now(0)
+}
+
+/// Serializes `value` into `writer`: a `Vec<u8>` or `String` as one run of
+/// bytes (see [`crate::bytes`]), anything else through its `Serialize`.
+pub(crate) fn serialize<T: Serialize, W: Flavor>(
+    value: &T,
+    writer: W,
+) -> postcard::Result<W::Output> {
+    #[cfg(feature = "alloc")]
+    if let Some(bytes) = crate::bytes::as_bytes(value) {
+        return postcard::serialize_with_flavor(&crate::bytes::Wholesale(bytes), writer);
+    }
+    postcard::serialize_with_flavor(value, writer)
 }
 
 /// Cuts a panic message to [`PANIC_MESSAGE_CAPACITY`] bytes on a character

@@ -28,6 +28,8 @@ macro_rules! call_span {
     };
 }
 
+#[cfg(feature = "alloc")]
+mod bytes;
 mod child;
 pub mod errors;
 #[cfg(feature = "alloc")]
@@ -73,7 +75,7 @@ pub mod fuzzing {
         // so this writer is the staging buffer's only user.
         let writer =
             unsafe { crate::child::FrameWriter::new(Vec::new(), staging + 40, nonce, &err) };
-        let mut done = postcard::serialize_with_flavor(value, writer)?;
+        let mut done = crate::child::serialize(value, writer)?;
         let mut out = core::mem::take(&mut done.out);
         out.extend_from_slice(done.with_end());
         Ok(out)

@@ -34,6 +34,12 @@ pub(crate) trait Sink: PayloadSink {
     fn bytes(&self) -> &[u8];
     /// The size cap, for [`CallableExecutedError::ResultTooLarge`].
     fn limit(&self) -> usize;
+    /// The received bytes as a buffer the value may take over, if this
+    /// sink owns one.
+    #[cfg(feature = "alloc")]
+    fn owned(&mut self) -> Option<&mut alloc::vec::Vec<u8>> {
+        None
+    }
 }
 
 impl Sink for crate::wire::SliceSink<'_> {
@@ -89,6 +95,10 @@ impl Sink for crate::wire::VecSink {
 
     fn limit(&self) -> usize {
         self.limit
+    }
+
+    fn owned(&mut self) -> Option<&mut alloc::vec::Vec<u8>> {
+        Some(&mut self.bytes)
     }
 }
 
@@ -372,7 +382,7 @@ impl<S: Sink> Receiver<S> {
     }
 
     /// Turns what happened into the caller's answer. Call once finished.
-    pub(crate) fn outcome<T: DeserializeOwned>(&self) -> Result<T, MemIsolateError> {
+    pub(crate) fn outcome<T: DeserializeOwned>(&mut self) -> Result<T, MemIsolateError> {
         use CallableExecutedError as Executed;
         use CallableStatusUnknownError as Unknown;
 
@@ -402,7 +412,7 @@ impl<S: Sink> Receiver<S> {
             return Err(Unknown::WaitFailed(e).into());
         }
         if let (Some(end), Some(Exit::Code(0)) | None) = (self.decoder.end(), self.exit) {
-            return end_outcome(end, &self.decoder, self.sink.bytes());
+            return end_outcome(end, &self.decoder, &mut self.sink);
         }
         if let Some(e) = self.read_error {
             return Err(Unknown::ParentPipeReadFailed(e).into());
@@ -418,13 +428,13 @@ impl<S: Sink> Receiver<S> {
 }
 
 /// The answer a complete, verified stream gives.
-fn end_outcome<T: DeserializeOwned>(
+fn end_outcome<T: DeserializeOwned, S: Sink>(
     end: End,
     decoder: &Decoder,
-    bytes: &[u8],
+    sink: &mut S,
 ) -> Result<T, MemIsolateError> {
     match end.outcome {
-        Outcome::Value => decode(bytes),
+        Outcome::Value => value(sink),
         Outcome::Panicked => Err(CallableExecutedError::CallablePanicked(panic_message(
             decoder.panic_message(),
         ))
@@ -521,7 +531,22 @@ pub(crate) fn judge_stream<T: DeserializeOwned>(
     }
     decoder
         .end()
-        .map(|end| end_outcome(end, &decoder, &sink.bytes))
+        .map(|end| end_outcome(end, &decoder, &mut sink))
+}
+
+/// The value a complete stream carried. A `Vec<u8>` or `String` payload
+/// that is exactly a length and its bytes becomes the value in place (see
+/// [`crate::bytes`]); everything else is decoded by postcard.
+fn value<T: DeserializeOwned, S: Sink>(sink: &mut S) -> Result<T, MemIsolateError> {
+    #[cfg(feature = "alloc")]
+    if let (Some(kind), Some(owned)) = (crate::bytes::kind::<T>(), sink.owned()) {
+        if let Some(start) = crate::bytes::wholesale_start(owned, kind) {
+            let owned = core::mem::take(owned);
+            // SAFETY: `kind` is `T`'s, and `start` was found for it.
+            return Ok(unsafe { crate::bytes::into_value(owned, start, kind) });
+        }
+    }
+    decode(sink.bytes())
 }
 
 /// Decodes the value, insisting that it uses every byte: a checksummed

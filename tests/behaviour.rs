@@ -125,6 +125,89 @@ fn results_much_larger_than_the_staging_buffer_and_the_pipe() {
     assert!(big.iter().enumerate().all(|(i, &b)| b == (i % 251) as u8));
 }
 
+/// `Vec<u8>` and `String` move as one run of bytes (no per-element
+/// serde): every size around the frame and pipe boundaries, multi-byte
+/// characters straddling them, through each way of calling.
+#[test]
+fn bytes_and_text_of_every_size_come_back_whole() {
+    const STAGING: usize = 128 << 10;
+    for len in [
+        0,
+        1,
+        127,
+        128,
+        16_383,
+        16_384,
+        STAGING - 9,
+        STAGING - 1,
+        STAGING,
+        STAGING + 1,
+        3 * STAGING + 5,
+        (5 << 20) + 3,
+    ] {
+        let bytes: Vec<u8> = (0..len).map(|i| (i * 7 + len) as u8).collect();
+        let expected = bytes.clone();
+        let got = execute_in_isolated_process(move || bytes).unwrap();
+        assert_eq!(got, expected, "Vec<u8> of {len}");
+
+        // Characters of one to four bytes, so some straddle each frame
+        // boundary.
+        let text: String = "aé€🦀"
+            .chars()
+            .cycle()
+            .scan(0, |n, c| {
+                *n += c.len_utf8();
+                (*n <= len).then_some(c)
+            })
+            .collect();
+        let expected = text.clone();
+        let got = execute_in_isolated_process(move || text).unwrap();
+        assert_eq!(got, expected, "String of about {len}");
+    }
+
+    // A spawned handle and a caller's buffer agree with the blocking call.
+    let text = "€".repeat(50_000);
+    let spawned = mem_isolate::Isolate::new()
+        .spawn({
+            let text = text.clone();
+            move || text
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+    assert_eq!(spawned, text);
+    let mut buffer = vec![0u8; 200_000];
+    let borrowed: String = mem_isolate::execute_in_isolated_process_with_buffer(&mut buffer, {
+        let text = text.clone();
+        move || text
+    })
+    .unwrap();
+    assert_eq!(borrowed, text);
+}
+
+/// The size cap counts the encoded payload (length prefix included) on the
+/// fast path as on every other.
+#[test]
+fn the_size_cap_counts_the_length_prefix_of_bytes() {
+    // 300 bytes encode as a two-byte length and the bytes: 302.
+    let ok = mem_isolate::Isolate::new()
+        .max_result_size(302)
+        .run(|| vec![9u8; 300])
+        .unwrap();
+    assert_eq!(ok, vec![9u8; 300]);
+    let err = mem_isolate::Isolate::new()
+        .max_result_size(301)
+        .run(|| vec![9u8; 300])
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            MemIsolateError::CallableExecuted(CallableExecutedError::ResultTooLarge { limit: 301 })
+        ),
+        "{err:?}"
+    );
+}
+
 #[test]
 fn a_panic_comes_back_with_its_message() {
     let e = execute_in_isolated_process(|| -> u8 { panic!("static message") }).unwrap_err();

@@ -109,6 +109,19 @@ fn result_many_times_the_staging_buffer_crosses_without_allocating() {
     assert_eq!(v.1[99_999], "w99999");
 }
 
+#[test]
+fn bytes_and_text_on_the_fast_path_cross_without_allocating() {
+    let bytes = execute_in_isolated_process(|| {
+        let bytes: Vec<u8> = (0..3u32 << 20).map(|i| (i % 249) as u8).collect();
+        armed(bytes)
+    })
+    .unwrap();
+    assert_eq!(bytes.len(), 3 << 20);
+    assert_eq!(bytes[5000], (5000 % 249) as u8);
+    let text = execute_in_isolated_process(|| armed("ü".repeat(1 << 20))).unwrap();
+    assert_eq!(text, "ü".repeat(1 << 20));
+}
+
 /// A value whose serialization allocates: the tripwire must catch it,
 /// which shows the tripwire works.
 #[derive(Debug)]

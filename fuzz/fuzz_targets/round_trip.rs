@@ -5,8 +5,13 @@
 //! stream has the documented shape; it decodes to exactly the value, at any
 //! limit from its payload size up; another nonce, a smaller limit, a
 //! truncation and a flipped byte are each answered as the protocol says.
+//! The sample's `Vec<u8>` and `String` fields, sent alone, take the
+//! crate's wholesale path for bytes: their streams must carry exactly
+//! postcard's encoding and decode back to the same value.
 
 #![no_main]
+
+use std::fmt::Debug;
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
@@ -14,6 +19,8 @@ use mem_isolate::MemIsolateError;
 use mem_isolate::errors::{CallableExecutedError, CallableStatusUnknownError};
 use mem_isolate::fuzzing::{decode, encode};
 use mem_isolate_fuzz::{Framing, Sample, expected, model, split};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 #[derive(Arbitrary, Debug)]
 struct Input {
@@ -45,6 +52,8 @@ fuzz_target!(|input: Input| {
         trailer,
     } = input;
     let staging = 16 + usize::from(staging) % (4096 - 16 + 1);
+    alone(&value.bytes, nonce, staging, &cuts);
+    alone(&value.name, nonce, staging, &cuts);
     let stream = encode(&value, nonce, staging).expect("a Sample always serializes");
     let payload = postcard::to_allocvec(&value).unwrap();
     let corrupt: MemIsolateError = CallableStatusUnknownError::ResultStreamCorrupted.into();
@@ -144,3 +153,29 @@ fuzz_target!(|input: Input| {
         stream.len()
     );
 });
+
+/// `value` sent as a whole result: postcard's encoding on the wire, and
+/// the value back at the exact limit.
+fn alone<T>(value: &T, nonce: u64, staging: usize, cuts: &[u32])
+where
+    T: Serialize + DeserializeOwned + PartialEq + Debug + Clone,
+{
+    let stream = encode(value, nonce, staging).expect("bytes always serialize");
+    let payload = postcard::to_allocvec(value).unwrap();
+    match model(nonce, &stream, usize::MAX) {
+        Framing::End {
+            outcome: 1,
+            payload: sent,
+            used,
+            ..
+        } => {
+            assert_eq!(sent, payload, "not postcard's encoding");
+            assert_eq!(used, stream.len(), "bytes after END");
+        }
+        other => panic!("the encoder's stream is {other:?}"),
+    }
+    assert_eq!(
+        decode::<T>(nonce, &split(&stream, cuts), payload.len()),
+        Some(Ok(value.clone()))
+    );
+}
