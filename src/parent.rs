@@ -195,10 +195,17 @@ impl<S: Sink> Receiver<S> {
             };
             match self.watch.wait(limit.map(|l| l.saturating_sub(t))) {
                 Ok(ready) => {
-                    if ready.pipe {
+                    let child_ready = if ready.pipe {
                         self.drain();
-                    }
-                    if ready.child && !self.is_finished() {
+                        // End-of-file: the child closed its end, almost
+                        // always because it is exiting and about to be
+                        // reapable. Checking now, not after another wait,
+                        // saves a sleep and a wake-up per call.
+                        ready.child || self.pipe.is_none()
+                    } else {
+                        ready.child
+                    };
+                    if child_ready && !self.is_finished() {
                         self.try_reap(ready.exiting);
                     }
                 }
