@@ -130,7 +130,11 @@ impl<T: DeserializeOwned> IsolatedChild<T> {
 
 impl<T> AsFd for IsolatedChild<T> {
     fn as_fd(&self) -> BorrowedFd<'_> {
-        self.receiver.ready_fd()
+        // `Isolate::spawn` always waits through a queue (`WaitMode::Queue`),
+        // whose descriptor lives as long as the handle.
+        self.receiver
+            .ready_fd()
+            .expect("a spawned handle always has a readiness queue")
     }
 }
 

@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use crate::child::{self, ChildPlan};
 use crate::errors::{CallableDidNotExecuteError, MemIsolateError};
 use crate::parent::{Receiver, Sink, now};
-use crate::sys::{self, SharedPage, Watch};
+use crate::sys::{self, SharedPage, WaitMode, Watch};
 use crate::wire::SliceSink;
 
 /// How to run a callable in isolation: options first, then
@@ -118,7 +118,7 @@ impl Isolate {
             };
             // SAFETY: the receiver lives only inside this closure, where the
             // page is borrowed.
-            let mut receiver = unsafe { self.launch(callable, sink, page)? };
+            let mut receiver = unsafe { self.launch(callable, sink, page, WaitMode::Direct)? };
             receiver.advance(None);
             receiver.outcome()
         })
@@ -162,7 +162,7 @@ impl Isolate {
             limit,
         };
         // SAFETY: no page, so nothing for the receiver to outlive.
-        let receiver = unsafe { self.launch(callable, sink, None)? };
+        let receiver = unsafe { self.launch(callable, sink, None, WaitMode::Queue)? };
         Ok(crate::IsolatedChild::new(receiver))
     }
 
@@ -213,7 +213,7 @@ impl Isolate {
             };
             // SAFETY: the receiver lives only inside this closure, where the
             // page is borrowed.
-            let mut receiver = unsafe { self.launch(callable, sink, page)? };
+            let mut receiver = unsafe { self.launch(callable, sink, page, WaitMode::Direct)? };
             receiver.advance(None);
             receiver.outcome()
         })
@@ -231,6 +231,7 @@ impl Isolate {
         callable: F,
         sink: S,
         page: Option<&SharedPage>,
+        mode: WaitMode,
     ) -> Result<Receiver<S>, MemIsolateError>
     where
         F: FnOnce() -> T,
@@ -243,18 +244,18 @@ impl Isolate {
             return Err(NotRun::MemoryLimitUnsupported.into());
         }
         let (read, write) = sys::result_pipe().map_err(NotRun::PipeCreationFailed)?;
-        sys::set_nonblocking(read.as_fd()).map_err(NotRun::PipeCreationFailed)?;
-        let mut watch = Watch::new(read.as_fd()).map_err(NotRun::WatchSetupFailed)?;
+        let mut watch = Watch::new(read.as_fd(), mode).map_err(NotRun::WatchSetupFailed)?;
         let page = page.map(|p| {
             // SAFETY: the page is live; clearing its length word makes a
             // result left there by an earlier call unreadable.
             unsafe { core::ptr::write_bytes(p.as_ptr(), 0, 4) };
             p.as_ptr()
         });
+        let parent = rustix::process::getpid();
         let plan = ChildPlan {
-            parent: rustix::process::getpid(),
+            parent,
             memory_limit: self.memory_limit,
-            nonce: nonce(),
+            nonce: nonce(parent),
             page,
         };
         let started = now();
@@ -266,6 +267,7 @@ impl Isolate {
             Err(e) => Err(NotRun::ForkFailed(e).into()),
             Ok(None) => {
                 drop(read);
+                watch.leave_in_child();
                 child::run(callable, &plan, write.as_fd())
             }
             Ok(Some(pid)) => {
@@ -316,19 +318,20 @@ fn with_shared_page<R>(f: impl FnOnce(Option<&SharedPage>) -> R) -> R {
 }
 
 /// A per-call value that seeds the stream checksum, so that bytes recorded
-/// from one call do not verify in another.
-fn nonce() -> u64 {
-    use core::sync::atomic::{AtomicUsize, Ordering};
-    static CALLS: AtomicUsize = AtomicUsize::new(0);
-    let calls = CALLS.fetch_add(1, Ordering::Relaxed) as u64;
-    let pid = u64::from(
-        rustix::process::getpid()
-            .as_raw_nonzero()
-            .get()
-            .unsigned_abs(),
-    );
+/// from one call do not verify in another: the monotonic clock in
+/// nanoseconds (calls on one thread are microseconds apart), the pid, and
+/// a stack address (distinct between threads calling at the same moment).
+/// It writes no shared state: every page the parent writes between forks
+/// costs a copy-on-write fault on the next call.
+fn nonce(pid: rustix::process::Pid) -> u64 {
+    let here = 0u8;
+    let stack = core::ptr::addr_of!(here) as usize as u64;
+    let pid = u64::from(pid.as_raw_nonzero().get().unsigned_abs());
     let t = now();
-    let mut x = calls ^ (pid << 32) ^ t.as_secs().rotate_left(17) ^ u64::from(t.subsec_nanos());
+    let mut x = stack.rotate_left(29)
+        ^ (pid << 40)
+        ^ t.as_secs().rotate_left(17)
+        ^ u64::from(t.subsec_nanos());
     // splitmix64's finalizer spreads the bits.
     x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);

@@ -193,10 +193,15 @@ impl<S: Sink> Receiver<S> {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
-            match self.watch.wait(limit.map(|l| l.saturating_sub(t))) {
+            let pipe = self.pipe.as_ref().map(AsFd::as_fd);
+            match self.watch.wait(pipe, limit.map(|l| l.saturating_sub(t))) {
                 Ok(ready) => {
                     let child_ready = if ready.pipe {
-                        self.drain();
+                        if ready.pipe_ended {
+                            self.close_pipe();
+                        } else {
+                            self.drain();
+                        }
                         // End-of-file: the child closed its end, almost
                         // always because it is exiting and about to be
                         // reapable. Checking now, not after another wait,
@@ -468,8 +473,8 @@ impl<S: Sink> Receiver<S> {
 
     /// The readiness descriptor: readable when a call to
     /// [`Self::advance`] with a zero timeout can make progress.
-    pub(crate) fn ready_fd(&self) -> rustix::fd::BorrowedFd<'_> {
-        self.watch.as_fd()
+    pub(crate) fn ready_fd(&self) -> Option<rustix::fd::BorrowedFd<'_>> {
+        self.watch.queue()
     }
 
     pub(crate) fn usage(&self) -> Option<ResourceUsage> {

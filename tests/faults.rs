@@ -287,14 +287,18 @@ fn descriptors_exhausted_inside_the_callable_do_not_stop_its_result() {
 
 #[test]
 fn failed_setups_leak_no_descriptor() {
-    // Two free slots: the pipe fits, the readiness queue does not. If a
-    // failed call leaked the pipe, the next would fail earlier
-    // (PipeCreationFailed) instead of the same way.
+    // Two free slots: the pipe fits, a spawned handle's readiness queue
+    // does not. If a failed call leaked the pipe, the next would fail
+    // earlier (PipeCreationFailed) instead of the same way.
     let _g = shared();
     let (failures, after): (Vec<Outcome<u8>>, Outcome<u8>) = common::sealed(|| {
         let limit = leave_free_descriptors(2);
         let failures = (0..20)
-            .map(|_| execute_in_isolated_process(|| 1u8))
+            .map(|_| {
+                Isolate::new()
+                    .spawn(|| 1u8)
+                    .and_then(mem_isolate::IsolatedChild::join)
+            })
             .collect();
         set_soft_descriptor_limit(limit + 3);
         (failures, execute_in_isolated_process(|| 2u8))
@@ -312,17 +316,23 @@ fn failed_setups_leak_no_descriptor() {
 
 #[test]
 fn with_no_descriptor_left_for_the_child_watch_every_outcome_still_arrives() {
-    // Three free slots: pipe and readiness queue fit, the pidfd does not, so
-    // on Linux the parent falls back to checking the child on a tick.
+    // Room for the pipe and (where a blocking call makes one) the
+    // readiness queue, not for the pidfd: on Linux the parent falls back
+    // to checking the child on a tick.
     let _g = shared();
+    let slots = if cfg!(any(target_os = "linux", target_os = "android")) {
+        2
+    } else {
+        3
+    };
     type Four = (
         Outcome<Vec<u8>>,
         Outcome<Vec<u8>>,
         Outcome<Vec<u8>>,
         Outcome<Vec<u8>>,
     );
-    let (value, exit, panic, timeout): Four = common::sealed(|| {
-        leave_free_descriptors(3);
+    let (value, exit, panic, timeout): Four = common::sealed(move || {
+        leave_free_descriptors(slots);
         let long = Isolate::new().timeout(Duration::from_secs(20));
         (
             long.run(|| pattern(2, 300_000)),

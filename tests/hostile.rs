@@ -171,3 +171,22 @@ mod forged {
         );
     }
 }
+
+/// The callable cannot reach the parent's readiness queue (to add to it or
+/// drain it): a spawned child closes its copy of the epoll instance before
+/// the callable runs, and a blocking call makes none.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[test]
+fn the_callable_holds_no_readiness_queue_of_the_parent() {
+    let _g = serial();
+    let queues = || -> usize {
+        std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+            .filter(|link| link.to_string_lossy().contains("eventpoll"))
+            .count()
+    };
+    let spawned = Isolate::new().spawn(queues).unwrap();
+    assert_eq!(spawned.join(), Ok(0));
+    assert_eq!(Isolate::new().run(queues), Ok(0));
+}

@@ -14,7 +14,7 @@ use rustix::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use rustix::io::Errno;
 use rustix::process::{Pid, Signal};
 
-use super::{Ready, tick};
+use super::{Ready, WaitMode, tick};
 
 /// The parent's view of one child: a kqueue over the pipe and the process.
 pub(crate) struct Watch {
@@ -26,8 +26,10 @@ pub(crate) struct Watch {
 
 impl Watch {
     /// `kqueue()` and `EVFILT_READ` on the pipe—Made before `fork`, so that
-    /// a failure here means the callable never started.
-    pub(crate) fn new(pipe: BorrowedFd<'_>) -> Result<Self, Errno> {
+    /// a failure here means the callable never started. Both wait modes use
+    /// the kqueue: there is no cheaper way to wait for a pipe and a process
+    /// at once.
+    pub(crate) fn new(pipe: BorrowedFd<'_>, _mode: WaitMode) -> Result<Self, Errno> {
         let queue = kqueue()?;
         let read = Event::new(
             EventFilter::Read(pipe.as_raw_fd()),
@@ -43,6 +45,21 @@ impl Watch {
             proc_watched: false,
             exited_early: false,
         })
+    }
+
+    /// In the child, straight after `fork`: a kqueue is not inherited, so
+    /// the number may already be free (or reused later); it must not be
+    /// closed here.
+    pub(crate) fn leave_in_child(self) {
+        core::mem::forget(self);
+    }
+
+    /// The kqueue descriptor.
+    #[allow(clippy::unnecessary_wraps)] // mirrors Linux, where it is optional
+    #[cfg_attr(not(feature = "alloc"), allow(dead_code))]
+    pub(crate) fn queue(&self) -> Option<BorrowedFd<'_>> {
+        use rustix::fd::AsFd;
+        Some(self.queue.as_fd())
     }
 
     /// Starts watching the child `pid`, straight after `fork`. Cannot fail.
@@ -93,13 +110,18 @@ impl Watch {
     /// Waits until the pipe is readable, the child ends, or `timeout`
     /// passes (an empty [`Ready`]). `EINTR` is reported as an empty
     /// [`Ready`]: the caller recomputes its deadline and waits again.
-    pub(crate) fn wait(&mut self, timeout: Option<Duration>) -> Result<Ready, Errno> {
+    pub(crate) fn wait(
+        &mut self,
+        _pipe: Option<BorrowedFd<'_>>,
+        timeout: Option<Duration>,
+    ) -> Result<Ready, Errno> {
         if self.exited_early {
             self.exited_early = false;
             return Ok(Ready {
                 pipe: true,
                 child: true,
                 exiting: true,
+                ..Ready::default()
             });
         }
         let (timeout, ticked) = tick(timeout, self.proc_watched);

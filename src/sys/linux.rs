@@ -1,39 +1,63 @@
-//! Linux: the parent watches the child through a pidfd and the pipe through
-//! one epoll instance, so a single wait (with a deadline) wakes on either,
-//! and the epoll descriptor itself is what async runtimes poll.
+//! Linux: the parent watches the child through a pidfd. A spawned handle
+//! gathers the pipe and the pidfd in one epoll instance, whose descriptor
+//! async runtimes poll; a blocking call needs no instance of its own and
+//! waits with one `poll` over both, which saves creating, filling and
+//! destroying an epoll instance on every call.
 
 use core::mem::MaybeUninit;
 use core::time::Duration;
 
-use rustix::event::{Timespec, epoll};
+use rustix::event::{PollFd, PollFlags, Timespec, epoll};
 use rustix::fd::{BorrowedFd, OwnedFd};
 use rustix::io::Errno;
 use rustix::process::{Pid, PidfdFlags, Signal, pidfd_open, pidfd_send_signal};
 
-use super::{Ready, tick};
+use super::{Ready, WaitMode, tick};
 
 const PIPE_TOKEN: u64 = 1;
 const CHILD_TOKEN: u64 = 2;
 
-/// The parent's view of one child: an epoll instance over the pipe and the
-/// child's pidfd.
+/// The parent's view of one child: its pidfd, and for
+/// [`WaitMode::Queue`] an epoll instance over the pipe and the pidfd.
 pub(crate) struct Watch {
-    pub(super) queue: OwnedFd,
+    queue: Option<OwnedFd>,
     pidfd: Option<OwnedFd>,
 }
 
 impl Watch {
-    /// `epoll_create1(EPOLL_CLOEXEC)` and `epoll_ctl(ADD, pipe)`—Made before
-    /// `fork`, so that a failure here means the callable never started.
-    pub(crate) fn new(pipe: BorrowedFd<'_>) -> Result<Self, Errno> {
-        let queue = epoll::create(epoll::CreateFlags::CLOEXEC)?;
-        epoll::add(
-            &queue,
-            pipe,
-            epoll::EventData::new_u64(PIPE_TOKEN),
-            epoll::EventFlags::IN,
-        )?;
+    /// For [`WaitMode::Queue`], `epoll_create1(EPOLL_CLOEXEC)` and
+    /// `epoll_ctl(ADD, pipe)`—Made before `fork`, so that a failure here
+    /// means the callable never started. [`WaitMode::Direct`] makes nothing
+    /// and cannot fail.
+    pub(crate) fn new(pipe: BorrowedFd<'_>, mode: WaitMode) -> Result<Self, Errno> {
+        let queue = match mode {
+            WaitMode::Direct => None,
+            WaitMode::Queue => {
+                let queue = epoll::create(epoll::CreateFlags::CLOEXEC)?;
+                epoll::add(
+                    &queue,
+                    pipe,
+                    epoll::EventData::new_u64(PIPE_TOKEN),
+                    epoll::EventFlags::IN,
+                )?;
+                Some(queue)
+            }
+        };
         Ok(Self { queue, pidfd: None })
+    }
+
+    /// In the child, straight after `fork`: closes the child's copy of the
+    /// epoll instance, so neither the callable nor anything it forks can
+    /// add to or drain the parent's queue.
+    pub(crate) fn leave_in_child(self) {
+        drop(self);
+    }
+
+    /// The epoll descriptor, for [`WaitMode::Queue`].
+    #[cfg_attr(not(feature = "alloc"), allow(dead_code))]
+    pub(crate) fn queue(&self) -> Option<BorrowedFd<'_>> {
+        use rustix::fd::AsFd;
+        self.queue.as_ref().map(AsFd::as_fd)
     }
 
     /// Starts watching the child `pid`, straight after `fork`. Cannot fail:
@@ -41,16 +65,22 @@ impl Watch {
     /// it) the watch falls back to checking the child every
     /// [`FALLBACK_TICK`](super::FALLBACK_TICK).
     pub(crate) fn watch_child(&mut self, pid: Pid) {
-        if let Ok(pidfd) = pidfd_open(pid, PidfdFlags::empty()) {
-            if epoll::add(
-                &self.queue,
-                &pidfd,
-                epoll::EventData::new_u64(CHILD_TOKEN),
-                epoll::EventFlags::IN,
-            )
-            .is_ok()
-            {
-                self.pidfd = Some(pidfd);
+        let Ok(pidfd) = pidfd_open(pid, PidfdFlags::empty()) else {
+            return;
+        };
+        match &self.queue {
+            None => self.pidfd = Some(pidfd),
+            Some(queue) => {
+                if epoll::add(
+                    queue,
+                    &pidfd,
+                    epoll::EventData::new_u64(CHILD_TOKEN),
+                    epoll::EventFlags::IN,
+                )
+                .is_ok()
+                {
+                    self.pidfd = Some(pidfd);
+                }
             }
         }
     }
@@ -58,37 +88,50 @@ impl Watch {
     /// Stops watching the pipe (after the stream ended or was rejected), so
     /// that a grandchild writing to it cannot keep waking the parent.
     pub(crate) fn forget_pipe(&mut self, pipe: BorrowedFd<'_>) {
-        // Failure only means it was not registered.
-        let _ = epoll::delete(&self.queue, pipe);
+        if let Some(queue) = &self.queue {
+            // Failure only means it was not registered.
+            let _ = epoll::delete(queue, pipe);
+        }
     }
 
-    /// Waits until the pipe is readable, the child ends, or `timeout`
-    /// passes (an empty [`Ready`]). `EINTR` is reported as an empty
-    /// [`Ready`] too: the caller recomputes its deadline and waits again.
-    pub(crate) fn wait(&mut self, timeout: Option<Duration>) -> Result<Ready, Errno> {
+    /// Waits until the pipe (`pipe`, while the caller still reads it) is
+    /// readable, the child ends, or `timeout` passes (an empty [`Ready`]).
+    /// `EINTR` is reported as an empty [`Ready`] too: the caller recomputes
+    /// its deadline and waits again.
+    pub(crate) fn wait(
+        &mut self,
+        pipe: Option<BorrowedFd<'_>>,
+        timeout: Option<Duration>,
+    ) -> Result<Ready, Errno> {
         let (timeout, ticked) = tick(timeout, self.pidfd.is_some());
         let ts = timeout.map(|t| Timespec {
             tv_sec: i64::try_from(t.as_secs()).unwrap_or(i64::MAX),
             tv_nsec: i64::from(t.subsec_nanos()),
         });
-        let mut events = [MaybeUninit::<epoll::Event>::uninit(); 2];
-        let mut ready = Ready::default();
-        match epoll::wait(&self.queue, &mut events, ts.as_ref()) {
-            Ok((got, _)) => {
-                for e in got.iter() {
-                    match e.data.u64() {
-                        PIPE_TOKEN => ready.pipe = true,
-                        // A readable pidfd means the child has exited.
-                        CHILD_TOKEN => ready.child = true,
-                        _ => {}
+        let mut ready = match &self.queue {
+            Some(queue) => {
+                let mut events = [MaybeUninit::<epoll::Event>::uninit(); 2];
+                let mut ready = Ready::default();
+                match epoll::wait(queue, &mut events, ts.as_ref()) {
+                    Ok((got, _)) => {
+                        for e in got.iter() {
+                            match e.data.u64() {
+                                PIPE_TOKEN => ready.pipe = true,
+                                // A readable pidfd means the child has exited.
+                                CHILD_TOKEN => ready.child = true,
+                                _ => {}
+                            }
+                        }
                     }
+                    Err(Errno::INTR) => {}
+                    Err(e) => return Err(e),
                 }
-                if ticked {
-                    ready.child = true;
-                }
+                ready
             }
-            Err(Errno::INTR) => {}
-            Err(e) => return Err(e),
+            None => poll_both(pipe, self.pidfd.as_ref(), ts.as_ref())?,
+        };
+        if ticked {
+            ready.child = true;
         }
         Ok(ready)
     }
@@ -108,6 +151,42 @@ impl Watch {
             Err(e) => Err(e),
         }
     }
+}
+
+/// One `poll` over the pipe and the pidfd, whichever are given. Any event
+/// on the pipe (data, hang-up, error) is worth a read; any on the pidfd
+/// means the child has exited (or is gone).
+fn poll_both(
+    pipe: Option<BorrowedFd<'_>>,
+    pidfd: Option<&OwnedFd>,
+    timeout: Option<&Timespec>,
+) -> Result<Ready, Errno> {
+    let mut fds: heapless::Vec<PollFd<'_>, 2> = heapless::Vec::new();
+    if let Some(pipe) = pipe {
+        let _ = fds.push(PollFd::from_borrowed_fd(pipe, PollFlags::IN));
+    }
+    if let Some(pidfd) = pidfd {
+        let _ = fds.push(PollFd::new(pidfd, PollFlags::IN));
+    }
+    let mut ready = Ready::default();
+    match rustix::event::poll(&mut fds, timeout) {
+        Ok(_) => {
+            let mut it = fds.iter();
+            if pipe.is_some() {
+                let got = it.next().map_or(PollFlags::empty(), PollFd::revents);
+                ready.pipe = !got.is_empty();
+                // A pipe reports POLLIN while it holds data and POLLHUP
+                // once no writer is left: HUP alone is end-of-file.
+                ready.pipe_ended = got == PollFlags::HUP;
+            }
+            if pidfd.is_some() {
+                ready.child = it.next().is_some_and(|p| !p.revents().is_empty());
+            }
+        }
+        Err(Errno::INTR) => {}
+        Err(e) => return Err(e),
+    }
+    Ok(ready)
 }
 
 /// `prctl(PR_SET_PDEATHSIG, SIGKILL)`—In the child: die with the parent.

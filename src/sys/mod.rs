@@ -9,7 +9,7 @@
 
 use core::time::Duration;
 
-use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::fd::{BorrowedFd, OwnedFd};
 use rustix::io::Errno;
 use rustix::process::Pid;
 
@@ -77,44 +77,55 @@ fn last_errno() -> i32 {
     e
 }
 
-/// `pipe2(O_CLOEXEC)`—The result pipe: `(read end, write end)`, both
-/// close-on-exec so that a program the callable `exec`s does not inherit
-/// them.
+/// `pipe2(O_CLOEXEC | O_NONBLOCK)`—The result pipe: `(read end, write
+/// end)`, both close-on-exec so that a program the callable `exec`s does
+/// not inherit them. The read end is non-blocking, so the parent only ever
+/// blocks in its readiness wait, where deadlines apply.
 ///
-/// macOS has no `pipe2`: there the flag is set with `fcntl` straight after.
+/// macOS has no `pipe2`: there the flags are set with `fcntl` straight
+/// after (`O_NONBLOCK` on the read end only).
 /// Another thread forking between the two calls could leak the descriptors
 /// into its child; that child would hold the write end open, which the
 /// parent tolerates (it never waits for end-of-file).
 pub(crate) fn result_pipe() -> Result<(OwnedFd, OwnedFd), Errno> {
     #[cfg(not(target_vendor = "apple"))]
     {
-        rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        // Non-blocking from birth, which saves two `fcntl` calls per call.
+        // The flag lives on each end's open file; the write end's copy only
+        // makes the child's `write_all` wait in `poll` instead of `write`.
+        use rustix::pipe::PipeFlags;
+        rustix::pipe::pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)
     }
     #[cfg(target_vendor = "apple")]
     {
+        use rustix::fs::{OFlags, fcntl_getfl, fcntl_setfl};
         let (r, w) = rustix::pipe::pipe()?;
         rustix::io::fcntl_setfd(&r, rustix::io::FdFlags::CLOEXEC)?;
         rustix::io::fcntl_setfd(&w, rustix::io::FdFlags::CLOEXEC)?;
+        fcntl_setfl(&r, fcntl_getfl(&r)? | OFlags::NONBLOCK)?;
         Ok((r, w))
     }
 }
 
-/// Makes reads from `fd` return `EAGAIN` instead of blocking, so the parent
-/// only ever blocks in its readiness wait, where deadlines apply.
-pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> Result<(), Errno> {
-    use rustix::fs::{OFlags, fcntl_getfl, fcntl_setfl};
-    let flags = fcntl_getfl(fd)?;
-    fcntl_setfl(fd, flags | OFlags::NONBLOCK)
-}
-
 /// `write(fd, buf)` until all of `buf` is written, retrying on `EINTR` and
-/// short writes. Async-signal-safe: used by the child after `fork`.
+/// waiting in `poll` while a non-blocking `fd` is full. Allocation-free and
+/// async-signal-safe: the child writes its result with it.
 pub(crate) fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> Result<(), Errno> {
+    use rustix::event::{PollFd, PollFlags, poll};
     while !buf.is_empty() {
         match rustix::io::write(fd, buf) {
             Ok(0) => return Err(Errno::PIPE),
             Ok(n) => buf = &buf[n..],
             Err(Errno::INTR) => {}
+            Err(Errno::AGAIN) => {
+                // Writable again once the reader makes room; a reader that
+                // is gone shows as POLLERR, and the next write says EPIPE.
+                let mut fds = [PollFd::from_borrowed_fd(fd, PollFlags::OUT)];
+                match poll(&mut fds, None) {
+                    Ok(_) | Err(Errno::INTR) => {}
+                    Err(e) => return Err(e),
+                }
+            }
             Err(e) => return Err(e),
         }
     }
@@ -301,10 +312,14 @@ fn usage_from(u: &libc::rusage) -> ResourceUsage {
 }
 
 /// What a readiness wait saw.
+#[allow(clippy::struct_excessive_bools)] // independent observations
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Ready {
     /// The pipe has data or reached end-of-file.
     pub(crate) pipe: bool,
+    /// The pipe is empty and has no writer left: end-of-file, known
+    /// without a `read`.
+    pub(crate) pipe_ended: bool,
     /// The child may have ended: try reaping it without blocking.
     pub(crate) child: bool,
     /// The child is certainly exiting (kqueue's `NOTE_EXIT` may come just
@@ -336,8 +351,15 @@ pub(crate) fn tick(timeout: Option<Duration>, watched: bool) -> (Option<Duration
     )
 }
 
-impl AsFd for Watch {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.queue.as_fd()
-    }
+/// How the parent waits for one child.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WaitMode {
+    /// Through a readiness queue with a descriptor of its own (epoll,
+    /// kqueue) that an async runtime can poll: for spawned handles.
+    #[cfg_attr(not(feature = "alloc"), allow(dead_code))]
+    Queue,
+    /// However is cheapest for a caller that only ever blocks: on Linux a
+    /// `poll` over the pipe and the pidfd, with no queue to create;
+    /// elsewhere the same as [`WaitMode::Queue`].
+    Direct,
 }
