@@ -110,7 +110,8 @@ pub enum CallableDidNotExecuteError {
 
     /// Setting up the parent's watch on the child failed before the
     /// callable was allowed to start (for example no descriptor was left
-    /// for the readiness queue).
+    /// for the readiness queue: a spawned handle's epoll instance, or the
+    /// kqueue on macOS and FreeBSD).
     #[error("setting up the watch on the child failed: {0}")]
     WatchSetupFailed(#[serde(with = "errno_serde")] Errno),
 
