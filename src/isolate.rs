@@ -318,20 +318,22 @@ fn with_shared_page<R>(f: impl FnOnce(Option<&SharedPage>) -> R) -> R {
 }
 
 /// A per-call value that seeds the stream checksum, so that bytes recorded
-/// from one call do not verify in another: the monotonic clock in
-/// nanoseconds (calls on one thread are microseconds apart), the pid, and
-/// a stack address (distinct between threads calling at the same moment).
-/// It writes no shared state: every page the parent writes between forks
-/// costs a copy-on-write fault on the next call.
+/// from one call do not verify in another: a process-wide call counter
+/// (the clock alone may be coarse), the pid, a stack address (distinct
+/// between threads) and the monotonic clock.
 fn nonce(pid: rustix::process::Pid) -> u64 {
+    use core::sync::atomic::{AtomicU64, Ordering};
+    static CALLS: AtomicU64 = AtomicU64::new(0);
+    let calls = CALLS.fetch_add(1, Ordering::Relaxed);
     let here = 0u8;
     let stack = core::ptr::addr_of!(here) as usize as u64;
     let pid = u64::from(pid.as_raw_nonzero().get().unsigned_abs());
     let t = now();
-    let mut x = stack.rotate_left(29)
+    let mut x = calls
+        ^ stack.rotate_left(29)
         ^ (pid << 40)
         ^ t.as_secs().rotate_left(17)
-        ^ u64::from(t.subsec_nanos());
+        ^ u64::from(t.subsec_nanos()).rotate_left(7);
     // splitmix64's finalizer spreads the bits.
     x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
