@@ -448,7 +448,72 @@ impl<'a, O: FrameOut> Flavor for FrameWriter<'a, O> {
         Ok(())
     }
 
-    fn try_extend(&mut self, mut data: &[u8]) -> postcard::Result<()> {
+    /// Short runs (varints, floats, short strings: most of a structured
+    /// value) are copied inline with a few unaligned loads and stores;
+    /// calling `memcpy` for each cost more than the copy itself.
+    #[inline]
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        let n = data.len();
+        if n <= 16 && n <= self.limit - self.filled {
+            // SAFETY: `filled + n <= limit < STAGING_LEN`; only user.
+            unsafe { copy_short(data, staging().add(self.filled)) };
+            self.filled += n;
+            return Ok(());
+        }
+        self.extend_long(data)
+    }
+
+    fn finalize(mut self) -> postcard::Result<Self::Output> {
+        let pending = self.seal();
+        Ok(Finished {
+            length: self.sent,
+            checksum: self.checksum.finish(),
+            out: self.out,
+            spilled: self.spilled,
+            pending,
+            _writer: PhantomData,
+        })
+    }
+}
+
+/// Copies `src` (at most 16 bytes) to `dst` with overlapping unaligned
+/// word moves: two covering the run from each end, so every length takes
+/// at most two loads and two stores.
+///
+/// # Safety
+///
+/// `dst` must be valid for `src.len()` bytes of writes and not overlap
+/// `src`; `src.len() <= 16`.
+#[inline]
+unsafe fn copy_short(src: &[u8], dst: *mut u8) {
+    let n = src.len();
+    let p = src.as_ptr();
+    // SAFETY (every access below): each one lies within the first `n`
+    // bytes of `src` and of `dst`, by the branch's bounds on `n`.
+    unsafe {
+        if n >= 8 {
+            let head = p.cast::<u64>().read_unaligned();
+            let tail = p.add(n - 8).cast::<u64>().read_unaligned();
+            dst.cast::<u64>().write_unaligned(head);
+            dst.add(n - 8).cast::<u64>().write_unaligned(tail);
+        } else if n >= 4 {
+            let head = p.cast::<u32>().read_unaligned();
+            let tail = p.add(n - 4).cast::<u32>().read_unaligned();
+            dst.cast::<u32>().write_unaligned(head);
+            dst.add(n - 4).cast::<u32>().write_unaligned(tail);
+        } else if n > 0 {
+            // One to three bytes: first, middle and last cover them all.
+            let (first, middle, last) = (*p, *p.add(n / 2), *p.add(n - 1));
+            *dst = first;
+            *dst.add(n / 2) = middle;
+            *dst.add(n - 1) = last;
+        }
+    }
+}
+
+impl<O: FrameOut> FrameWriter<'_, O> {
+    /// `try_extend` for runs longer than 16 bytes or crossing a flush.
+    fn extend_long(&mut self, mut data: &[u8]) -> postcard::Result<()> {
         while !data.is_empty() {
             if self.filled == self.limit {
                 self.flush()?;
@@ -463,16 +528,23 @@ impl<'a, O: FrameOut> Flavor for FrameWriter<'a, O> {
         }
         Ok(())
     }
+}
 
-    fn finalize(mut self) -> postcard::Result<Self::Output> {
-        let pending = self.seal();
-        Ok(Finished {
-            length: self.sent,
-            checksum: self.checksum.finish(),
-            out: self.out,
-            spilled: self.spilled,
-            pending,
-            _writer: PhantomData,
-        })
+#[cfg(test)]
+mod tests {
+    use super::copy_short;
+
+    #[test]
+    fn short_copies_move_exactly_their_bytes() {
+        for n in 0..=16usize {
+            #[allow(clippy::cast_possible_truncation)] // below 17
+            let src: [u8; 16] = core::array::from_fn(|i| 0xA0 + i as u8);
+            let mut dst = [0x55u8; 24];
+            // SAFETY: 24 bytes of room for at most 16, no overlap.
+            unsafe { copy_short(&src[..n], dst.as_mut_ptr().add(4)) };
+            assert_eq!(&dst[4..4 + n], &src[..n], "length {n}");
+            assert!(dst[..4].iter().all(|&b| b == 0x55), "wrote before, {n}");
+            assert!(dst[4 + n..].iter().all(|&b| b == 0x55), "wrote past, {n}");
+        }
     }
 }
