@@ -802,6 +802,43 @@ fn a_child_that_closes_every_descriptor_reports_a_failed_write() {
     assert_eq!(panic, Err(Ran::ChildPipeWriteFailed.into()));
 }
 
+#[test]
+fn a_child_that_closes_its_pipe_end_and_keeps_working_is_still_waited_for() {
+    // End-of-file arrives long before the exit: the parent's short check
+    // for an exiting child finds none and it goes back to waiting. A small
+    // result still comes back through the shared page.
+    let _g = shared();
+    fn close_all_and_work() -> u8 {
+        for fd in 3..4096 {
+            // SAFETY: closing descriptors in the child only.
+            unsafe { libc::close(fd) };
+        }
+        std::thread::sleep(Duration::from_millis(150));
+        7
+    }
+    assert_eq!(execute_in_isolated_process(close_all_and_work), Ok(7));
+    assert_eq!(
+        Isolate::new()
+            .timeout(Duration::from_secs(20))
+            .run(close_all_and_work),
+        Ok(7)
+    );
+    // And a deadline still holds after end-of-file.
+    let stuck = Isolate::new()
+        .timeout(Duration::from_millis(100))
+        .run(|| -> u8 {
+            for fd in 3..4096 {
+                // SAFETY: closing descriptors in the child only.
+                unsafe { libc::close(fd) };
+            }
+            spin()
+        });
+    assert_eq!(
+        stuck,
+        Err(unknown(Unknown::TimedOut(Duration::from_millis(100))))
+    );
+}
+
 // ---------------------------------------------------------------------------
 // Nesting.
 
