@@ -208,7 +208,7 @@ impl<S: Sink> Receiver<S> {
                             self.drain();
                         }
                         if self.pipe.is_none() && !ready.child && !self.is_finished() {
-                            self.reap_after_end_of_file();
+                            self.reap_after_end_of_file(until);
                         }
                     }
                     if ready.child && !self.is_finished() {
@@ -380,8 +380,10 @@ impl<S: Sink> Receiver<S> {
     /// machine, where waking an idle CPU is slow), so the parent checks
     /// for up to [`EXIT_SPIN`], yielding the CPU between checks so that a
     /// child sharing it can finish. A child that closed its end and keeps
-    /// running costs at most that spin once.
-    fn reap_after_end_of_file(&mut self) {
+    /// running costs at most that spin once. Neither the call's deadline
+    /// nor `until` (the caller's own bound, zero for a non-blocking poll)
+    /// is overrun for it.
+    fn reap_after_end_of_file(&mut self, until: Option<Duration>) {
         let start = now();
         loop {
             self.try_reap(false);
@@ -389,7 +391,8 @@ impl<S: Sink> Receiver<S> {
                 return;
             }
             let t = now();
-            if t.saturating_sub(start) >= EXIT_SPIN || self.deadline.is_some_and(|d| t >= d) {
+            let past = |bound: Option<Duration>| bound.is_some_and(|b| t >= b);
+            if t.saturating_sub(start) >= EXIT_SPIN || past(self.deadline) || past(until) {
                 return;
             }
             rustix::thread::sched_yield();
