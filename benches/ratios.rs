@@ -134,6 +134,16 @@ fn main() {
         baseline: "bare fork+waitpid",
         target: 1.10,
     });
+    // Measured now, while the process is as small as for the case above:
+    // fork time grows with the parent's page tables.
+    #[cfg(target_os = "linux")]
+    let floor = Some(ab(
+        rounds(2000),
+        support::raw_isolation_floor,
+        bare_fork_wait,
+    ));
+    #[cfg(not(target_os = "linux"))]
+    let floor: Option<(Duration, Duration)> = None;
 
     {
         let held = ballast(1 << 30);
@@ -210,4 +220,11 @@ fn main() {
         "timeout precision: a 20 ms deadline returns {:.2?} late (median of 30, kill and reap included)",
         timeout_overshoot(rounds(30))
     );
+    if let Some((floor, base)) = floor {
+        println!(
+            "floor for a small call: pipe, pidfd, poll, parent-death signal and fstat with raw calls alone take {:.3?}, {:.3}x bare fork+waitpid",
+            floor,
+            floor.as_secs_f64() / base.as_secs_f64()
+        );
+    }
 }
