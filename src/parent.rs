@@ -202,11 +202,7 @@ impl<S: Sink> Receiver<S> {
             match self.watch.wait(pipe, limit.map(|l| l.saturating_sub(t))) {
                 Ok(ready) => {
                     if ready.pipe {
-                        if ready.pipe_ended {
-                            self.close_pipe();
-                        } else {
-                            self.drain();
-                        }
+                        self.drain();
                         if self.pipe.is_none() && !ready.child && !self.is_finished() {
                             self.reap_after_end_of_file(until);
                         }

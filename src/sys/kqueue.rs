@@ -121,7 +121,6 @@ impl Watch {
                 pipe: true,
                 child: true,
                 exiting: true,
-                ..Ready::default()
             });
         }
         let (timeout, ticked) = tick(timeout, self.proc_watched);

@@ -173,11 +173,7 @@ fn poll_both(
         Ok(_) => {
             let mut it = fds.iter();
             if pipe.is_some() {
-                let got = it.next().map_or(PollFlags::empty(), PollFd::revents);
-                ready.pipe = !got.is_empty();
-                // A pipe reports POLLIN while it holds data and POLLHUP
-                // once no writer is left: HUP alone is end-of-file.
-                ready.pipe_ended = got == PollFlags::HUP;
+                ready.pipe = it.next().is_some_and(|p| !p.revents().is_empty());
             }
             if pidfd.is_some() {
                 ready.child = it.next().is_some_and(|p| !p.revents().is_empty());

@@ -312,14 +312,10 @@ fn usage_from(u: &libc::rusage) -> ResourceUsage {
 }
 
 /// What a readiness wait saw.
-#[allow(clippy::struct_excessive_bools)] // independent observations
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Ready {
     /// The pipe has data or reached end-of-file.
     pub(crate) pipe: bool,
-    /// The pipe is empty and has no writer left: end-of-file, known
-    /// without a `read`.
-    pub(crate) pipe_ended: bool,
     /// The child may have ended: try reaping it without blocking.
     pub(crate) child: bool,
     /// The child is certainly exiting (kqueue's `NOTE_EXIT` may come just
