@@ -4,7 +4,8 @@
 //! way hold still.
 //!
 //! `cargo bench --bench ratios` (set `RATIO_ROUNDS_SCALE=0.2` for a quick
-//! look).
+//! look; `cargo bench --bench ratios -- small rows` runs only the cases
+//! whose names contain one of the words).
 
 mod support;
 
@@ -116,36 +117,46 @@ fn machine() -> String {
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; nothing else is accepted.
+    // `cargo bench` passes `--bench`; any other word picks cases by name.
+    let words: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let wanted = |case: &str| words.is_empty() || words.iter().any(|w| case.contains(w.as_str()));
     println!("machine: {}", machine());
     let mut lines = Vec::new();
 
-    let (ours, base) = ab(
-        rounds(2000),
-        || {
-            black_box(execute_in_isolated_process(|| black_box(21u64) * 2).unwrap());
-        },
-        bare_fork_wait,
-    );
-    lines.push(Line {
-        case: "small result",
-        ours,
-        base,
-        baseline: "bare fork+waitpid",
-        target: 1.10,
-    });
-    // Measured now, while the process is as small as for the case above:
-    // fork time grows with the parent's page tables.
-    #[cfg(target_os = "linux")]
-    let floor = Some(ab(
-        rounds(2000),
-        support::raw_isolation_floor,
-        bare_fork_wait,
-    ));
-    #[cfg(not(target_os = "linux"))]
-    let floor: Option<(Duration, Duration)> = None;
+    // Timed on Linux only (it needs `PR_SET_PDEATHSIG`).
+    #[cfg_attr(not(target_os = "linux"), allow(unused_mut))]
+    let mut floor: Option<(Duration, Duration)> = None;
+    if wanted("small result") {
+        let (ours, base) = ab(
+            rounds(2000),
+            || {
+                black_box(execute_in_isolated_process(|| black_box(21u64) * 2).unwrap());
+            },
+            bare_fork_wait,
+        );
+        lines.push(Line {
+            case: "small result",
+            ours,
+            base,
+            baseline: "bare fork+waitpid",
+            target: 1.10,
+        });
+        // Measured now, while the process is as small as for the case
+        // above: fork time grows with the parent's page tables.
+        #[cfg(target_os = "linux")]
+        {
+            floor = Some(ab(
+                rounds(2000),
+                support::raw_isolation_floor,
+                bare_fork_wait,
+            ));
+        }
+    }
 
-    {
+    if wanted("small result, parent holding 1 GiB") {
         let held = ballast(1 << 30);
         let (ours, base) = ab(
             rounds(60),
@@ -168,6 +179,9 @@ fn main() {
         ("1 MiB Vec<u8>", 1usize, f64::INFINITY),
         ("64 MiB Vec<u8>", 64, 1.5),
     ] {
+        if !wanted(case) {
+            continue;
+        }
         let len = mib << 20;
         let (ours, base) = ab(
             rounds(if mib == 1 { 300 } else { 20 }),
@@ -189,40 +203,46 @@ fn main() {
         });
     }
 
-    let (ours, base) = ab(
-        rounds(8),
-        || {
-            let r = execute_in_isolated_process(|| rows(1_000_000)).unwrap();
-            assert_eq!(r.len(), 1_000_000);
-        },
-        || {
-            let r = rows(1_000_000);
-            assert_eq!(black_box(r).len(), 1_000_000);
-        },
-    );
-    lines.push(Line {
-        case: "1M rows {id, name, score}",
-        ours,
-        base,
-        baseline: "computed directly",
-        target: 2.0,
-    });
+    if wanted("1M rows {id, name, score}") {
+        let (ours, base) = ab(
+            rounds(8),
+            || {
+                let r = execute_in_isolated_process(|| rows(1_000_000)).unwrap();
+                assert_eq!(r.len(), 1_000_000);
+            },
+            || {
+                let r = rows(1_000_000);
+                assert_eq!(black_box(r).len(), 1_000_000);
+            },
+        );
+        lines.push(Line {
+            case: "1M rows {id, name, score}",
+            ours,
+            base,
+            baseline: "computed directly",
+            target: 2.0,
+        });
+    }
 
     report(&lines);
-    match receive_peak_ratio() {
-        Some(r) => println!(
-            "parent peak memory receiving a 64 MiB Vec<u8>: {r:.2}x the result (target <= 2.2x {})",
-            if r <= 2.2 { "met" } else { "MISSED" }
-        ),
-        None => println!("parent peak memory: not measured on this platform"),
+    if wanted("parent peak memory") {
+        match receive_peak_ratio() {
+            Some(r) => println!(
+                "parent peak memory receiving a 64 MiB Vec<u8>: {r:.2}x the result (target <= 2.2x {})",
+                if r <= 2.2 { "met" } else { "MISSED" }
+            ),
+            None => println!("parent peak memory: not measured on this platform"),
+        }
     }
-    println!(
-        "timeout precision: a 20 ms deadline returns {:.2?} late (median of 30, kill and reap included)",
-        timeout_overshoot(rounds(30))
-    );
+    if wanted("timeout precision") {
+        println!(
+            "timeout precision: a 20 ms deadline returns {:.2?} late (median of 30, kill and reap included)",
+            timeout_overshoot(rounds(30))
+        );
+    }
     if let Some((floor, base)) = floor {
         println!(
-            "floor for a small call: pipe, pidfd, poll, parent-death signal and fstat with raw calls alone take {:.3?}, {:.3}x bare fork+waitpid",
+            "floor for a small call: the parent-death signal and a shared page with raw calls alone take {:.3?}, {:.3}x bare fork+waitpid",
             floor,
             floor.as_secs_f64() / base.as_secs_f64()
         );

@@ -4,7 +4,8 @@
 //! frees nothing and takes no lock: the value is serialized by postcard
 //! into [`FrameWriter`], which stages bytes in a static buffer that existed
 //! before the fork (and that the parent never touches) and flushes it to
-//! the pipe with raw `write` each time it fills. The
+//! the pipe with raw `write` (or to the spill file with `pwrite`) each time
+//! it fills; a small result goes to the shared page instead. The
 //! value is never dropped (`mem::forget`), and the process ends with `_exit`,
 //! which runs no destructors or atexit handlers. In a multi-threaded parent
 //! another thread may have held the allocator's lock at the moment of the
@@ -26,7 +27,7 @@ use serde::Serialize;
 
 use crate::errors::{CHILD_EXIT_PIPE_WRITE_FAILED, PANIC_MESSAGE_CAPACITY};
 use crate::sys;
-use crate::wire::{self, Checksum, END_FRAME_LEN, HEADER_LEN, Outcome};
+use crate::wire::{self, Checksum, END_FRAME_LEN, HEADER_LEN, Outcome, copy_short};
 
 /// The exit code of a child that ended by a path that should not exist
 /// (unwinding past the crate's own code). Seen by the parent as
@@ -50,7 +51,18 @@ pub(crate) const STAGING_LEN: usize = wire::MAX_DATA_LEN as usize + HEADER_LEN +
 /// into it never lands in the writer's own fields, and keeps the write
 /// position in a register across a value's bytes (several times faster for
 /// a `Vec<u8>`, which serde serializes one byte at a time).
-struct Staging(UnsafeCell<[u8; STAGING_LEN]>);
+///
+/// The stream's running checksum lives here too, just before the buffer
+/// (so on the page the first frame touches anyway): it would make the
+/// writer too large to move without a `memcpy` call, and the child would
+/// take a page fault for the C library's code to make it.
+#[repr(C)]
+struct StagingArea {
+    checksum: Checksum,
+    buf: [u8; STAGING_LEN],
+}
+
+struct Staging(UnsafeCell<StagingArea>);
 
 // SAFETY: see above: one writer at a time, in a process of its own.
 unsafe impl Sync for Staging {}
@@ -58,10 +70,21 @@ unsafe impl Sync for Staging {}
 /// The staging buffer's first byte.
 #[inline]
 fn staging() -> *mut u8 {
-    STAGING.0.get().cast()
+    // SAFETY: a place projection of the static; nothing is read.
+    unsafe { (&raw mut (*STAGING.0.get()).buf).cast() }
 }
 
-static STAGING: Staging = Staging(UnsafeCell::new([0; STAGING_LEN]));
+/// The stream's checksum, beside the staging buffer.
+#[inline]
+fn checksum() -> *mut Checksum {
+    // SAFETY: as in `staging`.
+    unsafe { &raw mut (*STAGING.0.get()).checksum }
+}
+
+static STAGING: Staging = Staging(UnsafeCell::new(StagingArea {
+    checksum: Checksum::ZERO,
+    buf: [0; STAGING_LEN],
+}));
 
 /// When a result spills past the staging buffer, the child asks for a pipe
 /// this large, so the rest moves in fewer, larger copies.
@@ -79,10 +102,30 @@ pub(crate) struct ChildPlan {
     /// The shared page a small result may be left in, if the parent made
     /// one ([`sys::SharedPage`], mapped before the fork).
     pub(crate) page: Option<*mut u8>,
+    /// The frames go to the spill file (written at offsets, announced in
+    /// the page) rather than down a pipe; this is its identity (see
+    /// [`sys::file_id`]), which the parent took once, when it made it.
+    pub(crate) spill: Option<(u64, u64)>,
+    /// Bytes of value the parent accepts. Only a spilling child stops
+    /// itself at this cap: nobody reads the spill file while it writes,
+    /// so nothing else would bound it. Through a pipe the parent stops
+    /// reading at the cap and kills the child.
+    pub(crate) cap: u64,
 }
 
-/// Runs in the child straight after `fork`; never returns.
-pub(crate) fn run<F, T>(callable: F, plan: &ChildPlan, pipe: BorrowedFd<'_>) -> !
+/// What [`FrameWriter`] records as its write error when the value passed
+/// its cap. No `write` or `pwrite` returns `EMSGSIZE` for a pipe or a
+/// regular file, so it cannot be mistaken for a real failure.
+const OVER_CAP: Errno = Errno::MSGSIZE;
+
+/// Runs in the child straight after `fork`; never returns. The frames go
+/// to `out`: the result pipe, or (with [`ChildPlan::spill`]) the spill file.
+///
+/// Inlined, like the small helpers it calls on the way to a small result:
+/// every page of code a child runs that its caller's code does not share
+/// costs it a page fault (`fork` copies no page tables for code).
+#[inline]
+pub(crate) fn run<F, T>(callable: F, plan: &ChildPlan, out: BorrowedFd<'_>) -> !
 where
     F: FnOnce() -> T,
     T: Serialize,
@@ -91,6 +134,27 @@ where
     // the parent's code.
     let _guard = ExitOnUnwind;
 
+    let offset = Cell::new(0);
+    let out = match plan.spill {
+        Some(id) => ResultOut::to_file(out, id, &offset),
+        None => ResultOut::new(out),
+    };
+    // Every way out after a frame may have been written: a spilled stream
+    // is announced in the shared page, where the parent looks first.
+    let leave = |code: i32| -> ! {
+        if let (Some(page), true) = (plan.page, out.spilled()) {
+            let mark = sys::SPILLED.to_le_bytes();
+            let len = offset.get().to_le_bytes();
+            // SAFETY: `page` is a live shared mapping of SHARED_PAGE_LEN
+            // bytes made before the fork; 12 bytes fit.
+            unsafe {
+                core::ptr::copy_nonoverlapping(len.as_ptr(), page.add(4), 8);
+                core::ptr::copy_nonoverlapping(mark.as_ptr(), page, 4);
+            }
+        }
+        sys::exit_now(code)
+    };
+
     // Setting up may fail before the callable runs; the stream says so,
     // and the parent reports that the callable never started.
     let setup_failed = |e: Errno| -> ! {
@@ -98,8 +162,8 @@ where
         detail[..4].copy_from_slice(&e.raw_os_error().to_le_bytes());
         let sum = wire::side_checksum(plan.nonce, detail, &[]);
         let end = wire::end_frame(Outcome::SetupFailed, detail, 0, sum);
-        let _ = sys::write_all(pipe, &end);
-        sys::exit_now(0)
+        let _ = out.write_all(&end);
+        leave(0)
     };
     match sys::on_parent_death(plan.parent) {
         Ok(true) => {}
@@ -114,7 +178,6 @@ where
     }
 
     let write_error = Cell::new(None);
-    let out = ResultPipe::new(pipe);
 
     let sent = catch(|| {
         // Never dropped, not even if serializing it panics: dropping could
@@ -123,7 +186,7 @@ where
         // SAFETY: the one writer of the staging buffer in this process (see
         // `Staging`), made after the callable returned.
         let writer = unsafe { FrameWriter::new(out, STAGING_LEN, plan.nonce, &write_error) };
-        serialize(&*value, writer)
+        serialize(&*value, writer.capped_at(plan.cap))
     });
 
     let end = match sent {
@@ -131,16 +194,16 @@ where
             let spilled = done.spilled;
             let frames = done.with_end();
             match plan.page {
-                Some(page) if !spilled && frames.len() <= sys::SHARED_PAGE_LEN - 4 => {
+                Some(page) if !spilled && frames.len() <= sys::SHARED_PAGE_FRAMES => {
                     // A small result stays in the shared page: the parent
                     // is woken once, by the exit, and reads no pipe.
                     #[allow(clippy::cast_possible_truncation)] // < SHARED_PAGE_LEN
                     let len = (frames.len() as u32).to_le_bytes();
                     // SAFETY: `page` is a live shared mapping of
                     // SHARED_PAGE_LEN bytes made before the fork, and the
-                    // frames fit after the 4-byte length.
+                    // frames fit between the 4-byte length and the counter.
                     unsafe {
-                        core::ptr::copy_nonoverlapping(frames.as_ptr(), page.add(4), frames.len());
+                        copy_frames(frames, page.add(4));
                         core::ptr::copy_nonoverlapping(len.as_ptr(), page, 4);
                     }
                 }
@@ -152,8 +215,11 @@ where
                     }
                 }
             }
-            sys::exit_now(0);
+            leave(0);
         }
+        // Past the cap: the parent has more than it accepts already, and
+        // reports the result as too large.
+        Ok(Err(_)) if write_error.get() == Some(OVER_CAP) => leave(0),
         Ok(Err(_)) if write_error.get().is_some() => sys::exit_now(CHILD_EXIT_PIPE_WRITE_FAILED),
         Ok(Err(e)) => {
             let mut detail = [0u8; 7];
@@ -177,20 +243,52 @@ where
     if out.write_all(&end).is_err() {
         sys::exit_now(CHILD_EXIT_PIPE_WRITE_FAILED);
     }
-    sys::exit_now(0)
+    leave(0)
+}
+
+/// Copies a small result's frames into the shared page without calling
+/// `memcpy`: a child that calls into a part of the C library it has not
+/// used yet takes a page fault for its code.
+///
+/// # Safety
+///
+/// `dst` must be valid for `frames.len()` bytes of writes and not overlap
+/// `frames`.
+#[inline]
+unsafe fn copy_frames(frames: &[u8], dst: *mut u8) {
+    for (i, &b) in frames.iter().enumerate() {
+        // SAFETY: `i < frames.len()`, within `dst` by the contract.
+        unsafe { dst.add(i).write_volatile(b) };
+    }
 }
 
 /// Serializes `value` into `writer`: a `Vec<u8>` or `String` as one run of
 /// bytes (see [`crate::bytes`]), anything else through its `Serialize`.
+///
+/// What `postcard::serialize_with_flavor` does, written out so that it is
+/// inlined into the child's path rather than left on a page of code of its
+/// own (see [`run`]).
+#[inline]
 pub(crate) fn serialize<T: Serialize, W: Flavor>(
     value: &T,
     writer: W,
 ) -> postcard::Result<W::Output> {
+    let mut serializer = postcard::Serializer { output: writer };
     #[cfg(feature = "alloc")]
     if let Some(bytes) = crate::bytes::as_bytes(value) {
-        return postcard::serialize_with_flavor(&crate::bytes::Wholesale(bytes), writer);
+        crate::bytes::Wholesale(bytes).serialize(&mut serializer)?;
+        return finish(serializer);
     }
-    postcard::serialize_with_flavor(value, writer)
+    value.serialize(&mut serializer)?;
+    finish(serializer)
+}
+
+#[inline]
+fn finish<W: Flavor>(serializer: postcard::Serializer<W>) -> postcard::Result<W::Output> {
+    serializer
+        .output
+        .finalize()
+        .map_err(|_| postcard::Error::SerializeBufferFull)
 }
 
 /// Cuts a panic message to [`PANIC_MESSAGE_CAPACITY`] bytes on a character
@@ -262,43 +360,74 @@ pub(crate) trait FrameOut {
     fn spilling(&mut self) {}
 }
 
-/// The result pipe's write end, with the identity of the file it named
-/// before the callable ran. A callable may close that descriptor and open
-/// something else that gets the same number; every write first checks the
-/// number still names the pipe, so the result never lands in a stranger's
-/// file (the write fails with `EBADF` instead).
+/// Where the child's frames go: the result pipe's write end, or the spill
+/// file (with the offset of the next write), with the identity of the file
+/// the descriptor named before the callable ran. A callable may close that
+/// descriptor and open something else that gets the same number; every
+/// write first checks the number still names the same file, so the result
+/// never lands in a stranger's file (the write fails with `EBADF` instead).
 #[derive(Clone, Copy)]
-pub(crate) struct ResultPipe<'a> {
+pub(crate) struct ResultOut<'a> {
     fd: BorrowedFd<'a>,
     id: Option<(u64, u64)>,
+    offset: Option<&'a Cell<u64>>,
 }
 
-impl<'a> ResultPipe<'a> {
-    /// Records the identity of the file behind `fd`, now.
+impl<'a> ResultOut<'a> {
+    /// Records the identity of the file behind `fd` (the pipe), now.
     pub(crate) fn new(fd: BorrowedFd<'a>) -> Self {
         Self {
             fd,
             id: sys::file_id(fd).ok(),
+            offset: None,
         }
+    }
+
+    /// The spill file, whose identity is `id`, written from `offset` on.
+    #[inline]
+    fn to_file(fd: BorrowedFd<'a>, id: (u64, u64), offset: &'a Cell<u64>) -> Self {
+        Self {
+            fd,
+            id: Some(id),
+            offset: Some(offset),
+        }
+    }
+
+    /// Whether any frame went to the spill file.
+    #[inline]
+    fn spilled(self) -> bool {
+        self.offset.is_some_and(|o| o.get() > 0)
     }
 
     fn write_all(self, bytes: &[u8]) -> Result<(), Errno> {
         if sys::file_id(self.fd).ok() != self.id {
             return Err(Errno::BADF);
         }
-        sys::write_all(self.fd, bytes)
+        match self.offset {
+            None => sys::write_all(self.fd, bytes),
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            Some(offset) => {
+                sys::pwrite_all(self.fd, bytes, offset.get())?;
+                offset.set(offset.get() + bytes.len() as u64);
+                Ok(())
+            }
+            #[cfg(not(any(target_os = "linux", target_os = "android")))]
+            Some(_) => Err(Errno::NOSYS),
+        }
     }
 }
 
-impl FrameOut for ResultPipe<'_> {
+impl FrameOut for ResultOut<'_> {
     fn write_all(&mut self, bytes: &[u8]) -> Result<(), Errno> {
-        ResultPipe::write_all(*self, bytes)
+        ResultOut::write_all(*self, bytes)
     }
 
     fn spilling(&mut self) {
         // Best effort: the system's pipe-max-size may refuse it.
         #[cfg(any(target_os = "linux", target_os = "android"))]
-        let _ = rustix::pipe::fcntl_setpipe_size(self.fd, WIDE_PIPE);
+        if self.offset.is_none() {
+            let _ = rustix::pipe::fcntl_setpipe_size(self.fd, WIDE_PIPE);
+        }
     }
 }
 
@@ -323,7 +452,8 @@ pub(crate) struct FrameWriter<'a, O: FrameOut> {
     spilled: bool,
     filled: usize,
     sent: u64,
-    checksum: Checksum,
+    /// Once more than this many `DATA` bytes are out, the writer stops.
+    cap: u64,
     write_error: &'a Cell<Option<Errno>>,
 }
 
@@ -343,15 +473,25 @@ impl<'a, O: FrameOut> FrameWriter<'a, O> {
         write_error: &'a Cell<Option<Errno>>,
     ) -> Self {
         let len = len.clamp(HEADER_LEN + 1 + END_FRAME_LEN, STAGING_LEN);
+        // SAFETY: this writer is the staging area's only user (see above).
+        unsafe { checksum().write(Checksum::new(nonce)) };
         Self {
             out,
             limit: len - END_FRAME_LEN,
             spilled: false,
             filled: HEADER_LEN,
             sent: 0,
-            checksum: Checksum::new(nonce),
+            cap: u64::MAX,
             write_error,
         }
+    }
+
+    /// Stops the encoding, with [`OVER_CAP`] as the write error, once more
+    /// than `cap` bytes of value have been written out: enough for the
+    /// parent to refuse the result, and no more.
+    pub(crate) fn capped_at(mut self, cap: u64) -> Self {
+        self.cap = cap;
+        self
     }
 
     /// Seals the staged bytes as a `DATA` frame (header written, checksum
@@ -370,7 +510,8 @@ impl<'a, O: FrameOut> FrameWriter<'a, O> {
             core::ptr::copy_nonoverlapping(header.as_ptr(), staging(), HEADER_LEN);
             core::slice::from_raw_parts(staging(), self.filled)
         };
-        self.checksum.update(&frame[HEADER_LEN..]);
+        // SAFETY: as above; the checksum and the frame do not overlap.
+        unsafe { (*checksum()).update(&frame[HEADER_LEN..]) };
         self.sent += body as u64;
         self.filled
     }
@@ -392,6 +533,10 @@ impl<'a, O: FrameOut> FrameWriter<'a, O> {
             return Err(postcard::Error::SerializeBufferFull);
         }
         self.filled = HEADER_LEN;
+        if self.sent > self.cap {
+            self.write_error.set(Some(OVER_CAP));
+            return Err(postcard::Error::SerializeBufferFull);
+        }
         Ok(())
     }
 }
@@ -467,47 +612,13 @@ impl<'a, O: FrameOut> Flavor for FrameWriter<'a, O> {
         let pending = self.seal();
         Ok(Finished {
             length: self.sent,
-            checksum: self.checksum.finish(),
+            // SAFETY: as in `seal`.
+            checksum: unsafe { (*checksum()).finish() },
             out: self.out,
             spilled: self.spilled,
             pending,
             _writer: PhantomData,
         })
-    }
-}
-
-/// Copies `src` (at most 16 bytes) to `dst` with overlapping unaligned
-/// word moves: two covering the run from each end, so every length takes
-/// at most two loads and two stores.
-///
-/// # Safety
-///
-/// `dst` must be valid for `src.len()` bytes of writes and not overlap
-/// `src`; `src.len() <= 16`.
-#[inline]
-unsafe fn copy_short(src: &[u8], dst: *mut u8) {
-    let n = src.len();
-    let p = src.as_ptr();
-    // SAFETY (every access below): each one lies within the first `n`
-    // bytes of `src` and of `dst`, by the branch's bounds on `n`.
-    unsafe {
-        if n >= 8 {
-            let head = p.cast::<u64>().read_unaligned();
-            let tail = p.add(n - 8).cast::<u64>().read_unaligned();
-            dst.cast::<u64>().write_unaligned(head);
-            dst.add(n - 8).cast::<u64>().write_unaligned(tail);
-        } else if n >= 4 {
-            let head = p.cast::<u32>().read_unaligned();
-            let tail = p.add(n - 4).cast::<u32>().read_unaligned();
-            dst.cast::<u32>().write_unaligned(head);
-            dst.add(n - 4).cast::<u32>().write_unaligned(tail);
-        } else if n > 0 {
-            // One to three bytes: first, middle and last cover them all.
-            let (first, middle, last) = (*p, *p.add(n / 2), *p.add(n - 1));
-            *dst = first;
-            *dst.add(n / 2) = middle;
-            *dst.add(n - 1) = last;
-        }
     }
 }
 
@@ -527,24 +638,5 @@ impl<O: FrameOut> FrameWriter<'_, O> {
             data = &data[take..];
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::copy_short;
-
-    #[test]
-    fn short_copies_move_exactly_their_bytes() {
-        for n in 0..=16usize {
-            #[allow(clippy::cast_possible_truncation)] // below 17
-            let src: [u8; 16] = core::array::from_fn(|i| 0xA0 + i as u8);
-            let mut dst = [0x55u8; 24];
-            // SAFETY: 24 bytes of room for at most 16, no overlap.
-            unsafe { copy_short(&src[..n], dst.as_mut_ptr().add(4)) };
-            assert_eq!(&dst[4..4 + n], &src[..n], "length {n}");
-            assert!(dst[..4].iter().all(|&b| b == 0x55), "wrote before, {n}");
-            assert!(dst[4 + n..].iter().all(|&b| b == 0x55), "wrote past, {n}");
-        }
     }
 }

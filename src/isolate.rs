@@ -2,7 +2,7 @@
 
 use core::time::Duration;
 
-use rustix::fd::AsFd;
+use rustix::fd::{AsFd, AsRawFd, BorrowedFd};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -52,10 +52,10 @@ impl Isolate {
     /// At the deadline the child is killed with `SIGKILL` and reaped, and
     /// the call returns
     /// [`CallableStatusUnknown(TimedOut)`](crate::errors::CallableStatusUnknownError::TimedOut).
-    /// The parent sleeps in one readiness wait on the pipe and the child
-    /// itself (pidfd on Linux, kqueue on macOS and FreeBSD), so the deadline
-    /// is kept to within scheduling noise, without polling, even when a
-    /// grandchild holds the pipe open.
+    /// The parent sleeps in one readiness wait on the child itself (pidfd
+    /// on Linux, kqueue on macOS and FreeBSD) and the pipe, if the result
+    /// takes one, so the deadline is kept to within scheduling noise,
+    /// without polling, even when a grandchild holds the pipe open.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
@@ -111,14 +111,11 @@ impl Isolate {
     {
         call_span!("mem_isolate::run");
         let limit = self.max_result_size.unwrap_or(usize::MAX);
-        with_shared_page(|page| {
-            let sink = crate::wire::VecSink {
-                bytes: alloc::vec::Vec::new(),
-                limit,
-            };
+        with_shared_page(|page, pid| {
+            let sink = crate::wire::VecSink::new(limit);
             // SAFETY: the receiver lives only inside this closure, where the
             // page is borrowed.
-            let mut receiver = unsafe { self.launch(callable, sink, page, WaitMode::Direct)? };
+            let mut receiver = unsafe { self.launch(callable, sink, page, pid, WaitMode::Direct)? };
             receiver.advance(None);
             receiver.outcome()
         })
@@ -157,12 +154,10 @@ impl Isolate {
         call_span!("mem_isolate::spawn");
         // Several spawned children may be alive at once, so they do not
         // share a page: their results always travel through the pipe.
-        let sink = crate::wire::VecSink {
-            bytes: alloc::vec::Vec::new(),
-            limit,
-        };
+        let sink = crate::wire::VecSink::new(limit);
         // SAFETY: no page, so nothing for the receiver to outlive.
-        let receiver = unsafe { self.launch(callable, sink, None, WaitMode::Queue)? };
+        let pid = rustix::process::getpid();
+        let receiver = unsafe { self.launch(callable, sink, None, pid, WaitMode::Queue)? };
         Ok(crate::IsolatedChild::new(receiver))
     }
 
@@ -206,14 +201,14 @@ impl Isolate {
     {
         call_span!("mem_isolate::run_with_buffer");
         let cap = self.max_result_size.unwrap_or(usize::MAX).min(buffer.len());
-        with_shared_page(|page| {
+        with_shared_page(|page, pid| {
             let sink = SliceSink {
                 buf: &mut buffer[..cap],
                 len: 0,
             };
             // SAFETY: the receiver lives only inside this closure, where the
             // page is borrowed.
-            let mut receiver = unsafe { self.launch(callable, sink, page, WaitMode::Direct)? };
+            let mut receiver = unsafe { self.launch(callable, sink, page, pid, WaitMode::Direct)? };
             receiver.advance(None);
             receiver.outcome()
         })
@@ -231,6 +226,7 @@ impl Isolate {
         callable: F,
         sink: S,
         page: Option<&SharedPage>,
+        parent: rustix::process::Pid,
         mode: WaitMode,
     ) -> Result<Receiver<S>, MemIsolateError>
     where
@@ -243,20 +239,51 @@ impl Isolate {
         if self.memory_limit.is_some() && !sys::MEMORY_LIMIT_SUPPORTED {
             return Err(NotRun::MemoryLimitUnsupported.into());
         }
-        let (read, write) = sys::result_pipe().map_err(NotRun::PipeCreationFailed)?;
-        let mut watch = Watch::new(read.as_fd(), mode).map_err(NotRun::WatchSetupFailed)?;
+        // With a spill file the child needs no pipe: whatever it sends
+        // goes to the page or the file, and the parent reads both after
+        // the exit. A pipe is made when there is no spill file, or when
+        // the thread's last result outgrew the page (large results move
+        // faster down a pipe); should that pipe fail, the spill file
+        // carries the result instead.
+        let spill = page.and_then(SharedPage::spill);
+        let pipe = if spill.is_none() || page.is_some_and(SharedPage::prefers_pipe) {
+            match sys::result_pipe() {
+                Ok(pipe) => Some(pipe),
+                Err(_) if spill.is_some() => None,
+                Err(e) => return Err(NotRun::PipeCreationFailed(e).into()),
+            }
+        } else {
+            None
+        };
+        let spill = spill.filter(|_| pipe.is_none());
+        let spill_id = spill.map(|(_, id)| id);
+        let spill = spill.map(|(file, _)| file);
+        let (read, write) = match pipe {
+            Some((read, write)) => (Some(read), Some(write)),
+            None => (None, None),
+        };
+        let mut watch = match &read {
+            Some(read) => Watch::new(read.as_fd(), mode),
+            None => Watch::child_only(self.timeout.is_some()),
+        }
+        .map_err(NotRun::WatchSetupFailed)?;
+        let page_of_call = page;
         let page = page.map(|p| {
             // SAFETY: the page is live; clearing its length word makes a
             // result left there by an earlier call unreadable.
             unsafe { core::ptr::write_bytes(p.as_ptr(), 0, 4) };
             p.as_ptr()
         });
-        let parent = rustix::process::getpid();
         let plan = ChildPlan {
             parent,
             memory_limit: self.memory_limit,
-            nonce: nonce(parent),
+            nonce: nonce(parent, page_of_call),
             page,
+            spill: spill_id,
+            cap: match spill {
+                Some(_) => sink.limit() as u64,
+                None => u64::MAX,
+            },
         };
         let started = now();
         trace!(timeout = ?self.timeout, memory_limit = ?self.memory_limit, "forking");
@@ -268,7 +295,12 @@ impl Isolate {
             Ok(None) => {
                 drop(read);
                 watch.leave_in_child();
-                child::run(callable, &plan, write.as_fd())
+                match (&write, spill) {
+                    (Some(write), _) => child::run(callable, &plan, write.as_fd()),
+                    (None, Some(file)) => child::run(callable, &plan, file),
+                    // One of the two was made above.
+                    (None, None) => sys::exit_now(0),
+                }
             }
             Ok(Some(pid)) => {
                 // Only the child may hold the write end: were the parent to
@@ -276,6 +308,9 @@ impl Isolate {
                 // would inherit a way to write into this call's stream.
                 drop(write);
                 watch.watch_child(pid);
+                // SAFETY: the spill file lives as long as the page, which
+                // our caller keeps alive for as long as the receiver.
+                let spill = spill.map(|f| unsafe { BorrowedFd::borrow_raw(f.as_raw_fd()) });
                 trace!(pid = pid.as_raw_nonzero().get(), "forked");
                 // SAFETY: our caller keeps the page alive for as long as
                 // the receiver.
@@ -289,6 +324,7 @@ impl Isolate {
                         self.timeout,
                         started,
                         page.and_then(core::ptr::NonNull::new),
+                        spill,
                     )
                 })
             }
@@ -296,35 +332,50 @@ impl Isolate {
     }
 }
 
-/// Lends `f` this thread's shared result page, made on first use and kept
-/// for the thread's life (one `mmap` per thread, not per call). Blocking
-/// calls on one thread never overlap, so one page serves them all; a call
-/// made from inside the parent's own decoding (a `Deserialize` impl that
-/// calls back in) starts only after the page was copied out. Without `std`
-/// there are no thread-locals, and results always take the pipe.
-fn with_shared_page<R>(f: impl FnOnce(Option<&SharedPage>) -> R) -> R {
+/// Lends `f` this thread's shared result page (and this process's pid),
+/// made on first use and kept for the thread's life (one `mmap` per
+/// thread, not per call). Blocking calls on one thread never overlap, so
+/// one page serves them all; a call made from inside the parent's own
+/// decoding (a `Deserialize` impl that calls back in) starts only after
+/// the page was copied out. Without `std` there are no thread-locals, and
+/// results always take the pipe.
+///
+/// A page belongs to the process that made it. In a forked child (a
+/// callable that itself isolates something) the thread's page is still
+/// its parent's, shared with it and with the parent's later calls; so
+/// such a call makes a page of its own, used once: nothing a child or a
+/// grandchild does can then reach the pages its ancestors are using.
+fn with_shared_page<R>(f: impl FnOnce(Option<&SharedPage>, rustix::process::Pid) -> R) -> R {
+    let pid = rustix::process::getpid();
     #[cfg(feature = "std")]
     {
         std::thread_local! {
             static PAGE: core::cell::OnceCell<Option<SharedPage>> =
                 const { core::cell::OnceCell::new() };
         }
-        PAGE.with(|page| f(page.get_or_init(|| SharedPage::new().ok()).as_ref()))
+        PAGE.with(|page| match page.get_or_init(|| SharedPage::new().ok()) {
+            Some(page) if page.owner() != pid => f(SharedPage::new().ok().as_ref(), pid),
+            page => f(page.as_ref(), pid),
+        })
     }
     #[cfg(not(feature = "std"))]
     {
-        f(None)
+        f(None, pid)
     }
 }
 
 /// A per-call value that seeds the stream checksum, so that bytes recorded
-/// from one call do not verify in another: a process-wide call counter
-/// (the clock alone may be coarse), the pid, a stack address (distinct
-/// between threads) and the monotonic clock.
-fn nonce(pid: rustix::process::Pid) -> u64 {
+/// from one call do not verify in another: a call counter (the clock alone
+/// may be coarse; the thread's, kept in its shared page, when there is
+/// one), the pid, a stack address (distinct between threads) and the
+/// monotonic clock.
+fn nonce(pid: rustix::process::Pid, page: Option<&SharedPage>) -> u64 {
     use core::sync::atomic::{AtomicU64, Ordering};
     static CALLS: AtomicU64 = AtomicU64::new(0);
-    let calls = CALLS.fetch_add(1, Ordering::Relaxed);
+    let calls = match page {
+        Some(page) => page.next_call(),
+        None => CALLS.fetch_add(1, Ordering::Relaxed),
+    };
     let here = 0u8;
     let stack = core::ptr::addr_of!(here) as usize as u64;
     let pid = u64::from(pid.as_raw_nonzero().get().unsigned_abs());

@@ -3,10 +3,13 @@
 //! happened to a [`MemIsolateError`].
 //!
 //! The parent only ever blocks in [`Watch::wait`], which wakes when the pipe
-//! is readable, when the child itself ends, or at the deadline. The pipe is
-//! non-blocking, so neither a slow child nor a grandchild that inherited the
-//! write end can hold the parent past its deadline, and the result counts
-//! as complete when its `END` frame arrives, not at end-of-file.
+//! is readable, when the child itself ends, or at the deadline, or (for a
+//! call with neither a pipe nor a deadline) in `wait4` for the child alone.
+//! The pipe is non-blocking, so neither a slow child nor a grandchild that
+//! inherited the write end can hold the parent past its deadline, and the
+//! result counts as complete when its `END` frame arrives, not at
+//! end-of-file. Without a pipe the frames are in the shared page or the
+//! spill file, read once the child has exited.
 
 use core::mem::MaybeUninit;
 use core::time::Duration;
@@ -73,24 +76,22 @@ impl Sink for crate::wire::SliceSink<'_> {
 #[cfg(feature = "alloc")]
 impl Sink for crate::wire::VecSink {
     fn spare(&mut self, want: usize) -> Result<&mut [MaybeUninit<u8>], DecodeError> {
-        let room = self.limit - self.bytes.len();
+        let room = self.limit - self.bytes().len();
         if room == 0 {
             return Err(DecodeError::TooLarge);
         }
         let n = want.min(room);
-        self.bytes.reserve(n);
-        Ok(&mut self.bytes.spare_capacity_mut()[..n])
+        self.make_room(n);
+        Ok(crate::wire::VecSink::spare(self, n))
     }
 
     fn commit(&mut self, n: usize) -> &[u8] {
-        let start = self.bytes.len();
-        // SAFETY: `read` initialized these `n` bytes of spare capacity.
-        unsafe { self.bytes.set_len(start + n) };
-        &self.bytes[start..]
+        // SAFETY: `read` initialized these `n` bytes of spare room.
+        unsafe { crate::wire::VecSink::commit(self, n) }
     }
 
     fn bytes(&self) -> &[u8] {
-        &self.bytes
+        crate::wire::VecSink::bytes(self)
     }
 
     fn limit(&self) -> usize {
@@ -98,7 +99,7 @@ impl Sink for crate::wire::VecSink {
     }
 
     fn owned(&mut self) -> Option<&mut alloc::vec::Vec<u8>> {
-        Some(&mut self.bytes)
+        Some(self.heap())
     }
 }
 
@@ -141,6 +142,9 @@ pub(crate) struct Receiver<S: Sink> {
     /// The shared page the child may have left a small result in; valid
     /// for the receiver's whole life (see [`Receiver::new`]).
     page: Option<core::ptr::NonNull<u8>>,
+    /// The spill file that comes with the page, when the child writes its
+    /// frames there instead of to a pipe; as long-lived as the page.
+    spill: Option<rustix::fd::BorrowedFd<'static>>,
 }
 
 impl<S: Sink> Receiver<S> {
@@ -149,21 +153,23 @@ impl<S: Sink> Receiver<S> {
     /// # Safety
     ///
     /// `page`, if given, must point to a live [`sys::SharedPage`] that
-    /// outlives the receiver.
+    /// outlives the receiver, and `spill` must be that page's spill file.
+    /// Without a pipe the child writes to `spill`.
     #[allow(clippy::too_many_arguments)]
     pub(crate) unsafe fn new(
         pid: Pid,
-        pipe: OwnedFd,
+        pipe: Option<OwnedFd>,
         watch: Watch,
         nonce: u64,
         sink: S,
         timeout: Option<Duration>,
         started: Duration,
         page: Option<core::ptr::NonNull<u8>>,
+        spill: Option<rustix::fd::BorrowedFd<'static>>,
     ) -> Self {
         Self {
             pid,
-            pipe: Some(pipe),
+            pipe,
             watch,
             decoder: Decoder::new(nonce),
             sink,
@@ -175,6 +181,7 @@ impl<S: Sink> Receiver<S> {
             read_error: None,
             stopped: None,
             page,
+            spill,
         }
     }
 
@@ -233,56 +240,74 @@ impl<S: Sink> Receiver<S> {
     /// Reads everything the pipe holds now, straight into the sink where
     /// the bytes are the value's.
     fn drain(&mut self) {
-        let Some(pipe) = self.pipe.as_ref() else {
+        let Some(pipe) = self.pipe.take() else {
             return;
         };
+        let deadline = self.deadline;
+        let ended = self.pump(|buf| {
+            // A child streaming faster than the parent appends must not
+            // keep it here past the deadline.
+            if deadline.is_some_and(|d| now() >= d) {
+                return Ok(None);
+            }
+            sys::read_into(pipe.as_fd(), buf).map(|r| r.map(|b| b.len()))
+        });
+        self.pipe = Some(pipe);
+        if ended {
+            self.close_pipe();
+        }
+    }
+
+    /// Feeds the decoder from `read` until the stream is finished or
+    /// rejected, or `read` reports end-of-file (`Some(0)`), an error, or
+    /// nothing more for now (`None`). Returns `false` only in that last
+    /// case. `read` fills the buffer it is given, from the front.
+    fn pump(
+        &mut self,
+        mut read: impl FnMut(&mut [MaybeUninit<u8>]) -> Result<Option<usize>, Errno>,
+    ) -> bool {
         // Frame headers and small results only: the value's bytes are read
         // straight into the sink. Small, because every stack page the
         // parent touches after a fork costs a fault.
         let mut scratch = [MaybeUninit::<u8>::uninit(); 512];
-        loop {
-            if self.decoder.is_finished() {
-                break;
-            }
-            // A child streaming faster than the parent appends must not
-            // keep it here past the deadline.
-            if self.deadline.is_some_and(|d| now() >= d) {
-                return;
-            }
+        while !self.decoder.is_finished() {
             let data_left = self.decoder.data_remaining();
             let got = if data_left > 0 {
                 let spare = match self.sink.spare(data_left) {
                     Ok(s) => s,
                     Err(e) => {
                         self.reject(e);
-                        return;
+                        return true;
                     }
                 };
-                match sys::read_into(pipe.as_fd(), spare).map(|r| r.map(|b| b.len())) {
+                match read(spare) {
                     Ok(Some(0)) => None,
                     Ok(Some(n)) => {
                         let bytes = self.sink.commit(n);
                         self.decoder.data_appended(bytes);
                         Some(n)
                     }
-                    Ok(None) => return,
+                    Ok(None) => return false,
                     Err(e) => {
                         self.read_error = Some(e);
                         None
                     }
                 }
             } else {
-                match sys::read_into(pipe.as_fd(), &mut scratch) {
-                    Ok(Some(&mut [])) => None,
-                    Ok(Some(got)) => {
-                        let n = got.len();
+                match read(&mut scratch) {
+                    Ok(Some(0)) => None,
+                    Ok(Some(n)) => {
+                        // SAFETY: `read` initialized the first `n` bytes.
+                        let got = unsafe {
+                            core::slice::from_raw_parts(scratch.as_ptr().cast::<u8>(), n)
+                        };
                         if let Err(e) = self.decoder.feed(got, &mut self.sink) {
                             self.reject(e);
-                            return;
+                            return true;
                         }
                         Some(n)
                     }
-                    Ok(None) => return,
+                    Ok(None) => return false,
                     Err(e) => {
                         self.read_error = Some(e);
                         None
@@ -294,26 +319,56 @@ impl<S: Sink> Receiver<S> {
                 break;
             }
         }
-        self.close_pipe();
+        true
+    }
+
+    /// Reads the `len` bytes of frames the child wrote to the spill file.
+    /// Called once the child has exited, so nothing is still writing; the
+    /// sink's limit bounds what is read, whatever `len` claims.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    fn read_spill(&mut self, len: u64) {
+        let Some(file) = self.spill else { return };
+        let mut at = 0u64;
+        self.pump(|buf| {
+            let want = usize::try_from(len - at).map_or(buf.len(), |left| left.min(buf.len()));
+            if want == 0 {
+                return Ok(Some(0));
+            }
+            let got = sys::pread_into(file, &mut buf[..want], at)?.len();
+            at += got as u64;
+            Ok(Some(got))
+        });
     }
 
     /// Feeds the decoder what the child left in the shared page, if the
     /// pipe carried nothing. Called only once the child has exited. The
     /// bytes are copied out before they are checked, so nothing that still
     /// maps the page can change them between check and use.
-    fn read_page(&mut self) {
-        let Some(page) = self.page.take() else { return };
+    ///
+    /// Returns whether the page itself held a whole, accepted result, in
+    /// which case the child wrote nothing to the spill file.
+    fn read_page(&mut self) -> bool {
+        let Some(page) = self.page.take() else {
+            return false;
+        };
         if !self.decoder.untouched() {
-            return;
+            return false;
         }
         // Volatile reads: the page is shared with processes that may still
         // write it, so each byte is read once, as it is at that moment.
         // SAFETY (both reads): the page is live (see `new`) and every
         // offset read is below SHARED_PAGE_LEN.
         let byte = |at: usize| unsafe { page.as_ptr().add(at).read_volatile() };
-        let len = u32::from_le_bytes([byte(0), byte(1), byte(2), byte(3)]) as usize;
-        if len == 0 || len > sys::SHARED_PAGE_LEN - 4 {
-            return;
+        let word = u32::from_le_bytes([byte(0), byte(1), byte(2), byte(3)]);
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        if word == sys::SPILLED {
+            let len = u64::from_le_bytes(core::array::from_fn(|i| byte(4 + i)));
+            self.read_spill(len);
+            return false;
+        }
+        let len = word as usize;
+        if len == 0 || len > sys::SHARED_PAGE_FRAMES {
+            return false;
         }
         // Each byte is read from the shared page exactly once, into a
         // small private buffer, before the decoder sees it: nothing that
@@ -330,9 +385,10 @@ impl<S: Sink> Receiver<S> {
             at += n;
             if let Err(e) = self.decoder.feed(&chunk[..n], &mut self.sink) {
                 self.reject(e);
-                return;
+                return false;
             }
         }
+        self.decoder.is_finished()
     }
 
     fn close_pipe(&mut self) {
@@ -410,10 +466,34 @@ impl<S: Sink> Receiver<S> {
             Err(e) => self.wait_error = Some(e),
         }
         // The child is gone: everything it wrote is in the pipe or, for a
-        // small result, in the shared page.
+        // small result, in the shared page (or, announced there, in the
+        // spill file).
         self.drain();
-        self.read_page();
+        let page = self.page;
+        let from_page = self.read_page();
         self.close_pipe();
+        if let Some(page) = page {
+            // The transport hint for the thread's next call (see
+            // `SharedPage::prefers_pipe`).
+            // SAFETY: the page is live (see `new`); the hint is an aligned
+            // word inside it.
+            #[allow(clippy::cast_ptr_alignment)]
+            unsafe {
+                page.as_ptr()
+                    .add(sys::SHARED_PAGE_HINT)
+                    .cast::<u64>()
+                    .write_volatile(u64::from(!from_page));
+            }
+        }
+        if let Some(file) = self.spill.take() {
+            // Whatever the child wrote to the spill file, a spilled value
+            // or the start of one before it died or was killed, goes back
+            // now rather than waiting in memory for the next spill. Only a
+            // result that came whole from the page leaves nothing to free.
+            if !from_page {
+                let _ = rustix::fs::ftruncate(file, 0);
+            }
+        }
     }
 
     /// Turns what happened into the caller's answer. Call once finished.
@@ -546,10 +626,7 @@ pub(crate) fn judge_stream<T: DeserializeOwned>(
     limit: usize,
 ) -> Option<Result<T, MemIsolateError>> {
     let mut decoder = Decoder::new(nonce);
-    let mut sink = crate::wire::VecSink {
-        bytes: alloc::vec::Vec::new(),
-        limit,
-    };
+    let mut sink = crate::wire::VecSink::new(limit);
     for piece in pieces {
         match decoder.feed(piece, &mut sink) {
             Ok(_) => {}
@@ -574,11 +651,13 @@ pub(crate) fn judge_stream<T: DeserializeOwned>(
 /// [`crate::bytes`]); everything else is decoded by postcard.
 fn value<T: DeserializeOwned, S: Sink>(sink: &mut S) -> Result<T, MemIsolateError> {
     #[cfg(feature = "alloc")]
-    if let (Some(kind), Some(owned)) = (crate::bytes::kind::<T>(), sink.owned()) {
-        if let Some(start) = crate::bytes::wholesale_start(owned, kind) {
-            let owned = core::mem::take(owned);
-            // SAFETY: `kind` is `T`'s, and `start` was found for it.
-            return Ok(unsafe { crate::bytes::into_value(owned, start, kind) });
+    if let Some(kind) = crate::bytes::kind::<T>() {
+        if let Some(owned) = sink.owned() {
+            if let Some(start) = crate::bytes::wholesale_start(owned, kind) {
+                let owned = core::mem::take(owned);
+                // SAFETY: `kind` is `T`'s, and `start` was found for it.
+                return Ok(unsafe { crate::bytes::into_value(owned, start, kind) });
+            }
         }
     }
     decode(sink.bytes())

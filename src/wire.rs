@@ -110,6 +110,7 @@ pub(crate) fn panic_header(len: u32) -> [u8; HEADER_LEN] {
 }
 
 /// Builds a complete `END` frame, header included.
+#[inline]
 pub(crate) fn end_frame(
     outcome: Outcome,
     detail: [u8; 7],
@@ -143,7 +144,67 @@ pub(crate) struct Checksum {
 
 const CHECK_MUL: u64 = 0x9E37_79B9_7F4A_7C15;
 
+/// Copies `src` (at most 16 bytes) to `dst` with overlapping unaligned
+/// word moves: two covering the run from each end, so every length takes
+/// at most two loads and two stores.
+///
+/// # Safety
+///
+/// `dst` must be valid for `src.len()` bytes of writes and not overlap
+/// `src`; `src.len() <= 16`.
+#[inline]
+pub(crate) unsafe fn copy_short(src: &[u8], dst: *mut u8) {
+    let n = src.len();
+    let p = src.as_ptr();
+    // SAFETY (every access below): each one lies within the first `n`
+    // bytes of `src` and of `dst`, by the branch's bounds on `n`.
+    unsafe {
+        if n >= 8 {
+            let head = p.cast::<u64>().read_unaligned();
+            let tail = p.add(n - 8).cast::<u64>().read_unaligned();
+            dst.cast::<u64>().write_unaligned(head);
+            dst.add(n - 8).cast::<u64>().write_unaligned(tail);
+        } else if n >= 4 {
+            let head = p.cast::<u32>().read_unaligned();
+            let tail = p.add(n - 4).cast::<u32>().read_unaligned();
+            dst.cast::<u32>().write_unaligned(head);
+            dst.add(n - 4).cast::<u32>().write_unaligned(tail);
+        } else if n > 0 {
+            // One to three bytes: first, middle and last cover them all.
+            let (first, middle, last) = (*p, *p.add(n / 2), *p.add(n - 1));
+            *dst = first;
+            *dst.add(n / 2) = middle;
+            *dst.add(n - 1) = last;
+        }
+    }
+}
+
+/// Copies `src` into `dst` (the same length, at most 32 bytes) with
+/// [`copy_short`], never calling `memcpy`: in a child, the first call into
+/// a page of the C library's code it has not run yet costs a page fault.
+#[inline]
+fn copy_small(src: &[u8], dst: &mut [u8]) {
+    assert!(src.len() == dst.len() && src.len() <= 32);
+    let (head, tail) = src.split_at(src.len().min(16));
+    // SAFETY: `dst` has room for `src`, in two runs of at most 16 bytes,
+    // and a shared and a mutable slice cannot overlap.
+    unsafe {
+        copy_short(head, dst.as_mut_ptr());
+        copy_short(tail, dst.as_mut_ptr().add(head.len()));
+    }
+}
+
 impl Checksum {
+    /// All zeros: a placeholder, to be replaced by [`Checksum::new`]
+    /// before use (it lets a static holding one live in `.bss`).
+    pub(crate) const ZERO: Self = Self {
+        lanes: [0; 4],
+        tail: [0; 32],
+        tail_len: 0,
+        total: 0,
+    };
+
+    #[inline]
     pub(crate) fn new(seed: u64) -> Self {
         let s = seed ^ 0x243F_6A88_85A3_08D3;
         Self {
@@ -165,11 +226,15 @@ impl Checksum {
         }
     }
 
+    #[inline]
     pub(crate) fn update(&mut self, mut bytes: &[u8]) {
         self.total = self.total.wrapping_add(bytes.len() as u64);
         if self.tail_len > 0 {
             let take = (32 - self.tail_len).min(bytes.len());
-            self.tail[self.tail_len..self.tail_len + take].copy_from_slice(&bytes[..take]);
+            copy_small(
+                &bytes[..take],
+                &mut self.tail[self.tail_len..self.tail_len + take],
+            );
             self.tail_len += take;
             bytes = &bytes[take..];
             if self.tail_len < 32 {
@@ -186,13 +251,14 @@ impl Checksum {
             self.block(&a);
         }
         let rest = blocks.remainder();
-        self.tail[..rest.len()].copy_from_slice(rest);
+        copy_small(rest, &mut self.tail[..rest.len()]);
         self.tail_len = rest.len();
     }
 
+    #[inline]
     pub(crate) fn finish(&self) -> u64 {
         let mut last = [0u8; 32];
-        last[..self.tail_len].copy_from_slice(&self.tail[..self.tail_len]);
+        copy_small(&self.tail[..self.tail_len], &mut last[..self.tail_len]);
         let mut c = self.clone();
         c.block(&last);
         let mut h = self.total;
@@ -506,20 +572,118 @@ impl PayloadSink for SliceSink<'_> {
     }
 }
 
-/// A sink that grows a `Vec` up to a limit.
 #[cfg(feature = "alloc")]
+/// A growable sink, bounded by `limit`. The first [`VecSink::INLINE`] bytes
+/// are kept inline, so a small result costs the parent no `malloc` and no
+/// `free`: each would write to heap pages that the fork left
+/// write-protected, and a page fault costs more than the whole decode.
 pub(crate) struct VecSink {
-    pub(crate) bytes: alloc::vec::Vec<u8>,
+    bytes: alloc::vec::Vec<u8>,
+    inline: [u8; VecSink::INLINE],
+    /// Bytes held inline; once the bytes move to `bytes`, none are.
+    inline_len: usize,
+    on_heap: bool,
     pub(crate) limit: usize,
+}
+
+#[cfg(feature = "alloc")]
+impl VecSink {
+    /// Bytes a sink holds before it allocates.
+    pub(crate) const INLINE: usize = 64;
+
+    pub(crate) fn new(limit: usize) -> Self {
+        Self {
+            bytes: alloc::vec::Vec::new(),
+            inline: [0; Self::INLINE],
+            inline_len: 0,
+            on_heap: false,
+            limit,
+        }
+    }
+
+    /// Room for `extra` more bytes, inline if they fit there, otherwise on
+    /// the heap (the inline bytes moved there first).
+    pub(crate) fn make_room(&mut self, extra: usize) {
+        if self.on_heap {
+            self.bytes.reserve(extra);
+        } else if extra > Self::INLINE - self.inline_len {
+            self.move_to_heap(extra);
+        }
+    }
+
+    fn move_to_heap(&mut self, extra: usize) {
+        if !self.on_heap {
+            self.bytes.reserve(self.inline_len + extra);
+            self.bytes
+                .extend_from_slice(&self.inline[..self.inline_len]);
+            self.inline_len = 0;
+            self.on_heap = true;
+        }
+    }
+
+    /// The bytes received so far.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        if self.on_heap {
+            &self.bytes
+        } else {
+            &self.inline[..self.inline_len]
+        }
+    }
+
+    /// The bytes as a heap buffer that the value may take over.
+    pub(crate) fn heap(&mut self) -> &mut alloc::vec::Vec<u8> {
+        self.move_to_heap(0);
+        &mut self.bytes
+    }
+
+    /// Uninitialized room for `n` bytes, which [`Self::make_room`] made.
+    pub(crate) fn spare(&mut self, n: usize) -> &mut [core::mem::MaybeUninit<u8>] {
+        if self.on_heap {
+            &mut self.bytes.spare_capacity_mut()[..n]
+        } else {
+            let room = &mut self.inline[self.inline_len..self.inline_len + n];
+            // SAFETY: `[u8]` and `[MaybeUninit<u8>]` have the same layout,
+            // and the only writers store initialized bytes.
+            unsafe {
+                &mut *(core::ptr::from_mut::<[u8]>(room) as *mut [core::mem::MaybeUninit<u8>])
+            }
+        }
+    }
+
+    /// Marks `n` bytes of the room from [`Self::spare`] as filled; returns
+    /// them.
+    ///
+    /// # Safety
+    ///
+    /// Those `n` bytes must have been initialized.
+    pub(crate) unsafe fn commit(&mut self, n: usize) -> &[u8] {
+        if self.on_heap {
+            let start = self.bytes.len();
+            // SAFETY: the caller initialized these `n` bytes of spare
+            // capacity.
+            unsafe { self.bytes.set_len(start + n) };
+            &self.bytes[start..]
+        } else {
+            let start = self.inline_len;
+            self.inline_len += n;
+            &self.inline[start..self.inline_len]
+        }
+    }
 }
 
 #[cfg(feature = "alloc")]
 impl PayloadSink for VecSink {
     fn append(&mut self, bytes: &[u8]) -> Result<(), DecodeError> {
-        if bytes.len() > self.limit - self.bytes.len() {
+        if bytes.len() > self.limit - self.bytes().len() {
             return Err(DecodeError::TooLarge);
         }
-        self.bytes.extend_from_slice(bytes);
+        self.make_room(bytes.len());
+        if self.on_heap {
+            self.bytes.extend_from_slice(bytes);
+        } else {
+            self.inline[self.inline_len..self.inline_len + bytes.len()].copy_from_slice(bytes);
+            self.inline_len += bytes.len();
+        }
         Ok(())
     }
 }
@@ -530,6 +694,20 @@ mod tests {
     extern crate std;
 
     use super::*;
+
+    #[test]
+    fn short_copies_move_exactly_their_bytes() {
+        for n in 0..=16usize {
+            #[allow(clippy::cast_possible_truncation)] // below 17
+            let src: [u8; 16] = core::array::from_fn(|i| 0xA0 + i as u8);
+            let mut dst = [0x55u8; 24];
+            // SAFETY: 24 bytes of room for at most 16, no overlap.
+            unsafe { copy_short(&src[..n], dst.as_mut_ptr().add(4)) };
+            assert_eq!(&dst[4..4 + n], &src[..n], "length {n}");
+            assert!(dst[..4].iter().all(|&b| b == 0x55), "wrote before, {n}");
+            assert!(dst[4 + n..].iter().all(|&b| b == 0x55), "wrote past, {n}");
+        }
+    }
 
     struct Unbounded(std::vec::Vec<u8>);
     impl PayloadSink for Unbounded {
@@ -698,5 +876,34 @@ mod tests {
         let s = stream(3, b"too long", 8);
         assert_eq!(d.feed(&s, &mut sink), Err(DecodeError::TooLarge));
         assert_eq!(d.failure(), Some(DecodeError::TooLarge));
+    }
+
+    #[cfg(feature = "alloc")]
+    #[test]
+    fn a_vec_sink_keeps_every_byte_across_the_move_to_the_heap() {
+        let all: std::vec::Vec<u8> = (0..200u8).collect();
+        for split in [
+            0,
+            1,
+            VecSink::INLINE - 1,
+            VecSink::INLINE,
+            VecSink::INLINE + 1,
+            150,
+        ] {
+            let mut sink = VecSink::new(200);
+            sink.append(&all[..split]).unwrap();
+            assert_eq!(sink.bytes(), &all[..split]);
+            sink.append(&all[split..]).unwrap();
+            assert_eq!(sink.bytes(), &all[..], "split at {split}");
+            assert_eq!(sink.append(&[1]), Err(DecodeError::TooLarge));
+            assert_eq!(sink.heap().as_slice(), &all[..]);
+            assert_eq!(sink.bytes(), &all[..]);
+        }
+        // Small enough to stay inline: no allocation behind it.
+        let mut sink = VecSink::new(usize::MAX);
+        sink.append(&all[..VecSink::INLINE]).unwrap();
+        assert_eq!(sink.bytes(), &all[..VecSink::INLINE]);
+        assert_eq!(sink.bytes.capacity(), 0);
+        assert_eq!(sink.heap().as_slice(), &all[..VecSink::INLINE]);
     }
 }

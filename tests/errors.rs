@@ -49,9 +49,13 @@ fn exhaust_descriptors(limit: u64, free: u64) {
 
 #[test]
 fn pipe_creation_failed_when_no_descriptor_is_left() {
+    // A spawned handle always streams through a pipe. (A blocking call on
+    // Linux may need none: see the next test.)
     let r: Result<u8, MemIsolateError> = common::sealed(|| {
         exhaust_descriptors(256, 0);
-        execute_in_isolated_process(|| 1u8)
+        Isolate::new()
+            .spawn(|| 1u8)
+            .and_then(mem_isolate::IsolatedChild::join)
     });
     assert_eq!(
         r,
@@ -59,6 +63,40 @@ fn pipe_creation_failed_when_no_descriptor_is_left() {
             NotRun::PipeCreationFailed(Errno::MFILE)
         ))
     );
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn on_linux_a_blocking_call_needs_no_new_descriptor() {
+    // The thread's spill file is made with its shared page, at its first
+    // call; after that a blocking call opens nothing: no pipe, and no
+    // pidfd without a deadline. With a deadline the pidfd cannot be made
+    // either, and the parent checks on the child by the tick instead.
+    type Calls = (
+        Result<u8, MemIsolateError>,
+        Result<Vec<u8>, MemIsolateError>,
+        Result<Vec<u8>, MemIsolateError>,
+    );
+    // In a thread of its own: the sealed child's first thread still holds
+    // its parent's page, which a child never uses.
+    let r: Calls = common::sealed(|| {
+        std::thread::spawn(|| {
+            assert_eq!(execute_in_isolated_process(|| 0u8), Ok(0));
+            exhaust_descriptors(256, 0);
+            (
+                execute_in_isolated_process(|| 1u8),
+                execute_in_isolated_process(|| vec![7u8; 300_000]),
+                Isolate::new()
+                    .timeout(Duration::from_secs(30))
+                    .run(|| vec![8u8; 300_000]),
+            )
+        })
+        .join()
+        .unwrap()
+    });
+    assert_eq!(r.0, Ok(1));
+    assert_eq!(r.1, Ok(vec![7u8; 300_000]));
+    assert_eq!(r.2, Ok(vec![8u8; 300_000]));
 }
 
 #[test]
@@ -234,6 +272,81 @@ fn result_too_large_for_the_callers_buffer() {
         e,
         MemIsolateError::CallableExecuted(Ran::ResultTooLarge { limit: 300 })
     );
+}
+
+/// A value whose serialization never ends on its own: `u64::MAX` after
+/// `u64::MAX` (ten bytes each), counting each one in a word shared with
+/// the parent, until the serializer refuses.
+struct Endless(*const std::sync::atomic::AtomicU64);
+
+impl Serialize for Endless {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeTuple;
+        let mut t = s.serialize_tuple(usize::MAX)?;
+        loop {
+            // SAFETY: the word lives in a shared mapping that outlives the
+            // call (see the test).
+            unsafe { &*self.0 }.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            t.serialize_element(&u64::MAX)?;
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Endless {
+    fn deserialize<D: Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        Err(serde::de::Error::custom("never decoded"))
+    }
+}
+
+#[test]
+fn a_result_past_the_cap_is_cut_off_in_the_child_too() {
+    // Blocking calls on Linux spill to a file nobody reads until the child
+    // exits, so the child itself stops at the cap; through a pipe the
+    // parent stops reading and kills the child. Either way the result is
+    // too large, the child stops soon after the cap (well inside the
+    // deadline), and the parent returns.
+    const CAP: usize = 1 << 20;
+    // SAFETY: a fresh shared anonymous mapping, used as one atomic word and
+    // unmapped at the end.
+    let map = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    assert_ne!(map, libc::MAP_FAILED);
+    let word = map.cast::<std::sync::atomic::AtomicU64>();
+    // SAFETY: the mapping is live until the munmap below.
+    let count = || unsafe { &*word }.swap(0, std::sync::atomic::Ordering::Relaxed);
+    let isolate = Isolate::new()
+        .max_result_size(CAP)
+        .timeout(Duration::from_secs(60));
+    let address = word as usize;
+    let endless = move || Endless(address as *const _);
+    // A small result first: the thread's next call then spills (after a
+    // large one it would stream through a pipe).
+    assert_eq!(isolate.run(|| 0u8), Ok(0));
+    let blocking = isolate.run(endless);
+    let blocking_count = count();
+    let spawned = isolate.spawn(endless).unwrap().join();
+    let spawned_count = count();
+    // SAFETY: unmapping the mapping made above; nothing uses it now.
+    unsafe { libc::munmap(map, 4096) };
+    let too_large = MemIsolateError::CallableExecuted(Ran::ResultTooLarge { limit: CAP });
+    assert_eq!(blocking.map(|_| ()), Err(too_large.clone()));
+    assert_eq!(spawned.map(|_| ()), Err(too_large));
+    // Ten bytes an element. Past the cap, a spilling child writes at most
+    // one more frame; a piping one at most fills the pipe (1 MiB) and its
+    // staging buffer before it is killed.
+    for (how, n) in [("blocking", blocking_count), ("spawned", spawned_count)] {
+        let bytes = usize::try_from(n).unwrap() * 10;
+        assert!(bytes > CAP, "{how}: only {n} elements");
+        assert!(bytes < CAP + (4 << 20), "{how}: {n} elements serialized");
+    }
 }
 
 #[test]

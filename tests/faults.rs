@@ -1191,6 +1191,16 @@ mod linux {
         }
     }
 
+    /// Runs `f` as a spawned child, whose result always takes a pipe.
+    fn through_pipe<T>(f: impl FnOnce() -> T) -> Outcome<T>
+    where
+        T: Serialize + serde::de::DeserializeOwned,
+    {
+        Isolate::new()
+            .spawn(f)
+            .and_then(mem_isolate::IsolatedChild::join)
+    }
+
     /// Frames that follow the protocol's grammar, with a checksum that
     /// cannot match: a four-byte DATA frame and an END claiming a value.
     fn well_formed_forgery() -> Vec<u8> {
@@ -1227,7 +1237,9 @@ mod linux {
             }
         };
 
-        let exits = execute_in_isolated_process(move || -> u32 {
+        // Spawned, so that the forger's own result takes a pipe too (a
+        // blocking call's goes to the shared page or the spill file).
+        let exits = through_pipe(move || -> u32 {
             forge_on_every_inherited_pipe(&well_formed_forgery(), counts);
             // SAFETY: leaving the child without returning a value.
             unsafe { libc::_exit(0) }
@@ -1235,7 +1247,7 @@ mod linux {
         assert_eq!(exits, Err(unknown(Unknown::ResultStreamCorrupted)));
         check_counts();
 
-        let returns = execute_in_isolated_process(move || {
+        let returns = through_pipe(move || {
             forge_on_every_inherited_pipe(&[0xFF; 100], counts);
             42u32
         });
@@ -1397,7 +1409,7 @@ mod linux {
         let _g = exclusive();
         let r: Outcome<Outcome<u32>> = Isolate::new().timeout(Duration::from_secs(60)).run(|| {
             cap_address_space(1 << 30);
-            execute_in_isolated_process(|| {
+            through_pipe(|| {
                 let header = [0xD4, b'M', b'I', 1, 0xF0, 0xFF, 0xFF, 0xFF];
                 let fd = own_result_pipe();
                 // SAFETY: writing a buffer to a descriptor that exists.

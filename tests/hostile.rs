@@ -1,9 +1,10 @@
 //! Children that misbehave on purpose: grandchildren holding the pipe open,
-//! forged and stray bytes on the result pipe.
+//! forged and stray bytes on the result pipe, and (Linux) in the shared
+//! page and the spill file that blocking calls use instead.
 //!
-//! Every test holds `SERIAL`: the ones that write to the result pipe find
-//! it through `/proc`, and no other call from this binary may have a pipe
-//! open that they could hit by mistake.
+//! Every test holds `SERIAL`: the ones that write to the result pipe, the
+//! page or the spill file find them through `/proc`, and no other call
+//! from this binary may have one in use that they could hit by mistake.
 
 // The integration tests use the std API (panics, spawn, threads).
 #![cfg(feature = "std")]
@@ -112,6 +113,16 @@ mod forged {
         found.expect("the result pipe's write end")
     }
 
+    /// Runs `f` as a spawned child, whose result always takes a pipe.
+    fn through_pipe<T>(f: impl FnOnce() -> T) -> Result<T, MemIsolateError>
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned,
+    {
+        Isolate::new()
+            .spawn(f)
+            .and_then(mem_isolate::IsolatedChild::join)
+    }
+
     fn write(fd: i32, bytes: &[u8]) {
         // SAFETY: writing a buffer to a descriptor that exists.
         let n = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
@@ -121,7 +132,7 @@ mod forged {
     #[test]
     fn stray_bytes_before_the_value_are_rejected() {
         let _g = serial();
-        let r = mem_isolate::execute_in_isolated_process(|| {
+        let r = through_pipe(|| {
             write(result_pipe_write_end(), b"this is not a frame");
             42u32
         });
@@ -138,7 +149,7 @@ mod forged {
         let _g = serial();
         // Frames that follow the grammar (magic, kinds, lengths) but whose
         // checksum cannot match: the forger does not know the call's nonce.
-        let r = mem_isolate::execute_in_isolated_process(|| -> u32 {
+        let r = through_pipe(|| -> u32 {
             let fd = result_pipe_write_end();
             let mut data = vec![0xD4, b'M', b'I', 1, 1, 0, 0, 0, 42];
             data.extend_from_slice(&[0xE6, b'M', b'I', 1, 24, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0]);
@@ -159,7 +170,7 @@ mod forged {
     #[test]
     fn stray_bytes_then_death_are_still_reported_as_corruption() {
         let _g = serial();
-        let r = mem_isolate::execute_in_isolated_process(|| -> u32 {
+        let r = through_pipe(|| -> u32 {
             write(result_pipe_write_end(), &[0xFF; 64]);
             std::process::abort()
         });
@@ -169,6 +180,279 @@ mod forged {
                 Unknown::ResultStreamCorrupted
             ))
         );
+    }
+}
+
+/// Blocking calls on Linux send no stream: a small result is left in the
+/// thread's shared page, a larger one in its spill file (a memfd) with a
+/// marker in the page. A callable can write to both; what it writes there
+/// must never pass for a value, must not make the parent read or keep more
+/// than the child really wrote, and stray bytes must not spoil a value the
+/// crate then sends itself.
+#[cfg(target_os = "linux")]
+mod spilled {
+    use super::*;
+
+    const CORRUPTED: MemIsolateError =
+        MemIsolateError::CallableStatusUnknown(Unknown::ResultStreamCorrupted);
+
+    /// Spill files open in this process, by descriptor number.
+    fn spill_files() -> Vec<i32> {
+        std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                std::fs::read_link(e.path())
+                    .is_ok_and(|l| l.to_string_lossy().starts_with("/memfd:mem-isolate-spill"))
+            })
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .collect()
+    }
+
+    /// Shared result pages mapped in this process: one-page shared
+    /// writable mappings of `/dev/zero`, as `mmap(MAP_SHARED |
+    /// MAP_ANONYMOUS)` shows them.
+    fn shared_pages() -> Vec<*mut u8> {
+        std::fs::read_to_string("/proc/self/maps")
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(" rw-s ") && l.ends_with("/dev/zero (deleted)"))
+            .filter_map(|l| {
+                let (start, end) = l.split_whitespace().next()?.split_once('-')?;
+                let start = usize::from_str_radix(start, 16).ok()?;
+                let end = usize::from_str_radix(end, 16).ok()?;
+                (end - start == 4096).then_some(start as *mut u8)
+            })
+            .collect()
+    }
+
+    /// Frames that follow the protocol's grammar, with a checksum that
+    /// cannot match: one DATA frame of `payload` and an END claiming a
+    /// value.
+    fn forged_frames(payload: &[u8]) -> Vec<u8> {
+        let len = u32::try_from(payload.len()).unwrap();
+        let mut bytes = vec![0xD4, b'M', b'I', 1];
+        bytes.extend_from_slice(&len.to_le_bytes());
+        bytes.extend_from_slice(payload);
+        bytes.extend_from_slice(&[0xE6, b'M', b'I', 1, 24, 0, 0, 0]);
+        bytes.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 0]);
+        bytes.extend_from_slice(&u64::from(len).to_le_bytes());
+        bytes.extend_from_slice(&0x1234_5678_u64.to_le_bytes());
+        bytes
+    }
+
+    /// Makes this thread's next blocking call use the spill file: after a
+    /// result that outgrew the page, the next call streams through a pipe
+    /// instead (large results move faster that way); a small one sets it
+    /// back.
+    fn spill_next() {
+        assert_eq!(mem_isolate::execute_in_isolated_process(|| 0u8), Ok(0));
+    }
+
+    /// In a child: writes `head` at the start of every shared page.
+    fn write_pages(head: &[u8]) {
+        let pages = shared_pages();
+        assert!(!pages.is_empty(), "no shared page found");
+        for page in pages {
+            // SAFETY: a live shared mapping of 4096 bytes; `head` fits.
+            unsafe { std::ptr::copy_nonoverlapping(head.as_ptr(), page, head.len()) };
+        }
+    }
+
+    /// In a child: writes `bytes` at offset 0 of every spill file.
+    fn write_spill_files(bytes: &[u8]) {
+        let files = spill_files();
+        assert!(!files.is_empty(), "no spill file found");
+        for fd in files {
+            // SAFETY: writing a buffer to a descriptor that exists.
+            let n = unsafe { libc::pwrite(fd, bytes.as_ptr().cast(), bytes.len(), 0) };
+            assert_eq!(usize::try_from(n), Ok(bytes.len()));
+        }
+    }
+
+    #[test]
+    fn a_forged_small_result_in_the_page_is_not_taken_for_a_value() {
+        let _g = serial();
+        let r = mem_isolate::execute_in_isolated_process(|| -> u32 {
+            let frames = forged_frames(&[42]);
+            let mut head = u32::try_from(frames.len()).unwrap().to_le_bytes().to_vec();
+            head.extend_from_slice(&frames);
+            write_pages(&head);
+            // SAFETY: leaving the child without returning a value.
+            unsafe { libc::_exit(0) }
+        });
+        assert_eq!(r, Err(CORRUPTED));
+    }
+
+    #[test]
+    fn a_forged_spill_is_not_taken_for_a_value_whatever_length_it_claims() {
+        let _g = serial();
+        let frames = forged_frames(&[7; 5000]);
+        for claimed in [frames.len() as u64, u64::MAX] {
+            let frames = frames.clone();
+            spill_next();
+            let r = mem_isolate::execute_in_isolated_process(move || -> Vec<u8> {
+                write_spill_files(&frames);
+                let mut head = vec![0xFF; 4];
+                head.extend_from_slice(&claimed.to_le_bytes());
+                write_pages(&head);
+                // SAFETY: leaving the child without returning a value.
+                unsafe { libc::_exit(0) }
+            });
+            assert_eq!(r, Err(CORRUPTED), "claiming {claimed} bytes");
+        }
+    }
+
+    #[test]
+    fn stray_bytes_in_the_spill_file_do_not_touch_a_value_sent_after_them() {
+        let _g = serial();
+        let stray = vec![0xFF; 1 << 20];
+        let small = mem_isolate::execute_in_isolated_process({
+            let stray = stray.clone();
+            move || {
+                write_spill_files(&stray);
+                42u32
+            }
+        });
+        assert_eq!(small, Ok(42));
+        // Shorter than the stray bytes: the parent reads only what the
+        // child says it wrote.
+        spill_next();
+        let large = mem_isolate::execute_in_isolated_process(move || {
+            write_spill_files(&stray);
+            vec![3u8; 300_000]
+        });
+        assert_eq!(large, Ok(vec![3u8; 300_000]));
+    }
+
+    #[test]
+    fn a_call_made_inside_a_child_leaves_its_parents_page_alone() {
+        let _g = serial();
+        // The callable sees its parent's page (and pages of other threads
+        // of the test binary, which it must leave alone too). A call it
+        // makes itself, small or spilled, must use a page and a spill file
+        // of its own.
+        let r = mem_isolate::execute_in_isolated_process(|| {
+            let snapshot = || -> Vec<Vec<u8>> {
+                shared_pages()
+                    .into_iter()
+                    // SAFETY: reading live shared mappings of 4096 bytes.
+                    .map(|p| unsafe { std::slice::from_raw_parts(p, 4096) }.to_vec())
+                    .collect()
+            };
+            let spills = || -> Vec<u64> {
+                spill_files()
+                    .iter()
+                    .map(|fd| {
+                        std::fs::metadata(format!("/proc/self/fd/{fd}"))
+                            .unwrap()
+                            .len()
+                    })
+                    .collect()
+            };
+            let (pages, files) = (snapshot(), spills());
+            assert!(!pages.is_empty() && !files.is_empty());
+            let small = mem_isolate::execute_in_isolated_process(|| 5u8);
+            let large = mem_isolate::execute_in_isolated_process(|| vec![6u8; 300_000]);
+            let untouched = snapshot() == pages && spills() == files;
+            (small, large.map(|v| v.len()), untouched)
+        });
+        assert_eq!(r, Ok((Ok(5), Ok(300_000), true)));
+    }
+
+    /// In a child: how many pipes into the parent it may write to.
+    fn writable_pipes_into_parent() -> usize {
+        let parent = std::os::unix::process::parent_id();
+        let read_by_parent: Vec<String> = std::fs::read_dir(format!("/proc/{parent}/fd"))
+            .unwrap()
+            .flatten()
+            .filter_map(|e| std::fs::read_link(e.path()).ok())
+            .map(|l| l.to_string_lossy().into_owned())
+            .filter(|l| l.starts_with("pipe:"))
+            .collect();
+        std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                let fd: i32 = e.file_name().to_str().unwrap().parse().unwrap();
+                // SAFETY: querying the flags of a descriptor that exists
+                // (or is gone, which reports -1).
+                let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+                fd > 2
+                    && flags >= 0
+                    && flags & libc::O_ACCMODE == libc::O_WRONLY
+                    && std::fs::read_link(e.path())
+                        .is_ok_and(|l| read_by_parent.contains(&l.to_string_lossy().into_owned()))
+            })
+            .count()
+    }
+
+    #[test]
+    fn after_a_large_result_the_next_call_streams_through_a_pipe() {
+        let _g = serial();
+        spill_next();
+        let through_page_or_spill = mem_isolate::execute_in_isolated_process(|| {
+            (writable_pipes_into_parent(), vec![1u8; 300_000])
+        });
+        let after_large =
+            mem_isolate::execute_in_isolated_process(|| (writable_pipes_into_parent(), 0u8));
+        let after_small =
+            mem_isolate::execute_in_isolated_process(|| (writable_pipes_into_parent(), 0u8));
+        // Counted against the first call: the child may inherit other
+        // pipes into this process (cargo's jobserver, say).
+        let (base, v) = through_page_or_spill.unwrap();
+        assert_eq!(v.len(), 300_000);
+        assert_eq!(after_large, Ok((base + 1, 0)), "the result pipe");
+        assert_eq!(after_small, Ok((base, 0)));
+    }
+
+    #[test]
+    fn the_spill_file_is_emptied_after_every_call() {
+        let _g = serial();
+        // A thread of its own, so that its spill file is new and known.
+        std::thread::spawn(|| {
+            let before = spill_files();
+            spill_next();
+            let new: Vec<i32> = spill_files()
+                .into_iter()
+                .filter(|fd| !before.contains(fd))
+                .collect();
+            assert_eq!(new.len(), 1, "one spill file for the thread");
+            let size = || {
+                std::fs::metadata(format!("/proc/self/fd/{}", new[0]))
+                    .unwrap()
+                    .len()
+            };
+            let r = mem_isolate::execute_in_isolated_process(|| vec![1u8; 1 << 20]);
+            assert_eq!(r.map(|v| v.len()), Ok(1 << 20));
+            assert_eq!(size(), 0, "after a value");
+            spill_next();
+            let r = Isolate::new()
+                .max_result_size(100_000)
+                .run(|| vec![1u8; 1 << 20]);
+            assert!(r.is_err());
+            assert_eq!(size(), 0, "after a result too large");
+            spill_next();
+            let r = mem_isolate::execute_in_isolated_process(|| -> Vec<u8> {
+                write_spill_files(&[9; 300_000]);
+                std::process::abort()
+            });
+            assert!(r.is_err());
+            assert_eq!(size(), 0, "after a child that died writing");
+            spill_next();
+            let r = Isolate::new()
+                .timeout(Duration::from_millis(300))
+                .run(|| -> Vec<u8> {
+                    write_spill_files(&[9; 300_000]);
+                    loop {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                });
+            assert!(r.is_err());
+            assert_eq!(size(), 0, "after a child killed at its deadline");
+        })
+        .join()
+        .unwrap();
     }
 }
 

@@ -117,66 +117,45 @@ pub fn ballast(bytes: usize) -> Vec<u8> {
     v
 }
 
-/// The floor under a small isolated call on Linux: the kernel work the
-/// crate cannot skip, done with raw calls and nothing else. A pipe for the
-/// result (non-blocking, close-on-exec); in the child, closing the read
-/// end, `PR_SET_PDEATHSIG`, `getppid` and the `fstat` identity check of the
-/// write end; in the parent, a pidfd, one `ppoll` over both, and the reap
-/// (with the same brief check after end-of-file the crate makes).
+/// The floor under a small blocking call on Linux: the kernel work the
+/// crate cannot skip, done with raw calls and nothing else. In the child,
+/// `PR_SET_PDEATHSIG` and `getppid` (so it dies with the parent), and a
+/// result written into a page shared with the parent (mapped once, as the
+/// crate's per-thread page is); in the parent, `waitpid` and reading the
+/// page back.
 #[cfg(target_os = "linux")]
 pub fn raw_isolation_floor() {
-    // SAFETY: plain system calls on descriptors made here; the child only
-    // makes system calls and leaves with `_exit`.
+    use std::sync::atomic::{AtomicPtr, Ordering};
+    static PAGE: AtomicPtr<u8> = AtomicPtr::new(std::ptr::null_mut());
+    let mut page = PAGE.load(Ordering::Relaxed);
+    // SAFETY: plain system calls; the page is a shared anonymous mapping
+    // made here once and never unmapped; the child only makes system
+    // calls, writes the page and leaves with `_exit`.
     unsafe {
-        let mut fds = [0; 2];
-        assert_eq!(
-            libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK),
-            0
-        );
+        if page.is_null() {
+            let map = libc::mmap(
+                std::ptr::null_mut(),
+                4096,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            );
+            assert_ne!(map, libc::MAP_FAILED);
+            page = map.cast();
+            PAGE.store(page, Ordering::Relaxed);
+        }
+        page.cast::<u64>().write_volatile(0);
         let pid = libc::fork();
         assert!(pid >= 0, "fork failed");
         if pid == 0 {
-            libc::close(fds[0]);
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
             libc::getppid();
-            let mut st: libc::stat = std::mem::zeroed();
-            libc::fstat(fds[1], &raw mut st);
+            page.cast::<u64>().write_volatile(42);
             libc::_exit(0);
         }
-        libc::close(fds[1]);
-        let pidfd = libc::syscall(libc::SYS_pidfd_open, pid, 0) as libc::c_int;
-        if pidfd < 0 {
-            // No pidfd here (old kernel, seccomp): reap and leave nothing
-            // behind; the figure then understates the floor.
-            let mut status = 0;
-            libc::waitpid(pid, &raw mut status, 0);
-            libc::close(fds[0]);
-            return;
-        }
-        let mut set = [
-            libc::pollfd {
-                fd: fds[0],
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: pidfd,
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
-        libc::ppoll(set.as_mut_ptr(), 2, std::ptr::null(), std::ptr::null());
-        libc::close(fds[0]);
         let mut status = 0;
-        let start = Instant::now();
-        let mut got = libc::waitpid(pid, &raw mut status, libc::WNOHANG);
-        while got == 0 && start.elapsed() < Duration::from_micros(100) {
-            libc::sched_yield();
-            got = libc::waitpid(pid, &raw mut status, libc::WNOHANG);
-        }
-        if got == 0 {
-            assert_eq!(libc::waitpid(pid, &raw mut status, 0), pid);
-        }
-        libc::close(pidfd);
+        assert_eq!(libc::waitpid(pid, &raw mut status, 0), pid);
+        assert_eq!(page.cast::<u64>().read_volatile(), 42);
     }
 }

@@ -47,6 +47,17 @@ impl Watch {
         })
     }
 
+    /// A kqueue for the child alone, for a child that sends no stream.
+    /// Unused here (only Linux has the spill file that needs it), but kept
+    /// in step with Linux.
+    pub(crate) fn child_only(_deadline: bool) -> Result<Self, Errno> {
+        Ok(Self {
+            queue: kqueue()?,
+            proc_watched: false,
+            exited_early: false,
+        })
+    }
+
     /// In the child, straight after `fork`: a kqueue is not inherited, so
     /// the number may already be free (or reused later); it must not be
     /// closed here.
@@ -175,6 +186,7 @@ impl Watch {
 /// macOS.
 // On macOS nothing here can fail; the signature is FreeBSD's and Linux's.
 #[cfg_attr(not(target_os = "freebsd"), allow(clippy::unnecessary_wraps))]
+#[inline]
 pub(crate) fn on_parent_death(parent: Pid) -> Result<bool, Errno> {
     #[cfg(target_os = "freebsd")]
     rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;

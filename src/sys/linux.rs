@@ -22,6 +22,9 @@ const CHILD_TOKEN: u64 = 2;
 pub(crate) struct Watch {
     queue: Option<OwnedFd>,
     pidfd: Option<OwnedFd>,
+    /// Nothing to wait for but the child, and no deadline: the wait is a
+    /// blocking reap (see [`Watch::child_only`]).
+    reap_only: bool,
 }
 
 impl Watch {
@@ -43,12 +46,32 @@ impl Watch {
                 Some(queue)
             }
         };
-        Ok(Self { queue, pidfd: None })
+        Ok(Self {
+            queue,
+            pidfd: None,
+            reap_only: false,
+        })
+    }
+
+    /// A watch for a child that sends no stream (its result comes back
+    /// through the shared page and the spill file, which it can always
+    /// write without the parent's help). With a deadline the parent waits
+    /// on the pidfd alone; without one there is nothing to wait for but
+    /// the exit itself, so [`Watch::wait`] reports the child at once and
+    /// the caller blocks in `wait4`, which no grandchild can prolong.
+    #[allow(clippy::unnecessary_wraps)] // mirrors kqueue, where it can fail
+    pub(crate) fn child_only(deadline: bool) -> Result<Self, Errno> {
+        Ok(Self {
+            queue: None,
+            pidfd: None,
+            reap_only: !deadline,
+        })
     }
 
     /// In the child, straight after `fork`: closes the child's copy of the
     /// epoll instance, so neither the callable nor anything it forks can
     /// add to or drain the parent's queue.
+    #[inline]
     pub(crate) fn leave_in_child(self) {
         drop(self);
     }
@@ -65,6 +88,9 @@ impl Watch {
     /// it) the watch falls back to checking the child every
     /// [`FALLBACK_TICK`](super::FALLBACK_TICK).
     pub(crate) fn watch_child(&mut self, pid: Pid) {
+        if self.reap_only {
+            return;
+        }
         let Ok(pidfd) = pidfd_open(pid, PidfdFlags::empty()) else {
             return;
         };
@@ -103,6 +129,13 @@ impl Watch {
         pipe: Option<BorrowedFd<'_>>,
         timeout: Option<Duration>,
     ) -> Result<Ready, Errno> {
+        if self.reap_only {
+            return Ok(Ready {
+                pipe: false,
+                child: true,
+                exiting: true,
+            });
+        }
         let (timeout, ticked) = tick(timeout, self.pidfd.is_some());
         let ts = timeout.map(|t| Timespec {
             tv_sec: i64::try_from(t.as_secs()).unwrap_or(i64::MAX),
@@ -192,9 +225,59 @@ fn poll_both(
 /// parent process; a child whose forking thread ends first is killed too,
 /// which is the safe side. A parent that died before the call leaves the
 /// child with a different parent pid, which the second check catches.
+#[inline]
 pub(crate) fn on_parent_death(parent: Pid) -> Result<bool, Errno> {
     rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
     Ok(rustix::process::getppid() == Some(parent))
+}
+
+/// `memfd_create("mem-isolate-spill", MFD_CLOEXEC)`—The spill file: where
+/// a child whose result outgrows the shared page writes it, at offsets
+/// from 0, with `pwrite`. Made once per thread and kept, emptied after
+/// each call that used it.
+pub(crate) fn spill_file() -> Result<OwnedFd, Errno> {
+    use rustix::fs::{MemfdFlags, memfd_create};
+    memfd_create(c"mem-isolate-spill", MemfdFlags::CLOEXEC)
+}
+
+/// `pwrite(fd, buf, offset)` until all of `buf` is written, retrying on
+/// `EINTR`. Allocation-free and async-signal-safe: the child writes its
+/// result into the spill file with it.
+pub(crate) fn pwrite_all(fd: BorrowedFd<'_>, mut buf: &[u8], mut offset: u64) -> Result<(), Errno> {
+    while !buf.is_empty() {
+        match rustix::io::pwrite(fd, buf, offset) {
+            Ok(0) => return Err(Errno::NOSPC),
+            Ok(n) => {
+                buf = &buf[n..];
+                offset += n as u64;
+            }
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// `pread(fd, buf, offset)` into a possibly uninitialized buffer, retrying
+/// on `EINTR`. Returns the bytes read, empty at end-of-file.
+pub(crate) fn pread_into<'b>(
+    fd: BorrowedFd<'_>,
+    buf: &'b mut [MaybeUninit<u8>],
+    offset: u64,
+) -> Result<&'b mut [u8], Errno> {
+    loop {
+        match rustix::io::pread(fd, &mut *buf, offset) {
+            Ok((filled, _)) => {
+                let len = filled.len();
+                // SAFETY: `pread` initialized the first `len` bytes.
+                return Ok(unsafe {
+                    core::slice::from_raw_parts_mut(buf.as_mut_ptr().cast(), len)
+                });
+            }
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Memory limits are enforced with `RLIMIT_AS`.

@@ -5,7 +5,8 @@
 //! child of a threaded parent could not safely allocate), and rustix has no
 //! call that reaps one child *and* returns its resource usage. Everything
 //! else goes through rustix. Platform differences live in whole files:
-//! `linux.rs` (pidfd + epoll) and `kqueue.rs` (macOS and FreeBSD).
+//! `linux.rs` (pidfd, epoll, the spill file) and `kqueue.rs` (macOS and
+//! FreeBSD).
 
 use core::time::Duration;
 
@@ -18,7 +19,9 @@ mod linux;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 use linux::address_space_size;
 #[cfg(any(target_os = "linux", target_os = "android"))]
-pub(crate) use linux::{MEMORY_LIMIT_SUPPORTED, Watch, on_parent_death};
+pub(crate) use linux::{
+    MEMORY_LIMIT_SUPPORTED, Watch, on_parent_death, pread_into, pwrite_all, spill_file,
+};
 
 #[cfg(any(target_vendor = "apple", target_os = "freebsd"))]
 mod kqueue;
@@ -43,6 +46,11 @@ compile_error!("mem-isolate supports Linux, Android, macOS and FreeBSD");
 /// In the child of a multi-threaded parent only async-signal-safe work is
 /// sound until `_exit`; the caller must keep to that (the crate's own child
 /// path does; the user's callable is the user's business).
+// Inlined, so that the child returns into its caller's page of code, not
+// into one of its own: a page of code a child has not run yet costs it a
+// page fault.
+#[allow(clippy::inline_always)]
+#[inline(always)]
 pub(crate) unsafe fn fork() -> Result<Option<Pid>, Errno> {
     // SAFETY: the caller upholds the post-fork contract above.
     let pid = unsafe { libc::fork() };
@@ -56,6 +64,7 @@ pub(crate) unsafe fn fork() -> Result<Option<Pid>, Errno> {
 
 /// `_exit(code)`—Ends the process at once: no atexit handlers, no stdio
 /// flush, no destructors. The only way the child leaves.
+#[inline]
 pub(crate) fn exit_now(code: i32) -> ! {
     // SAFETY: `_exit` is async-signal-safe and never returns.
     unsafe { libc::_exit(code) }
@@ -187,13 +196,37 @@ pub(crate) fn limit_memory(extra: u64) -> Result<(), Errno> {
 /// Bytes of a [`SharedPage`].
 pub(crate) const SHARED_PAGE_LEN: usize = 4096;
 
+/// Bytes of frames a [`SharedPage`] holds: after the 4-byte length word,
+/// before the two 8-byte words at the end (the transport hint, then the
+/// call counter).
+pub(crate) const SHARED_PAGE_FRAMES: usize = SHARED_PAGE_LEN - 4 - 16;
+
+/// Offset of the transport hint in a [`SharedPage`] (see
+/// [`SharedPage::prefers_pipe`]).
+pub(crate) const SHARED_PAGE_HINT: usize = SHARED_PAGE_LEN - 16;
+
 /// A page shared between a parent and the children it forks
 /// (`mmap(MAP_SHARED | MAP_ANONYMOUS)`). A result small enough to fit is
 /// left here instead of in the pipe, so the parent is woken once, by the
 /// child's exit, and reads it with neither a `write` nor a `read`.
+///
+/// On Linux the page comes with a spill file (a memfd): a blocking call's
+/// child writes a result that does not fit the page there, and leaves in
+/// the page only a marker with its length. Such a call needs no pipe at
+/// all, and without a deadline no pidfd either.
 pub(crate) struct SharedPage {
     ptr: core::ptr::NonNull<u8>,
+    /// The process that made it.
+    #[cfg_attr(not(feature = "std"), allow(dead_code))]
+    owner: Pid,
+    /// The spill file and its identity (see [`file_id`]), taken once.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    spill: Option<(OwnedFd, (u64, u64))>,
 }
+
+/// The length word a child leaves in the shared page when its frames went
+/// to the spill file; the file's length follows as a little-endian `u64`.
+pub(crate) const SPILLED: u32 = u32::MAX;
 
 impl SharedPage {
     /// Thread-local pages need `std`.
@@ -210,9 +243,85 @@ impl SharedPage {
                 MapFlags::SHARED,
             )?
         };
-        core::ptr::NonNull::new(ptr.cast())
-            .map(|ptr| Self { ptr })
-            .ok_or(Errno::NOMEM)
+        let Some(ptr) = core::ptr::NonNull::new(ptr.cast()) else {
+            return Err(Errno::NOMEM);
+        };
+        Ok(Self {
+            ptr,
+            owner: rustix::process::getpid(),
+            // Without one (no memfd on this kernel, or a seccomp filter),
+            // results that outgrow the page take the pipe as before.
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            spill: spill_file()
+                .ok()
+                .and_then(|f| file_id(rustix::fd::AsFd::as_fd(&f)).ok().map(|id| (f, id))),
+        })
+    }
+
+    /// The process that made the page: in its children the page is shared
+    /// with it.
+    #[cfg_attr(not(feature = "std"), allow(dead_code))]
+    pub(crate) fn owner(&self) -> Pid {
+        self.owner
+    }
+
+    /// The spill file that comes with this page, if there is one, and its
+    /// identity.
+    #[cfg_attr(
+        not(any(target_os = "linux", target_os = "android")),
+        allow(clippy::unused_self)
+    )]
+    pub(crate) fn spill(&self) -> Option<(BorrowedFd<'_>, (u64, u64))> {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        {
+            use rustix::fd::AsFd;
+            self.spill.as_ref().map(|(f, id)| (f.as_fd(), *id))
+        }
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        None
+    }
+
+    /// This thread's call counter, incremented: part of each call's nonce.
+    /// It lives in the page because the page is shared: `fork` does not
+    /// write-protect it, so unlike a counter in the parent's own memory,
+    /// updating it after a fork costs no page fault. A child can change it,
+    /// which can only make a later nonce repeat an earlier one if the clock
+    /// and the stack, mixed in with it, repeat too.
+    pub(crate) fn next_call(&self) -> u64 {
+        // SAFETY: the last 8 bytes of the live, page-aligned mapping, so
+        // aligned for a u64; volatile because other processes may write
+        // them.
+        #[allow(clippy::cast_ptr_alignment)]
+        unsafe {
+            let at = self.ptr.as_ptr().add(SHARED_PAGE_LEN - 8).cast::<u64>();
+            let n = at.read_volatile();
+            at.write_volatile(n.wrapping_add(1));
+            n
+        }
+    }
+
+    /// Whether this thread's last blocking call returned more than the
+    /// page holds, so that the next one should stream through a pipe.
+    ///
+    /// A result that outgrows the page goes to the spill file (no pipe to
+    /// make, the cheapest channel for a call that turns out small) or down
+    /// a pipe (which the parent reads while the child is still writing: on
+    /// two or more cores the two copies overlap, which makes large results
+    /// much faster). The parent cannot know beforehand which a call will
+    /// need, so it goes by the thread's last call. A wrong guess costs only
+    /// time: both channels carry any result.
+    pub(crate) fn prefers_pipe(&self) -> bool {
+        // SAFETY: an aligned word inside the live mapping (see
+        // `next_call`); volatile because other processes may write it.
+        #[allow(clippy::cast_ptr_alignment)]
+        unsafe {
+            self.ptr
+                .as_ptr()
+                .add(SHARED_PAGE_HINT)
+                .cast::<u64>()
+                .read_volatile()
+                != 0
+        }
     }
 
     /// The page's first byte. Every access goes through raw pointers:
