@@ -407,6 +407,9 @@ impl<'a> ResultOut<'a> {
             None => sys::write_all(self.fd, bytes),
             #[cfg(any(target_os = "linux", target_os = "android"))]
             Some(offset) => {
+                if offset.get() == 0 {
+                    sys::lift_file_size_limit();
+                }
                 sys::pwrite_all(self.fd, bytes, offset.get())?;
                 offset.set(offset.get() + bytes.len() as u64);
                 Ok(())

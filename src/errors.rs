@@ -146,11 +146,12 @@ pub enum CallableExecutedError {
     #[error("deserializing the result in the parent failed: {0}")]
     DeserializationFailed(postcard::Error),
 
-    /// The child could not write its result to the pipe, for example because
-    /// the callable closed the descriptor the result travels on (or closed
-    /// it and opened another file under the same number: the child checks,
-    /// and writes nothing into that file). The child
-    /// reports this by exiting with [`CHILD_EXIT_PIPE_WRITE_FAILED`].
+    /// The child could not write its result to the pipe (or, for a blocking
+    /// call on Linux, to the spill file that stands in for it), for example
+    /// because the callable closed the descriptor the result travels on (or
+    /// closed it and opened another file under the same number: the child
+    /// checks, and writes nothing into that file). The child reports this
+    /// by exiting with [`CHILD_EXIT_PIPE_WRITE_FAILED`].
     #[error("the child could not write its result to the pipe")]
     ChildPipeWriteFailed,
 

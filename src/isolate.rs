@@ -87,10 +87,12 @@ impl Isolate {
 
     /// The most bytes of serialized result the parent will accept.
     ///
-    /// The parent stops reading at the cap, kills and reaps the child, and
-    /// returns
+    /// The parent never reads past the cap and returns
     /// [`CallableExecuted(ResultTooLarge)`](crate::errors::CallableExecutedError::ResultTooLarge),
-    /// so the parent's memory stays bounded whatever the child sends.
+    /// so its memory stays bounded whatever the child sends. Down a pipe it
+    /// stops reading at the cap and kills and reaps the child; a child
+    /// writing to the spill file (blocking calls on Linux), which nobody
+    /// reads until it exits, stops itself just past the cap.
     pub fn max_result_size(mut self, bytes: usize) -> Self {
         self.max_result_size = Some(bytes);
         self
@@ -241,11 +243,14 @@ impl Isolate {
         }
         // With a spill file the child needs no pipe: whatever it sends
         // goes to the page or the file, and the parent reads both after
-        // the exit. A pipe is made when there is no spill file, or when
-        // the thread's last result outgrew the page (large results move
-        // faster down a pipe); should that pipe fail, the spill file
-        // carries the result instead.
-        let spill = page.and_then(SharedPage::spill);
+        // the exit. A pipe is made when there is no spill file, when the
+        // process may not write files of any size (a pipe knows no such
+        // limit), or when the thread's last result outgrew the page (large
+        // results move faster down a pipe); should that last pipe fail,
+        // the spill file carries the result instead.
+        let spill = page
+            .and_then(SharedPage::spill)
+            .filter(|_| sys::file_size_unlimited());
         let pipe = if spill.is_none() || page.is_some_and(SharedPage::prefers_pipe) {
             match sys::result_pipe() {
                 Ok(pipe) => Some(pipe),
@@ -340,11 +345,14 @@ impl Isolate {
 /// the page was copied out. Without `std` there are no thread-locals, and
 /// results always take the pipe.
 ///
-/// A page belongs to the process that made it. In a forked child (a
-/// callable that itself isolates something) the thread's page is still
-/// its parent's, shared with it and with the parent's later calls; so
-/// such a call makes a page of its own, used once: nothing a child or a
-/// grandchild does can then reach the pages its ancestors are using.
+/// A page belongs to the process that made it: in a forked process the
+/// thread's page is still its parent's, shared with it and with the
+/// parent's later calls. A call made there (by a callable, or in a process
+/// forked some other way) makes a page of its own, used for that call
+/// only, so the crate's own calls never write to a page or spill file an
+/// ancestor uses. (The inherited mapping and descriptor stay open in the
+/// child, like everything else it inherits.) The common path only reads
+/// the thread-local: a write would cost a page fault after every fork.
 fn with_shared_page<R>(f: impl FnOnce(Option<&SharedPage>, rustix::process::Pid) -> R) -> R {
     let pid = rustix::process::getpid();
     #[cfg(feature = "std")]

@@ -323,13 +323,30 @@ impl<S: Sink> Receiver<S> {
     }
 
     /// Reads the `len` bytes of frames the child wrote to the spill file.
-    /// Called once the child has exited, so nothing is still writing; the
-    /// sink's limit bounds what is read, whatever `len` claims.
+    /// Called once the child has exited. The page's `len` is the child's
+    /// word, so no more is read than the file held when reading began
+    /// (a grandchild may still be extending it), nor past the sink's
+    /// limit, nor past the deadline: a call whose deadline passes while
+    /// its result is read has timed out.
     #[cfg(any(target_os = "linux", target_os = "android"))]
     fn read_spill(&mut self, len: u64) {
         let Some(file) = self.spill else { return };
+        let size = match rustix::fs::fstat(file) {
+            Ok(st) => u64::try_from(st.st_size).unwrap_or(0),
+            Err(e) => {
+                self.read_error = Some(e);
+                return;
+            }
+        };
+        let len = len.min(size);
+        let deadline = self.deadline;
+        let mut late = false;
         let mut at = 0u64;
         self.pump(|buf| {
+            if deadline.is_some_and(|d| now() >= d) {
+                late = true;
+                return Ok(Some(0));
+            }
             let want = usize::try_from(len - at).map_or(buf.len(), |left| left.min(buf.len()));
             if want == 0 {
                 return Ok(Some(0));
@@ -338,6 +355,9 @@ impl<S: Sink> Receiver<S> {
             at += got as u64;
             Ok(Some(got))
         });
+        if late && !self.decoder.is_finished() {
+            self.stopped = Some(Stopped::TimedOut);
+        }
     }
 
     /// Feeds the decoder what the child left in the shared page, if the
@@ -362,8 +382,11 @@ impl<S: Sink> Receiver<S> {
         let word = u32::from_le_bytes([byte(0), byte(1), byte(2), byte(3)]);
         #[cfg(any(target_os = "linux", target_os = "android"))]
         if word == sys::SPILLED {
-            let len = u64::from_le_bytes(core::array::from_fn(|i| byte(4 + i)));
-            self.read_spill(len);
+            // A call already stopped at its deadline has its answer.
+            if self.stopped != Some(Stopped::TimedOut) {
+                let len = u64::from_le_bytes(core::array::from_fn(|i| byte(4 + i)));
+                self.read_spill(len);
+            }
             return false;
         }
         let len = word as usize;
@@ -485,14 +508,22 @@ impl<S: Sink> Receiver<S> {
                     .write_volatile(u64::from(!from_page));
             }
         }
+        // Only a result that came whole from the page leaves nothing in
+        // the spill file to free.
+        if from_page {
+            self.spill = None;
+        }
+        self.empty_spill();
+    }
+
+    /// Empties the spill file, if this call lent one and has not yet:
+    /// whatever the child wrote there, a spilled value or the start of one
+    /// before it died or was killed, goes back now rather than waiting in
+    /// memory for the thread's next spill.
+    fn empty_spill(&mut self) {
         if let Some(file) = self.spill.take() {
-            // Whatever the child wrote to the spill file, a spilled value
-            // or the start of one before it died or was killed, goes back
-            // now rather than waiting in memory for the next spill. Only a
-            // result that came whole from the page leaves nothing to free.
-            if !from_page {
-                let _ = rustix::fs::ftruncate(file, 0);
-            }
+            // Nothing to do if this fails: the next spill overwrites it.
+            let _ = rustix::fs::ftruncate(file, 0);
         }
     }
 
@@ -613,6 +644,9 @@ impl<S: Sink> Drop for Receiver<S> {
             let stopped = self.watch.kill(self.pid).is_ok();
             let _ = sys::reap(self.pid, stopped);
         }
+        // Paths that end without reaping (a failed wait or kill) leave
+        // the spill file to here.
+        self.empty_spill();
     }
 }
 

@@ -99,6 +99,44 @@ fn on_linux_a_blocking_call_needs_no_new_descriptor() {
     assert_eq!(r.2, Ok(vec![8u8; 300_000]));
 }
 
+#[cfg(target_os = "linux")]
+fn limit_file_size(soft: libc::rlim_t, hard: libc::rlim_t) {
+    let lim = libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: hard,
+    };
+    // SAFETY: lowering this (isolated) process's own limit.
+    assert_eq!(
+        unsafe { libc::setrlimit(libc::RLIMIT_FSIZE, &raw const lim) },
+        0
+    );
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_file_size_limit_does_not_stop_a_large_result() {
+    // Writes to the spill file count against RLIMIT_FSIZE (writes to a
+    // pipe do not). Under a limit the parent sends results down a pipe;
+    // a callable that lowers its own soft limit gets it raised back
+    // before its result is written.
+    let under_a_hard_limit: (Result<u8, MemIsolateError>, Result<bool, MemIsolateError>) =
+        common::sealed(|| {
+            limit_file_size(256 * 1024, 256 * 1024);
+            (
+                execute_in_isolated_process(|| 1u8),
+                execute_in_isolated_process(|| vec![3u8; 1 << 20]).map(|v| v == vec![3u8; 1 << 20]),
+            )
+        });
+    assert_eq!(under_a_hard_limit, (Ok(1), Ok(true)));
+    let lowered_inside = Isolate::new()
+        .run(|| {
+            limit_file_size(64 * 1024, libc::RLIM_INFINITY);
+            vec![4u8; 1 << 20]
+        })
+        .map(|v| v == vec![4u8; 1 << 20]);
+    assert_eq!(lowered_inside, Ok(true));
+}
+
 #[test]
 fn watch_setup_failed_when_only_the_pipe_fits() {
     // Two free slots: the pipe takes both, a spawned handle's readiness

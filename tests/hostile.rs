@@ -304,6 +304,51 @@ mod spilled {
     }
 
     #[test]
+    fn reading_a_spill_stops_at_the_deadline() {
+        let _g = serial();
+        // A gigabyte of spill file, sparse: a DATA header claiming a full
+        // frame every 128 KiB, zeros (holes) between them, and a marker
+        // claiming more still. Read in full it would take seconds and a
+        // gigabyte of the parent's memory; the deadline ends it first.
+        spill_next();
+        let r = Isolate::new()
+            .timeout(Duration::from_millis(100))
+            .run(|| -> Vec<u8> {
+                const FRAME: u64 = 128 * 1024;
+                let fd = spill_files()[0];
+                // SAFETY: growing a file this child holds.
+                assert_eq!(unsafe { libc::ftruncate(fd, 1 << 30) }, 0);
+                let body = u32::try_from(FRAME - 8).unwrap().to_le_bytes();
+                let header = [0xD4, b'M', b'I', 1, body[0], body[1], body[2], body[3]];
+                let mut at = 0;
+                while at < 1 << 30 {
+                    // SAFETY: writing a buffer to a descriptor that exists.
+                    let n = unsafe {
+                        libc::pwrite(
+                            fd,
+                            header.as_ptr().cast(),
+                            8,
+                            libc::off_t::try_from(at).unwrap(),
+                        )
+                    };
+                    assert_eq!(n, 8);
+                    at += FRAME;
+                }
+                let mut head = vec![0xFF; 4];
+                head.extend_from_slice(&u64::MAX.to_le_bytes());
+                write_pages(&head);
+                // SAFETY: leaving the child without returning a value.
+                unsafe { libc::_exit(0) }
+            });
+        assert_eq!(
+            r,
+            Err(MemIsolateError::CallableStatusUnknown(Unknown::TimedOut(
+                Duration::from_millis(100)
+            )))
+        );
+    }
+
+    #[test]
     fn stray_bytes_in_the_spill_file_do_not_touch_a_value_sent_after_them() {
         let _g = serial();
         let stray = vec![0xFF; 1 << 20];

@@ -171,6 +171,34 @@ pub(crate) fn read_into<'b>(
     }))
 }
 
+/// Whether this process may write files of any size (`RLIMIT_FSIZE`
+/// unlimited). Writes to the spill file count against that limit, writes to
+/// a pipe do not, so under a limit results take the pipe.
+pub(crate) fn file_size_unlimited() -> bool {
+    use rustix::process::{Resource, getrlimit};
+    getrlimit(Resource::Fsize).current.is_none()
+}
+
+/// In the child, before its first write to the spill file: raises the
+/// soft `RLIMIT_FSIZE` to the hard one, in case the callable lowered it (the
+/// parent chose the spill file because it had no limit). The callable is
+/// done by then, so nothing of its own is written under the raised limit.
+/// Allocation-free.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) fn lift_file_size_limit() {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let now = getrlimit(Resource::Fsize);
+    if now.current.is_some() && now.current != now.maximum {
+        let _ = setrlimit(
+            Resource::Fsize,
+            Rlimit {
+                current: now.maximum,
+                maximum: now.maximum,
+            },
+        );
+    }
+}
+
 /// In the child: caps the address space at its current size plus `extra`
 /// bytes (`setrlimit(RLIMIT_AS)`), so the limit means the same in a small
 /// process and in one that already maps gigabytes. Allocation-free.
