@@ -5,7 +5,9 @@
 //! into [`FrameWriter`], which stages bytes in a static buffer that existed
 //! before the fork (and that the parent never touches) and flushes it to
 //! the pipe with raw `write` (or to the spill file with `pwrite`) each time
-//! it fills; a small result goes to the shared page instead. The
+//! it fills. A small result never gets there: a first pass encodes the
+//! value straight into the shared page ([`PageWriter`]), and only a value
+//! that does not fit is encoded again through the staging buffer. The
 //! value is never dropped (`mem::forget`), and the process ends with `_exit`,
 //! which runs no destructors or atexit handlers. In a multi-threaded parent
 //! another thread may have held the allocator's lock at the moment of the
@@ -183,14 +185,27 @@ where
         // Never dropped, not even if serializing it panics: dropping could
         // free memory.
         let value = core::mem::ManuallyDrop::new(callable());
+        // First, optimistically, straight into the shared page: a small
+        // result then costs no staging buffer (a page the child would have
+        // to fault in) and no copy. A value that does not fit is encoded
+        // again, from the start, through the staging buffer.
+        if let Some(page) = plan.page {
+            // SAFETY: `page` is a live shared mapping of SHARED_PAGE_LEN
+            // bytes made before the fork.
+            if serialize(&*value, unsafe { PageWriter::new(page, plan.nonce) }).is_ok() {
+                return Ok(None);
+            }
+        }
         // SAFETY: the one writer of the staging buffer in this process (see
         // `Staging`), made after the callable returned.
         let writer = unsafe { FrameWriter::new(out, STAGING_LEN, plan.nonce, &write_error) };
-        serialize(&*value, writer.capped_at(plan.cap))
+        serialize(&*value, writer.capped_at(plan.cap)).map(Some)
     });
 
     let end = match sent {
-        Ok(Ok(mut done)) => {
+        // In the page, length word and all.
+        Ok(Ok(None)) => leave(0),
+        Ok(Ok(Some(mut done))) => {
             let spilled = done.spilled;
             let frames = done.with_end();
             match plan.page {
@@ -244,6 +259,98 @@ where
         sys::exit_now(CHILD_EXIT_PIPE_WRITE_FAILED);
     }
     leave(0)
+}
+
+/// A postcard [`Flavor`] for a small result: the encoding goes straight
+/// into the shared page as the frames [`FrameWriter`] would send for it
+/// (one `DATA` frame, unless the encoding is empty, then `END`), and the
+/// length word goes in last. It fails with `SerializeBufferFull` as soon
+/// as the frames would not fit, leaving the length word unwritten (the
+/// parent cleared it before the fork).
+///
+/// The checksum is taken from the bytes as they are written, never read
+/// back from the page: whatever else maps the page cannot get its own
+/// bytes vouched for.
+struct PageWriter {
+    page: *mut u8,
+    filled: usize,
+    checksum: Checksum,
+}
+
+/// Where the `DATA` body starts in the page: after the length word and
+/// the frame header.
+const PAGE_BODY_AT: usize = 4 + HEADER_LEN;
+
+/// The most body bytes that leave room for the header and `END`.
+const PAGE_BODY_MAX: usize = sys::SHARED_PAGE_FRAMES - HEADER_LEN - END_FRAME_LEN;
+
+impl PageWriter {
+    /// # Safety
+    ///
+    /// `page` must be a live shared mapping of
+    /// [`SHARED_PAGE_LEN`](sys::SHARED_PAGE_LEN) bytes.
+    #[inline]
+    unsafe fn new(page: *mut u8, nonce: u64) -> Self {
+        Self {
+            page,
+            filled: 0,
+            checksum: Checksum::new(nonce),
+        }
+    }
+
+    /// Stores `bytes` at `at` in the page, one volatile store each: a loop
+    /// the compiler could turn into a `memcpy` call would cost the child a
+    /// page fault for the C library's code.
+    #[inline]
+    fn store(&self, at: usize, bytes: &[u8]) {
+        for (i, &b) in bytes.iter().enumerate() {
+            // SAFETY: every caller keeps `at + bytes.len()` within
+            // SHARED_PAGE_FRAMES + 4 of the page (see `new`).
+            unsafe { self.page.add(at + i).write_volatile(b) };
+        }
+    }
+}
+
+impl Flavor for PageWriter {
+    /// Unused: success is the length word in the page.
+    type Output = ();
+
+    #[inline]
+    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+        self.try_extend(&[byte])
+    }
+
+    #[inline]
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        if data.len() > PAGE_BODY_MAX - self.filled {
+            return Err(postcard::Error::SerializeBufferFull);
+        }
+        self.store(PAGE_BODY_AT + self.filled, data);
+        self.checksum.update(data);
+        self.filled += data.len();
+        Ok(())
+    }
+
+    #[inline]
+    fn finalize(self) -> postcard::Result<()> {
+        let mut frames = 0;
+        if self.filled > 0 {
+            #[allow(clippy::cast_possible_truncation)] // below one page
+            self.store(4, &wire::data_header(self.filled as u32));
+            frames = HEADER_LEN + self.filled;
+        }
+        let end = wire::end_frame(
+            Outcome::Value,
+            [0; 7],
+            self.filled as u64,
+            self.checksum.finish(),
+        );
+        self.store(4 + frames, &end);
+        frames += END_FRAME_LEN;
+        #[allow(clippy::cast_possible_truncation)] // below one page
+        self.store(0, &(frames as u32).to_le_bytes());
+        Ok(())
+    }
 }
 
 /// Copies a small result's frames into the shared page without calling
@@ -641,5 +748,65 @@ impl<O: FrameOut> FrameWriter<'_, O> {
             data = &data[take..];
         }
         Ok(())
+    }
+}
+
+#[cfg(all(test, feature = "alloc"))]
+mod tests {
+    extern crate std;
+
+    use super::*;
+    use crate::wire::{Decoder, VecSink};
+
+    /// Runs a `PageWriter` over `value` in a page-sized buffer; returns
+    /// whether it fit, and the buffer.
+    fn to_page<T: Serialize>(value: &T, nonce: u64) -> (bool, std::vec::Vec<u8>) {
+        let mut page = std::vec![0u8; sys::SHARED_PAGE_LEN];
+        // SAFETY: a buffer of SHARED_PAGE_LEN bytes, alive for the call.
+        let writer = unsafe { PageWriter::new(page.as_mut_ptr(), nonce) };
+        let fit = serialize(value, writer).is_ok();
+        (fit, page)
+    }
+
+    /// What the parent makes of the page: the decoded payload, if the
+    /// frames are complete and verify.
+    fn parent_reads(page: &[u8], nonce: u64) -> Option<std::vec::Vec<u8>> {
+        let len = u32::from_le_bytes(page[..4].try_into().unwrap()) as usize;
+        let mut decoder = Decoder::new(nonce);
+        let mut sink = VecSink::new(usize::MAX);
+        decoder.feed(&page[4..4 + len], &mut sink).ok()?;
+        decoder.end()?;
+        Some(sink.bytes().to_vec())
+    }
+
+    #[test]
+    fn a_small_value_in_the_page_is_what_postcard_writes_and_verifies() {
+        let nonce = 0x1234_5678_9ABC_DEF0;
+        let longest = PAGE_BODY_MAX - 2; // a two-byte length prefix
+        let cases: [std::vec::Vec<u8>; 5] = [
+            postcard::to_allocvec(&()).unwrap(),
+            postcard::to_allocvec(&7u64).unwrap(),
+            postcard::to_allocvec(&(1u8, "two", 3.0f64)).unwrap(),
+            postcard::to_allocvec(&std::vec![9u8; 300]).unwrap(),
+            postcard::to_allocvec(&std::vec![5u8; longest]).unwrap(),
+        ];
+        let (_, p0) = to_page(&(), nonce);
+        let (_, p1) = to_page(&7u64, nonce);
+        let (_, p2) = to_page(&(1u8, "two", 3.0f64), nonce);
+        let (_, p3) = to_page(&std::vec![9u8; 300], nonce);
+        let (fit, p4) = to_page(&std::vec![5u8; longest], nonce);
+        assert!(fit, "the largest value that fits");
+        for (page, expected) in [p0, p1, p2, p3, p4].iter().zip(&cases) {
+            assert_eq!(parent_reads(page, nonce).as_ref(), Some(expected));
+            // Another call's nonce does not verify it.
+            assert_eq!(parent_reads(page, nonce ^ 1), None);
+        }
+    }
+
+    #[test]
+    fn a_value_one_byte_too_large_leaves_the_length_word_alone() {
+        let (fit, page) = to_page(&std::vec![5u8; PAGE_BODY_MAX - 1], 3);
+        assert!(!fit);
+        assert_eq!(&page[..4], &[0, 0, 0, 0]);
     }
 }
