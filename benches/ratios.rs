@@ -129,6 +129,7 @@ fn main() {
     // Timed on Linux only (it needs `PR_SET_PDEATHSIG`).
     #[cfg_attr(not(target_os = "linux"), allow(unused_mut))]
     let mut floor: Option<(Duration, Duration)> = None;
+    let mut rows_floor: Option<(Duration, Duration)> = None;
     if wanted("small result") {
         let (ours, base) = ab(
             rounds(2000),
@@ -222,6 +223,23 @@ fn main() {
             baseline: "computed directly",
             target: 2.0,
         });
+        // What any serde transport pays before it moves a byte: building
+        // the rows, encoding them with postcard and decoding them back, all
+        // in this process (no fork, no copy between processes).
+        rows_floor = Some(ab(
+            rounds(8),
+            || {
+                let built = rows(1_000_000);
+                let bytes = postcard::to_allocvec(&built).unwrap();
+                drop(built);
+                let back: Vec<support::Row> = postcard::from_bytes(&bytes).unwrap();
+                assert_eq!(black_box(back).len(), 1_000_000);
+            },
+            || {
+                let r = rows(1_000_000);
+                assert_eq!(black_box(r).len(), 1_000_000);
+            },
+        ));
     }
 
     report(&lines);
@@ -238,6 +256,13 @@ fn main() {
         println!(
             "timeout precision: a 20 ms deadline returns {:.2?} late (median of 30, kill and reap included)",
             timeout_overshoot(rounds(30))
+        );
+    }
+    if let Some((floor, base)) = rows_floor {
+        println!(
+            "floor for rows: building, encoding and decoding them in one process takes {:.3?}, {:.3}x computing them",
+            floor,
+            floor.as_secs_f64() / base.as_secs_f64()
         );
     }
     if let Some((floor, base)) = floor {
