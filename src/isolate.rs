@@ -347,23 +347,39 @@ impl Isolate {
 ///
 /// A page belongs to the process that made it: in a forked process the
 /// thread's page is still its parent's, shared with it and with the
-/// parent's later calls. A call made there (by a callable, or in a process
-/// forked some other way) makes a page of its own, used for that call
-/// only, so the crate's own calls never write to a page or spill file an
-/// ancestor uses. (The inherited mapping and descriptor stay open in the
-/// child, like everything else it inherits.) The common path only reads
-/// the thread-local: a write would cost a page fault after every fork.
+/// parent's later calls. So a call made there (by a callable, or in a
+/// process forked some other way, such as a pre-forked worker) uses a
+/// second thread-local page, made by that process at its first call and
+/// kept. Only a process whose both pages are inherited (a worker's
+/// worker) makes a page for each call. Either way the crate's own calls
+/// never write to a page or spill file an ancestor uses. (The inherited
+/// mappings and descriptors stay open in the child, like everything else
+/// it inherits: the child's own result still goes to its parent's page.)
+/// The common path only reads the thread-locals: a write would cost a
+/// page fault after every fork.
 fn with_shared_page<R>(f: impl FnOnce(Option<&SharedPage>, rustix::process::Pid) -> R) -> R {
     let pid = rustix::process::getpid();
     #[cfg(feature = "std")]
     {
+        use core::cell::OnceCell;
         std::thread_local! {
-            static PAGE: core::cell::OnceCell<Option<SharedPage>> =
-                const { core::cell::OnceCell::new() };
+            static PAGE: OnceCell<Option<SharedPage>> = const { OnceCell::new() };
+            static FORKED: OnceCell<Option<SharedPage>> = const { OnceCell::new() };
         }
-        PAGE.with(|page| match page.get_or_init(|| SharedPage::new().ok()) {
-            Some(page) if page.owner() != pid => f(SharedPage::new().ok().as_ref(), pid),
-            page => f(page.as_ref(), pid),
+        let owned = |p: &Option<SharedPage>| !matches!(p, Some(page) if page.owner() != pid);
+        PAGE.with(|page| {
+            let page = page.get_or_init(|| SharedPage::new().ok());
+            if owned(page) {
+                return f(page.as_ref(), pid);
+            }
+            FORKED.with(|forked| {
+                let forked = forked.get_or_init(|| SharedPage::new().ok());
+                if owned(forked) {
+                    f(forked.as_ref(), pid)
+                } else {
+                    f(SharedPage::new().ok().as_ref(), pid)
+                }
+            })
         })
     }
     #[cfg(not(feature = "std"))]

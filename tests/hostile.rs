@@ -378,28 +378,33 @@ mod spilled {
         // makes itself, small or spilled, must use a page and a spill file
         // of its own.
         let r = mem_isolate::execute_in_isolated_process(|| {
-            let snapshot = || -> Vec<Vec<u8>> {
-                shared_pages()
-                    .into_iter()
-                    // SAFETY: reading live shared mappings of 4096 bytes.
-                    .map(|p| unsafe { std::slice::from_raw_parts(p, 4096) }.to_vec())
-                    .collect()
+            // The inherited pages and spill files, as they are now; the
+            // child's own, made by its first call, are not among them.
+            let pages: Vec<(usize, Vec<u8>)> = shared_pages()
+                .into_iter()
+                // SAFETY: reading live shared mappings of 4096 bytes.
+                .map(|p| {
+                    (
+                        p as usize,
+                        unsafe { std::slice::from_raw_parts(p, 4096) }.to_vec(),
+                    )
+                })
+                .collect();
+            let size = |fd: i32| {
+                std::fs::metadata(format!("/proc/self/fd/{fd}"))
+                    .unwrap()
+                    .len()
             };
-            let spills = || -> Vec<u64> {
-                spill_files()
-                    .iter()
-                    .map(|fd| {
-                        std::fs::metadata(format!("/proc/self/fd/{fd}"))
-                            .unwrap()
-                            .len()
-                    })
-                    .collect()
-            };
-            let (pages, files) = (snapshot(), spills());
+            let files: Vec<(i32, u64)> =
+                spill_files().into_iter().map(|fd| (fd, size(fd))).collect();
             assert!(!pages.is_empty() && !files.is_empty());
             let small = mem_isolate::execute_in_isolated_process(|| 5u8);
             let large = mem_isolate::execute_in_isolated_process(|| vec![6u8; 300_000]);
-            let untouched = snapshot() == pages && spills() == files;
+            let untouched = pages.iter().all(|(at, bytes)| {
+                // SAFETY: as above; the inherited mappings stay mapped.
+                let now = unsafe { std::slice::from_raw_parts(*at as *const u8, 4096) };
+                now == bytes.as_slice()
+            }) && files.iter().all(|&(fd, len)| size(fd) == len);
             (small, large.map(|v| v.len()), untouched)
         });
         assert_eq!(r, Ok((Ok(5), Ok(300_000), true)));
@@ -449,6 +454,26 @@ mod spilled {
         assert_eq!(v.len(), 300_000);
         assert_eq!(after_large, Ok((base + 1, 0)), "the result pipe");
         assert_eq!(after_small, Ok((base, 0)));
+    }
+
+    #[test]
+    fn a_forked_process_makes_one_page_of_its_own_and_keeps_it() {
+        let _g = serial();
+        // Inside a child, as in a pre-forked worker: the first call makes
+        // the process's own page and spill file, later calls reuse them
+        // rather than making one each.
+        let r = mem_isolate::execute_in_isolated_process(|| {
+            let inherited = spill_files().len();
+            let mut counts = Vec::new();
+            for i in 0..3u8 {
+                let small = mem_isolate::execute_in_isolated_process(move || i);
+                let large = mem_isolate::execute_in_isolated_process(|| vec![i; 100_000]);
+                assert_eq!((small, large.map(|v| v.len())), (Ok(i), Ok(100_000)));
+                counts.push(spill_files().len() - inherited);
+            }
+            counts
+        });
+        assert_eq!(r, Ok(vec![1, 1, 1]));
     }
 
     #[test]
