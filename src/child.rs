@@ -5,9 +5,8 @@
 //! into [`FrameWriter`], which stages bytes in a static buffer that existed
 //! before the fork (and that the parent never touches) and flushes it to
 //! the pipe with raw `write` (or to the spill file with `pwrite`) each time
-//! it fills. A small result never gets there: a first pass encodes the
-//! value straight into the shared page ([`PageWriter`]), and only a value
-//! that does not fit is encoded again through the staging buffer. The
+//! it fills. A value starts in the shared page instead ([`ResultWriter`]),
+//! and only one that outgrows it moves to the staging buffer. The
 //! value is never dropped (`mem::forget`), and the process ends with `_exit`,
 //! which runs no destructors or atexit handlers. In a multi-threaded parent
 //! another thread may have held the allocator's lock at the moment of the
@@ -123,9 +122,10 @@ const OVER_CAP: Errno = Errno::MSGSIZE;
 /// Runs in the child straight after `fork`; never returns. The frames go
 /// to `out`: the result pipe, or (with [`ChildPlan::spill`]) the spill file.
 ///
-/// Inlined, like the small helpers it calls on the way to a small result:
-/// every page of code a child runs that its caller's code does not share
-/// costs it a page fault (`fork` copies no page tables for code).
+/// Marked for inlining, like the small helpers it calls on the way to a
+/// small result: every page of code a child runs that its caller's code
+/// does not share costs it a page fault (`fork` copies no page tables for
+/// code).
 #[inline]
 pub(crate) fn run<F, T>(callable: F, plan: &ChildPlan, out: BorrowedFd<'_>) -> !
 where
@@ -180,55 +180,38 @@ where
     }
 
     let write_error = Cell::new(None);
+    // The running checksum of a value encoded into the shared page (see
+    // `PageWriter`).
+    let mut checksum = Checksum::new(plan.nonce);
 
     let sent = catch(|| {
         // Never dropped, not even if serializing it panics: dropping could
         // free memory.
         let value = core::mem::ManuallyDrop::new(callable());
-        // First, optimistically, straight into the shared page: a small
-        // result then costs no staging buffer (a page the child would have
-        // to fault in) and no copy. A value that does not fit is encoded
-        // again, from the start, through the staging buffer.
-        if let Some(page) = plan.page {
-            // SAFETY: `page` is a live shared mapping of SHARED_PAGE_LEN
-            // bytes made before the fork.
-            if serialize(&*value, unsafe { PageWriter::new(page, plan.nonce) }).is_ok() {
-                return Ok(None);
-            }
-        }
-        // SAFETY: the one writer of the staging buffer in this process (see
+        // SAFETY: `page` is a live shared mapping made before the fork, and
+        // this is the one writer of the staging buffer in this process (see
         // `Staging`), made after the callable returned.
-        let writer = unsafe { FrameWriter::new(out, STAGING_LEN, plan.nonce, &write_error) };
-        serialize(&*value, writer.capped_at(plan.cap)).map(Some)
+        let writer = unsafe {
+            ResultWriter::new(
+                plan.page,
+                &mut checksum,
+                out,
+                plan.nonce,
+                plan.cap,
+                &write_error,
+            )
+        };
+        serialize(&*value, writer)
     });
 
     let end = match sent {
         // In the page, length word and all.
         Ok(Ok(None)) => leave(0),
         Ok(Ok(Some(mut done))) => {
-            let spilled = done.spilled;
-            let frames = done.with_end();
-            match plan.page {
-                Some(page) if !spilled && frames.len() <= sys::SHARED_PAGE_FRAMES => {
-                    // A small result stays in the shared page: the parent
-                    // is woken once, by the exit, and reads no pipe.
-                    #[allow(clippy::cast_possible_truncation)] // < SHARED_PAGE_LEN
-                    let len = (frames.len() as u32).to_le_bytes();
-                    // SAFETY: `page` is a live shared mapping of
-                    // SHARED_PAGE_LEN bytes made before the fork, and the
-                    // frames fit between the 4-byte length and the counter.
-                    unsafe {
-                        copy_frames(frames, page.add(4));
-                        core::ptr::copy_nonoverlapping(len.as_ptr(), page, 4);
-                    }
-                }
-                // The last DATA frame and END leave in one write, so the
-                // parent is woken once for them.
-                _ => {
-                    if out.write_all(frames).is_err() {
-                        sys::exit_now(CHILD_EXIT_PIPE_WRITE_FAILED);
-                    }
-                }
+            // The last DATA frame and END leave in one write, so the parent
+            // is woken once for them.
+            if out.write_all(done.with_end()).is_err() {
+                sys::exit_now(CHILD_EXIT_PIPE_WRITE_FAILED);
             }
             leave(0);
         }
@@ -270,11 +253,13 @@ where
 ///
 /// The checksum is taken from the bytes as they are written, never read
 /// back from the page: whatever else maps the page cannot get its own
-/// bytes vouched for.
-struct PageWriter {
+/// bytes vouched for. It is borrowed, not held, to keep the writer small
+/// enough to move without a `memcpy` call (which would cost the child a
+/// page fault for the C library's code).
+struct PageWriter<'c> {
     page: *mut u8,
     filled: usize,
-    checksum: Checksum,
+    checksum: &'c mut Checksum,
 }
 
 /// Where the `DATA` body starts in the page: after the length word and
@@ -284,17 +269,19 @@ const PAGE_BODY_AT: usize = 4 + HEADER_LEN;
 /// The most body bytes that leave room for the header and `END`.
 const PAGE_BODY_MAX: usize = sys::SHARED_PAGE_FRAMES - HEADER_LEN - END_FRAME_LEN;
 
-impl PageWriter {
+impl<'c> PageWriter<'c> {
+    /// `checksum` must be fresh, seeded with the call's nonce.
+    ///
     /// # Safety
     ///
     /// `page` must be a live shared mapping of
     /// [`SHARED_PAGE_LEN`](sys::SHARED_PAGE_LEN) bytes.
     #[inline]
-    unsafe fn new(page: *mut u8, nonce: u64) -> Self {
+    unsafe fn new(page: *mut u8, checksum: &'c mut Checksum) -> Self {
         Self {
             page,
             filled: 0,
-            checksum: Checksum::new(nonce),
+            checksum,
         }
     }
 
@@ -309,9 +296,22 @@ impl PageWriter {
             unsafe { self.page.add(at + i).write_volatile(b) };
         }
     }
+
+    /// Body byte `i` as it is in the page now (volatile: other processes
+    /// map the page).
+    #[inline]
+    fn body(&self, i: usize) -> u8 {
+        // SAFETY: `i < filled <= PAGE_BODY_MAX`, inside the page.
+        unsafe { self.page.add(PAGE_BODY_AT + i).read_volatile() }
+    }
+
+    #[inline]
+    fn fits(&self, data: &[u8]) -> bool {
+        data.len() <= PAGE_BODY_MAX - self.filled
+    }
 }
 
-impl Flavor for PageWriter {
+impl Flavor for PageWriter<'_> {
     /// Unused: success is the length word in the page.
     type Output = ();
 
@@ -322,7 +322,7 @@ impl Flavor for PageWriter {
 
     #[inline]
     fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
-        if data.len() > PAGE_BODY_MAX - self.filled {
+        if !self.fits(data) {
             return Err(postcard::Error::SerializeBufferFull);
         }
         self.store(PAGE_BODY_AT + self.filled, data);
@@ -353,19 +353,160 @@ impl Flavor for PageWriter {
     }
 }
 
-/// Copies a small result's frames into the shared page without calling
-/// `memcpy`: a child that calls into a part of the C library it has not
-/// used yet takes a page fault for its code.
+/// The child's encoder. A value starts in the shared page ([`PageWriter`]);
+/// on the first write that would not fit there, the bytes so far move to
+/// the staging buffer and a [`FrameWriter`] carries on from them. The value
+/// is encoded once, whatever its size: a `Serialize` impl may be good for
+/// one call only.
+///
+/// The bytes that move are read back from the shared page, which other
+/// processes map too; they are checked against the checksum taken as they
+/// were written before they count, and a mismatch fails the write.
+enum ResultWriter<'a> {
+    /// Still in the page, with what a [`FrameWriter`] will need.
+    Page {
+        page: PageWriter<'a>,
+        out: ResultOut<'a>,
+        nonce: u64,
+        cap: u64,
+        write_error: &'a Cell<Option<Errno>>,
+    },
+    /// In the staging buffer.
+    Frames(FrameWriter<'a, ResultOut<'a>>),
+    /// Between the two, or after a failed move.
+    Moving,
+}
+
+impl<'a> ResultWriter<'a> {
+    /// Starts in `page` if there is one (`checksum`, seeded with `nonce`,
+    /// then follows it), in the staging buffer otherwise.
+    ///
+    /// # Safety
+    ///
+    /// `page`, if given, must be a live shared mapping of
+    /// [`SHARED_PAGE_LEN`](sys::SHARED_PAGE_LEN) bytes; no other reference
+    /// to, or writer of, the staging buffer may exist while this writer or
+    /// its [`Finished`] lives (see [`Staging`]).
+    #[inline]
+    unsafe fn new(
+        page: Option<*mut u8>,
+        checksum: &'a mut Checksum,
+        out: ResultOut<'a>,
+        nonce: u64,
+        cap: u64,
+        write_error: &'a Cell<Option<Errno>>,
+    ) -> Self {
+        match page {
+            Some(page) => Self::Page {
+                // SAFETY: the caller's promise about `page`.
+                page: unsafe { PageWriter::new(page, checksum) },
+                out,
+                nonce,
+                cap,
+                write_error,
+            },
+            // SAFETY: the caller's promise about the staging buffer.
+            None => Self::Frames(unsafe { frame_writer(out, nonce, cap, write_error) }),
+        }
+    }
+
+    /// Moves the page's bytes to a new [`FrameWriter`]. Cold: at most once
+    /// per value, and only for one larger than the page.
+    #[cold]
+    #[inline(never)]
+    fn leave_page(&mut self) -> postcard::Result<()> {
+        let Self::Page {
+            page,
+            out,
+            nonce,
+            cap,
+            write_error,
+        } = core::mem::replace(self, Self::Moving)
+        else {
+            return Err(postcard::Error::SerializeBufferFull);
+        };
+        // SAFETY: the caller of `new` made this the staging buffer's one
+        // writer, and this is the only FrameWriter it makes.
+        let mut frames = unsafe { frame_writer(out, nonce, cap, write_error) };
+        let mut check = Checksum::new(nonce);
+        let mut chunk = [0u8; 256];
+        let mut at = 0;
+        while at < page.filled {
+            let n = chunk.len().min(page.filled - at);
+            for (i, slot) in chunk[..n].iter_mut().enumerate() {
+                *slot = page.body(at + i);
+            }
+            check.update(&chunk[..n]);
+            frames.try_extend(&chunk[..n])?;
+            at += n;
+        }
+        if check.finish() != page.checksum.finish() {
+            // Something else wrote into the page meanwhile.
+            write_error.set(Some(Errno::BADMSG));
+            return Err(postcard::Error::SerializeBufferFull);
+        }
+        *self = Self::Frames(frames);
+        Ok(())
+    }
+
+    #[inline]
+    fn page_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        if let Self::Page { page, .. } = self {
+            if page.fits(data) {
+                return page.try_extend(data);
+            }
+        }
+        self.leave_page()?;
+        match self {
+            Self::Frames(frames) => frames.try_extend(data),
+            _ => Err(postcard::Error::SerializeBufferFull),
+        }
+    }
+}
+
+/// A [`FrameWriter`] through the whole staging buffer, stopping at `cap`.
 ///
 /// # Safety
 ///
-/// `dst` must be valid for `frames.len()` bytes of writes and not overlap
-/// `frames`.
+/// As for [`FrameWriter::new`].
 #[inline]
-unsafe fn copy_frames(frames: &[u8], dst: *mut u8) {
-    for (i, &b) in frames.iter().enumerate() {
-        // SAFETY: `i < frames.len()`, within `dst` by the contract.
-        unsafe { dst.add(i).write_volatile(b) };
+unsafe fn frame_writer<'a>(
+    out: ResultOut<'a>,
+    nonce: u64,
+    cap: u64,
+    write_error: &'a Cell<Option<Errno>>,
+) -> FrameWriter<'a, ResultOut<'a>> {
+    // SAFETY: the caller's promise.
+    unsafe { FrameWriter::new(out, STAGING_LEN, nonce, write_error) }.capped_at(cap)
+}
+
+impl<'a> Flavor for ResultWriter<'a> {
+    /// `None`: the value is in the shared page, length word and all.
+    type Output = Option<Finished<'a, ResultOut<'a>>>;
+
+    #[inline]
+    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+        match self {
+            Self::Frames(frames) => frames.try_push(byte),
+            _ => self.page_extend(&[byte]),
+        }
+    }
+
+    #[inline]
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        match self {
+            Self::Frames(frames) => frames.try_extend(data),
+            _ => self.page_extend(data),
+        }
+    }
+
+    #[inline]
+    fn finalize(self) -> postcard::Result<Self::Output> {
+        match self {
+            Self::Frames(frames) => frames.finalize().map(Some),
+            Self::Page { page, .. } => page.finalize().map(|()| None),
+            Self::Moving => Err(postcard::Error::SerializeBufferFull),
+        }
     }
 }
 
@@ -661,8 +802,6 @@ pub(crate) struct Finished<'a, O> {
     /// Where the earlier frames went.
     #[cfg_attr(not(all(fuzzing, feature = "alloc")), allow(dead_code))]
     pub(crate) out: O,
-    /// Whether any frame was already written out.
-    pub(crate) spilled: bool,
     pending: usize,
     _writer: PhantomData<&'a ()>,
 }
@@ -725,7 +864,6 @@ impl<'a, O: FrameOut> Flavor for FrameWriter<'a, O> {
             // SAFETY: as in `seal`.
             checksum: unsafe { (*checksum()).finish() },
             out: self.out,
-            spilled: self.spilled,
             pending,
             _writer: PhantomData,
         })
@@ -762,8 +900,9 @@ mod tests {
     /// whether it fit, and the buffer.
     fn to_page<T: Serialize>(value: &T, nonce: u64) -> (bool, std::vec::Vec<u8>) {
         let mut page = std::vec![0u8; sys::SHARED_PAGE_LEN];
+        let mut checksum = Checksum::new(nonce);
         // SAFETY: a buffer of SHARED_PAGE_LEN bytes, alive for the call.
-        let writer = unsafe { PageWriter::new(page.as_mut_ptr(), nonce) };
+        let writer = unsafe { PageWriter::new(page.as_mut_ptr(), &mut checksum) };
         let fit = serialize(value, writer).is_ok();
         (fit, page)
     }

@@ -150,8 +150,10 @@ pub enum CallableExecutedError {
     /// call on Linux, to the spill file that stands in for it), for example
     /// because the callable closed the descriptor the result travels on (or
     /// closed it and opened another file under the same number: the child
-    /// checks, and writes nothing into that file). The child reports this
-    /// by exiting with [`CHILD_EXIT_PIPE_WRITE_FAILED`].
+    /// checks, and writes nothing into that file), or because another
+    /// process changed the bytes the child had already put in the shared
+    /// page. The child reports this by exiting with
+    /// [`CHILD_EXIT_PIPE_WRITE_FAILED`].
     #[error("the child could not write its result to the pipe")]
     ChildPipeWriteFailed,
 

@@ -492,6 +492,14 @@ impl<S: Sink> Receiver<S> {
         // small result, in the shared page (or, announced there, in the
         // spill file).
         self.drain();
+        if self.pipe.is_some()
+            && !self.decoder.is_finished()
+            && self.deadline.is_some_and(|d| now() >= d)
+        {
+            // The deadline cut the reading short: the child finished, but
+            // the call did not within its time.
+            self.stopped.get_or_insert(Stopped::TimedOut);
+        }
         let page = self.page;
         let from_page = self.read_page();
         self.close_pipe();

@@ -324,3 +324,36 @@ fn calls_nest() {
     .unwrap();
     assert_eq!(v, 7);
 }
+
+/// A value that can be serialized once only: its `Serialize` takes the
+/// numbers out (a one-shot iterator or a buffer handed over would behave
+/// the same).
+struct Once(std::cell::Cell<Option<Vec<u32>>>);
+
+impl serde::Serialize for Once {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.take().unwrap_or_default().serialize(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Once {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Vec::deserialize(d).map(|v| Once(std::cell::Cell::new(Some(v))))
+    }
+}
+
+#[test]
+fn a_value_is_serialized_once_whatever_its_size() {
+    // Small enough for the shared page, and several times larger: the
+    // child moves from the page to its staging buffer without starting
+    // over.
+    for len in [10usize, 5_000, 100_000] {
+        let numbers: Vec<u32> = (0..u32::try_from(len).unwrap()).collect();
+        let expected = numbers.clone();
+        let back = mem_isolate::execute_in_isolated_process(move || {
+            Once(std::cell::Cell::new(Some(numbers)))
+        })
+        .map(|once| once.0.take());
+        assert_eq!(back, Ok(Some(expected)), "{len} numbers");
+    }
+}

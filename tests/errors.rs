@@ -135,6 +135,19 @@ fn a_file_size_limit_does_not_stop_a_large_result() {
         })
         .map(|v| v == vec![4u8; 1 << 20]);
     assert_eq!(lowered_inside, Ok(true));
+    // Both limits lowered: the write past them fails, and says so. (After
+    // a small result, so that this call spills rather than taking a pipe.)
+    assert_eq!(Isolate::new().run(|| 0u8), Ok(0));
+    let both_lowered = Isolate::new()
+        .run(|| {
+            limit_file_size(64 * 1024, 64 * 1024);
+            vec![4u8; 1 << 20]
+        })
+        .map(|v| v.len());
+    assert_eq!(
+        both_lowered,
+        Err(MemIsolateError::CallableExecuted(Ran::ChildPipeWriteFailed))
+    );
 }
 
 #[test]
@@ -314,17 +327,16 @@ fn result_too_large_for_the_callers_buffer() {
 
 /// A value whose serialization never ends on its own: `u64::MAX` after
 /// `u64::MAX` (ten bytes each), counting each one in a word shared with
-/// the parent, until the serializer refuses.
-struct Endless(*const std::sync::atomic::AtomicU64);
+/// the parent (an address from `common::SharedWords`), until the
+/// serializer refuses.
+struct Endless(usize);
 
 impl Serialize for Endless {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeTuple;
         let mut t = s.serialize_tuple(usize::MAX)?;
         loop {
-            // SAFETY: the word lives in a shared mapping that outlives the
-            // call (see the test).
-            unsafe { &*self.0 }.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            common::shared_word(self.0).fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             t.serialize_element(&u64::MAX)?;
         }
     }
@@ -344,27 +356,13 @@ fn a_result_past_the_cap_is_cut_off_in_the_child_too() {
     // too large, the child stops soon after the cap (well inside the
     // deadline), and the parent returns.
     const CAP: usize = 1 << 20;
-    // SAFETY: a fresh shared anonymous mapping, used as one atomic word and
-    // unmapped at the end.
-    let map = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            4096,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    assert_ne!(map, libc::MAP_FAILED);
-    let word = map.cast::<std::sync::atomic::AtomicU64>();
-    // SAFETY: the mapping is live until the munmap below.
-    let count = || unsafe { &*word }.swap(0, std::sync::atomic::Ordering::Relaxed);
+    let words = common::SharedWords::new();
+    let count = || common::shared_word(words.addr(0)).swap(0, std::sync::atomic::Ordering::Relaxed);
     let isolate = Isolate::new()
         .max_result_size(CAP)
         .timeout(Duration::from_secs(60));
-    let address = word as usize;
-    let endless = move || Endless(address as *const _);
+    let address = words.addr(0);
+    let endless = move || Endless(address);
     // A small result first: the thread's next call then spills (after a
     // large one it would stream through a pipe).
     assert_eq!(isolate.run(|| 0u8), Ok(0));
@@ -372,8 +370,6 @@ fn a_result_past_the_cap_is_cut_off_in_the_child_too() {
     let blocking_count = count();
     let spawned = isolate.spawn(endless).unwrap().join();
     let spawned_count = count();
-    // SAFETY: unmapping the mapping made above; nothing uses it now.
-    unsafe { libc::munmap(map, 4096) };
     let too_large = MemIsolateError::CallableExecuted(Ran::ResultTooLarge { limit: CAP });
     assert_eq!(blocking.map(|_| ()), Err(too_large.clone()));
     assert_eq!(spawned.map(|_| ()), Err(too_large));
@@ -381,7 +377,7 @@ fn a_result_past_the_cap_is_cut_off_in_the_child_too() {
     // one more frame; a piping one at most fills the pipe (1 MiB) and its
     // staging buffer before it is killed.
     for (how, n) in [("blocking", blocking_count), ("spawned", spawned_count)] {
-        let bytes = usize::try_from(n).unwrap() * 10;
+        let bytes = n * 10;
         assert!(bytes > CAP, "{how}: only {n} elements");
         assert!(bytes < CAP + (4 << 20), "{how}: {n} elements serialized");
     }

@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 use std::sync::{OnceLock, PoisonError, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
+use common::shared_word;
 use mem_isolate::errors::{
     CHILD_EXIT_PIPE_WRITE_FAILED, CallableDidNotExecuteError as NotRun,
     CallableExecutedError as Ran, CallableStatusUnknownError as Unknown, Errno,
@@ -727,15 +728,6 @@ impl<'de> Deserialize<'de> for Stream {
     }
 }
 
-/// The atomic word at `addr`, in a mapping shared between parent and
-/// children (see `SharedWords`), which outlives every use of the address.
-fn shared_word(addr: usize) -> &'static AtomicUsize {
-    // SAFETY: `addr` comes from `SharedWords::addr`, whose mapping is
-    // page-aligned, zero-filled, and kept until the test no longer uses it
-    // (children hold their own copy of the mapping until they exit).
-    unsafe { &*std::ptr::with_exposed_provenance::<AtomicUsize>(addr) }
-}
-
 #[test]
 fn a_child_that_kills_itself_half_way_through_its_value_is_reported_by_signal() {
     let _g = shared();
@@ -989,49 +981,7 @@ mod linux {
 
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-    /// A page of memory shared with every child forked while it lives.
-    struct SharedWords {
-        page: *mut libc::c_void,
-    }
-
-    const PAGE: usize = 4096;
-
-    impl SharedWords {
-        fn new() -> Self {
-            // SAFETY: a fresh anonymous shared mapping, zero-filled.
-            let page = unsafe {
-                libc::mmap(
-                    std::ptr::null_mut(),
-                    PAGE,
-                    libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                    -1,
-                    0,
-                )
-            };
-            assert_ne!(page, libc::MAP_FAILED);
-            Self { page }
-        }
-
-        /// The address of word `i`, for `shared_word` (in a child or a
-        /// thread).
-        fn addr(&self, i: usize) -> usize {
-            assert!(i < PAGE / size_of::<usize>());
-            self.page.expose_provenance() + i * size_of::<usize>()
-        }
-
-        fn get(&self, i: usize) -> usize {
-            shared_word(self.addr(i)).load(Ordering::SeqCst)
-        }
-    }
-
-    impl Drop for SharedWords {
-        fn drop(&mut self) {
-            // SAFETY: unmapping the page mapped in `new`; no reference to it
-            // outlives `self` in this process.
-            unsafe { libc::munmap(self.page, PAGE) };
-        }
-    }
+    use common::SharedWords;
 
     fn pidfd_open(pid: i32) -> OwnedFd {
         // SAFETY: pidfd_open(2) with no flags.

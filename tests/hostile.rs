@@ -476,6 +476,51 @@ mod spilled {
         assert_eq!(r, Ok(vec![1, 1, 1]));
     }
 
+    /// Numbers whose serialization scribbles over the shared pages after
+    /// the first ten, while its own first bytes are still there, then
+    /// goes on long enough to outgrow the page.
+    struct Scribbler;
+
+    impl serde::Serialize for Scribbler {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::SerializeSeq;
+            let mut seq = s.serialize_seq(Some(10_000))?;
+            for i in 0..10_000u32 {
+                if i == 10 {
+                    for page in shared_pages() {
+                        // SAFETY: a live shared mapping of 4096 bytes.
+                        unsafe { std::ptr::write_bytes(page.add(12), 0x77, 8) };
+                    }
+                }
+                seq.serialize_element(&i)?;
+            }
+            seq.end()
+        }
+    }
+
+    impl<'de> serde::Deserialize<'de> for Scribbler {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            Vec::<u32>::deserialize(d).map(|_| Scribbler)
+        }
+    }
+
+    #[test]
+    fn bytes_changed_in_the_page_under_the_child_are_not_carried_along() {
+        let _g = serial();
+        // The child's first bytes go to the shared page; when the value
+        // outgrows it they move to the staging buffer, read back from the
+        // page. Anything that changed them meanwhile must not become part
+        // of the value: the child refuses to send it.
+        spill_next();
+        let r = mem_isolate::execute_in_isolated_process(|| Scribbler).map(|_| ());
+        assert_eq!(
+            r,
+            Err(MemIsolateError::CallableExecuted(
+                mem_isolate::errors::CallableExecutedError::ChildPipeWriteFailed
+            ))
+        );
+    }
+
     #[test]
     fn the_spill_file_is_emptied_after_every_call() {
         let _g = serial();

@@ -1,6 +1,7 @@
 //! The one place that talks to the operating system.
 //!
-//! `fork`, `_exit` and `wait4` come from `libc`: rustix deliberately leaves
+//! `fork`, `_exit` and `wait4` come from `libc` (and, for one corner of the
+//! spill file, `sigaction`): rustix deliberately leaves
 //! `fork` and `_exit` to libc (libc must run its own fork handlers, or the
 //! child of a threaded parent could not safely allocate), and rustix has no
 //! call that reaps one child *and* returns its resource usage. Everything
@@ -183,7 +184,10 @@ pub(crate) fn file_size_unlimited() -> bool {
 /// soft `RLIMIT_FSIZE` to the hard one, in case the callable lowered it (the
 /// parent chose the spill file because it had no limit). The callable is
 /// done by then, so nothing of its own is written under the raised limit.
-/// Allocation-free.
+/// Should the hard limit be finite too (the callable lowered both), a
+/// write past it must fail with `EFBIG`, reported as a failed write,
+/// rather than kill the child with `SIGXFSZ`: the signal is ignored.
+/// Allocation-free and async-signal-safe (`setrlimit`, `sigaction`).
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub(crate) fn lift_file_size_limit() {
     use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
@@ -196,6 +200,16 @@ pub(crate) fn lift_file_size_limit() {
                 maximum: now.maximum,
             },
         );
+    }
+    if now.maximum.is_some() {
+        // rustix has no `sigaction` outside its unstable runtime module.
+        // SAFETY: `sigaction` with a zeroed action (empty mask, no flags)
+        // set to SIG_IGN, and no old action requested.
+        unsafe {
+            let mut ignore: libc::sigaction = core::mem::zeroed();
+            ignore.sa_sigaction = libc::SIG_IGN;
+            libc::sigaction(libc::SIGXFSZ, &raw const ignore, core::ptr::null_mut());
+        }
     }
 }
 

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use mem_isolate::{Isolate, MemIsolateError};
 
 /// Runs `body` inside an isolated child of its own, so that process-wide
@@ -78,4 +80,57 @@ pub fn grandchild_holding_the_pipe(secs: u32) -> i32 {
         assert!(pid > 0, "fork failed");
         pid
     }
+}
+
+/// A page of memory shared with every child forked while it lives.
+pub struct SharedWords {
+    page: *mut libc::c_void,
+}
+
+const PAGE: usize = 4096;
+
+impl SharedWords {
+    pub fn new() -> Self {
+        // SAFETY: a fresh anonymous shared mapping, zero-filled.
+        let page = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                PAGE,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(page, libc::MAP_FAILED);
+        Self { page }
+    }
+
+    /// The address of word `i`, for `shared_word` (in a child or a
+    /// thread).
+    pub fn addr(&self, i: usize) -> usize {
+        assert!(i < PAGE / size_of::<usize>());
+        self.page.expose_provenance() + i * size_of::<usize>()
+    }
+
+    pub fn get(&self, i: usize) -> usize {
+        shared_word(self.addr(i)).load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for SharedWords {
+    fn drop(&mut self) {
+        // SAFETY: unmapping the page mapped in `new`; no reference to it
+        // outlives `self` in this process.
+        unsafe { libc::munmap(self.page, PAGE) };
+    }
+}
+
+/// The atomic word at `addr`, in a mapping shared between parent and
+/// children (see `SharedWords`), which outlives every use of the address.
+pub fn shared_word(addr: usize) -> &'static AtomicUsize {
+    // SAFETY: `addr` comes from `SharedWords::addr`, whose mapping is
+    // page-aligned, zero-filled, and kept until the test no longer uses it
+    // (children hold their own copy of the mapping until they exit).
+    unsafe { &*std::ptr::with_exposed_provenance::<AtomicUsize>(addr) }
 }
