@@ -464,6 +464,11 @@ impl<'a> ResultWriter<'a> {
     }
 }
 
+// Small enough that moving it (into postcard's serializer) is a few
+// register moves, not a `memcpy` call: the child would take a page fault
+// for the C library's code.
+const _: () = assert!(core::mem::size_of::<ResultWriter<'static>>() <= 128);
+
 /// A [`FrameWriter`] through the whole staging buffer, stopping at `cap`.
 ///
 /// # Safety

@@ -239,15 +239,19 @@ impl<S: Sink> Receiver<S> {
 
     /// Reads everything the pipe holds now, straight into the sink where
     /// the bytes are the value's.
-    fn drain(&mut self) {
+    ///
+    /// Returns whether the deadline cut the reading short.
+    fn drain(&mut self) -> bool {
         let Some(pipe) = self.pipe.take() else {
-            return;
+            return false;
         };
         let deadline = self.deadline;
+        let mut late = false;
         let ended = self.pump(|buf| {
             // A child streaming faster than the parent appends must not
             // keep it here past the deadline.
             if deadline.is_some_and(|d| now() >= d) {
+                late = true;
                 return Ok(None);
             }
             sys::read_into(pipe.as_fd(), buf).map(|r| r.map(|b| b.len()))
@@ -256,6 +260,7 @@ impl<S: Sink> Receiver<S> {
         if ended {
             self.close_pipe();
         }
+        late
     }
 
     /// Feeds the decoder from `read` until the stream is finished or
@@ -491,17 +496,15 @@ impl<S: Sink> Receiver<S> {
         // The child is gone: everything it wrote is in the pipe or, for a
         // small result, in the shared page (or, announced there, in the
         // spill file).
-        self.drain();
-        if self.pipe.is_some()
-            && !self.decoder.is_finished()
-            && self.deadline.is_some_and(|d| now() >= d)
-        {
-            // The deadline cut the reading short: the child finished, but
-            // the call did not within its time.
-            self.stopped.get_or_insert(Stopped::TimedOut);
-        }
+        let late = self.drain();
         let page = self.page;
         let from_page = self.read_page();
+        if late && !self.decoder.is_finished() {
+            // The deadline cut the reading short, and the page held no
+            // whole result either: the child finished, but the call did
+            // not within its time.
+            self.stopped.get_or_insert(Stopped::TimedOut);
+        }
         self.close_pipe();
         if let Some(page) = page {
             // The transport hint for the thread's next call (see

@@ -357,3 +357,27 @@ fn a_value_is_serialized_once_whatever_its_size() {
         assert_eq!(back, Ok(Some(expected)), "{len} numbers");
     }
 }
+
+#[test]
+fn values_around_the_size_of_the_shared_page_arrive_intact() {
+    // The child starts encoding into the shared page and moves to its
+    // staging buffer at the first write that does not fit: by a run of
+    // bytes (a Vec<u8>) or one byte at a time (small u32s, a byte each).
+    // The page holds 4,036 bytes of encoding; these straddle that.
+    for n in 4_020..4_050usize {
+        let bytes: Vec<u8> = (0..n).map(|i| (i % 251) as u8).collect();
+        let expected = bytes.clone();
+        assert_eq!(
+            execute_in_isolated_process(move || bytes),
+            Ok(expected),
+            "{n} bytes"
+        );
+        let numbers: Vec<u32> = (0..n).map(|i| (i % 100) as u32).collect();
+        let expected = numbers.clone();
+        assert_eq!(
+            execute_in_isolated_process(move || numbers),
+            Ok(expected),
+            "{n} numbers"
+        );
+    }
+}
