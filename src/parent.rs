@@ -507,17 +507,8 @@ impl<S: Sink> Receiver<S> {
         }
         self.close_pipe();
         if let Some(page) = page {
-            // The transport hint for the thread's next call (see
-            // `SharedPage::prefers_pipe`).
-            // SAFETY: the page is live (see `new`); the hint is an aligned
-            // word inside it.
-            #[allow(clippy::cast_ptr_alignment)]
-            unsafe {
-                page.as_ptr()
-                    .add(sys::SHARED_PAGE_HINT)
-                    .cast::<u64>()
-                    .write_volatile(u64::from(!from_page));
-            }
+            // SAFETY: the page is live for the receiver's life (see `new`).
+            unsafe { sys::record_outgrew_page(page.as_ptr(), !from_page) };
         }
         // Only a result that came whole from the page leaves nothing in
         // the spill file to free.

@@ -245,7 +245,31 @@ pub(crate) const SHARED_PAGE_FRAMES: usize = SHARED_PAGE_LEN - 4 - 16;
 
 /// Offset of the transport hint in a [`SharedPage`] (see
 /// [`SharedPage::prefers_pipe`]).
-pub(crate) const SHARED_PAGE_HINT: usize = SHARED_PAGE_LEN - 16;
+const SHARED_PAGE_HINT: usize = SHARED_PAGE_LEN - 16;
+
+/// The transport hint word of the shared page starting at `page`.
+///
+/// # Safety
+///
+/// `page` must be the first byte of a live [`SharedPage`] mapping.
+#[allow(clippy::cast_ptr_alignment)] // the page is page-aligned; the offset is 8-aligned
+unsafe fn hint_word(page: *mut u8) -> *mut u64 {
+    // SAFETY: inside the mapping, by the caller's promise.
+    unsafe { page.add(SHARED_PAGE_HINT).cast::<u64>() }
+}
+
+/// Records the transport hint for the thread's next call (see
+/// [`SharedPage::prefers_pipe`]): whether the result just received
+/// outgrew the page.
+///
+/// # Safety
+///
+/// `page` must be the first byte of a live [`SharedPage`] mapping.
+pub(crate) unsafe fn record_outgrew_page(page: *mut u8, outgrew: bool) {
+    // SAFETY: the caller's promise; volatile because other processes map
+    // the page.
+    unsafe { hint_word(page).write_volatile(u64::from(outgrew)) };
+}
 
 /// A page shared between a parent and the children it forks
 /// (`mmap(MAP_SHARED | MAP_ANONYMOUS)`). A result small enough to fit is
@@ -353,17 +377,9 @@ impl SharedPage {
     /// need, so it goes by the thread's last call. A wrong guess costs only
     /// time: both channels carry any result.
     pub(crate) fn prefers_pipe(&self) -> bool {
-        // SAFETY: an aligned word inside the live mapping (see
-        // `next_call`); volatile because other processes may write it.
-        #[allow(clippy::cast_ptr_alignment)]
-        unsafe {
-            self.ptr
-                .as_ptr()
-                .add(SHARED_PAGE_HINT)
-                .cast::<u64>()
-                .read_volatile()
-                != 0
-        }
+        // SAFETY: this live mapping; volatile because other processes may
+        // write it.
+        unsafe { hint_word(self.ptr.as_ptr()).read_volatile() != 0 }
     }
 
     /// The page's first byte. Every access goes through raw pointers:
