@@ -52,6 +52,11 @@ impl Isolate {
     /// At the deadline the child is killed with `SIGKILL` and reaped, and
     /// the call returns
     /// [`CallableStatusUnknown(TimedOut)`](crate::errors::CallableStatusUnknownError::TimedOut).
+    /// A child that had already ended by then is not timed out, even if
+    /// the parent (held up by a signal handler, or not scheduled) only
+    /// looks after the deadline: its outcome stands if the parent holds it
+    /// whole without reading past the deadline (a result in the shared
+    /// page, or one already received).
     /// The parent sleeps in one readiness wait on the child itself (pidfd
     /// on Linux, kqueue on macOS and FreeBSD) and the pipe, if the result
     /// takes one, so the deadline is kept to within scheduling noise,

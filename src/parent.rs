@@ -198,6 +198,11 @@ impl<S: Sink> Receiver<S> {
         while !self.is_finished() {
             let t = now();
             if self.deadline.is_some_and(|d| t >= d) {
+                // A child that has already ended did not run out of time,
+                // even if the parent (held up, or not scheduled) comes to
+                // look only now; what it can still collect without reading
+                // past the deadline counts.
+                self.try_reap(false);
                 self.stop(Stopped::TimedOut);
                 break;
             }

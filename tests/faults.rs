@@ -432,6 +432,50 @@ fn a_signal_storm_without_sa_restart_spoils_no_result() {
     );
 }
 
+/// Holds the thread that takes the signal for [`PARENT_HELD_NS`]: long
+/// past the deadline of the call below. `nanosleep` is async-signal-safe;
+/// errno is restored.
+extern "C" fn hold_the_parent(_: libc::c_int) {
+    let nap = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: PARENT_HELD_NS,
+    };
+    // SAFETY: this thread's errno slot, and a plain sleep (one cut short
+    // only weakens the test, which checks how long it was held).
+    unsafe {
+        let saved = *errno_slot();
+        libc::nanosleep(&raw const nap, std::ptr::null_mut());
+        *errno_slot() = saved;
+    }
+}
+
+const PARENT_HELD_NS: libc::c_long = 400_000_000;
+
+#[test]
+fn a_child_that_ended_in_time_keeps_its_value_when_the_parent_looks_late() {
+    // The child signals its (single-threaded, sealed) parent, whose handler
+    // sleeps well past the call's deadline, then returns at once. When the
+    // parent comes back, the deadline has passed but the child has long
+    // finished: that is a value, not a timeout.
+    let _g = shared();
+    let got = common::sealed(|| {
+        install_handler(libc::SIGUSR2, hold_the_parent, 0);
+        // SAFETY: plain getters.
+        let parent = unsafe { libc::getpid() };
+        let started = Instant::now();
+        let r = Isolate::new()
+            .timeout(Duration::from_millis(100))
+            .run(move || {
+                // SAFETY: signals the process that forked this child.
+                unsafe { libc::kill(parent, libc::SIGUSR2) };
+                0x5EED_u32
+            });
+        let held = Duration::from_nanos(PARENT_HELD_NS.unsigned_abs());
+        (r, started.elapsed() >= held)
+    });
+    assert_eq!(got, (Ok(0x5EED), true));
+}
+
 // ---------------------------------------------------------------------------
 // Signals blocked, ignored, or reaped by someone else.
 
