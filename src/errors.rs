@@ -219,7 +219,8 @@ pub enum CallableStatusUnknownError {
     ChildProcessKilledBySignal(i32),
 
     /// The deadline set with [`Isolate::timeout`](crate::Isolate::timeout)
-    /// passed; the child was killed and reaped.
+    /// passed while the child was running (it was killed and reaped), or
+    /// before the parent could read the whole of the result it left.
     #[error("the call timed out after {0:?}")]
     TimedOut(Duration),
 

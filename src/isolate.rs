@@ -52,11 +52,12 @@ impl Isolate {
     /// At the deadline the child is killed with `SIGKILL` and reaped, and
     /// the call returns
     /// [`CallableStatusUnknown(TimedOut)`](crate::errors::CallableStatusUnknownError::TimedOut).
-    /// A child that had already ended by then is not timed out, even if
-    /// the parent (held up by a signal handler, or not scheduled) only
-    /// looks after the deadline: its outcome stands if the parent holds it
-    /// whole without reading past the deadline (a result in the shared
-    /// page, or one already received).
+    /// A child that the parent finds already ended when it looks (the
+    /// parent may have been held up, or a spawned handle joined late) is
+    /// not killed: its outcome stands if it is whole in the shared page or
+    /// in the pipe, which is then read only up to its capacity (all that a
+    /// child that has ended can have left there). A result in the spill
+    /// file is not read past the deadline.
     /// The parent sleeps in one readiness wait on the child itself (pidfd
     /// on Linux, kqueue on macOS and FreeBSD) and the pipe, if the result
     /// takes one, so the deadline is kept to within scheduling noise,

@@ -214,7 +214,7 @@ impl<S: Sink> Receiver<S> {
             match self.watch.wait(pipe, limit.map(|l| l.saturating_sub(t))) {
                 Ok(ready) => {
                     if ready.pipe {
-                        self.drain();
+                        self.drain(false);
                         if self.pipe.is_none() && !ready.child && !self.is_finished() {
                             self.reap_after_end_of_file(until);
                         }
@@ -245,21 +245,39 @@ impl<S: Sink> Receiver<S> {
     /// Reads everything the pipe holds now, straight into the sink where
     /// the bytes are the value's.
     ///
+    /// Past the deadline, a running child's stream is not read at all (a
+    /// child streaming faster than the parent appends must not keep it
+    /// here). Once the child has ended (`child_gone`), what it left in the
+    /// pipe is still read, but no more than the pipe can hold, so that a
+    /// grandchild still writing to it cannot keep the parent here either.
+    ///
     /// Returns whether the deadline cut the reading short.
-    fn drain(&mut self) -> bool {
+    fn drain(&mut self, child_gone: bool) -> bool {
         let Some(pipe) = self.pipe.take() else {
             return false;
         };
         let deadline = self.deadline;
         let mut late = false;
+        let mut budget: Option<usize> = None;
         let ended = self.pump(|buf| {
-            // A child streaming faster than the parent appends must not
-            // keep it here past the deadline.
-            if deadline.is_some_and(|d| now() >= d) {
+            if deadline.is_none_or(|d| now() < d) {
+                return sys::read_into(pipe.as_fd(), buf).map(|r| r.map(|b| b.len()));
+            }
+            let left = budget.get_or_insert_with(|| {
+                if child_gone {
+                    sys::pipe_capacity(pipe.as_fd())
+                } else {
+                    0
+                }
+            });
+            if *left == 0 {
                 late = true;
                 return Ok(None);
             }
-            sys::read_into(pipe.as_fd(), buf).map(|r| r.map(|b| b.len()))
+            let n = buf.len().min(*left);
+            let got = sys::read_into(pipe.as_fd(), &mut buf[..n])?.map(|b| b.len());
+            *left -= got.unwrap_or(0);
+            Ok(got)
         });
         self.pipe = Some(pipe);
         if ended {
@@ -501,7 +519,7 @@ impl<S: Sink> Receiver<S> {
         // The child is gone: everything it wrote is in the pipe or, for a
         // small result, in the shared page (or, announced there, in the
         // spill file).
-        let late = self.drain();
+        let late = self.drain(true);
         let page = self.page;
         let from_page = self.read_page();
         if late && !self.decoder.is_finished() {

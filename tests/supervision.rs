@@ -356,6 +356,74 @@ fn kill_after_the_child_finished_keeps_its_value() {
     assert!(pid.as_raw_nonzero().get() > 0);
 }
 
+/// Blocks until the child `pid` has exited, leaving it unreaped for its
+/// handle.
+fn exited_unreaped(pid: mem_isolate::Pid) {
+    // SAFETY: an all-zero siginfo_t is valid; waitid with WNOWAIT only
+    // observes the exit.
+    unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        // `id_t` is unsigned on Linux and macOS, 64-bit on FreeBSD.
+        #[allow(clippy::unnecessary_fallible_conversions)]
+        let id = libc::id_t::try_from(pid.as_raw_nonzero().get()).unwrap();
+        assert_eq!(
+            libc::waitid(
+                libc::P_PID,
+                id,
+                &raw mut info,
+                libc::WEXITED | libc::WNOWAIT
+            ),
+            0
+        );
+    }
+}
+
+#[test]
+fn a_handle_joined_after_its_deadline_keeps_what_its_child_finished() {
+    // The children end at once, but their handles are joined only after
+    // the deadline: a child found ended is not timed out, and what it left
+    // in the pipe (all of it, for these) is still read.
+    let timeout = Duration::from_millis(50);
+    let isolate = Isolate::new().timeout(timeout);
+    let started = Instant::now();
+    let small = isolate.spawn(|| 0xC0FF_EE00_u32).unwrap();
+    // Under the 64 KiB a pipe holds by default, frames and all.
+    let large = isolate.spawn(|| vec![0x5A_u8; 60_000]).unwrap();
+    let died = isolate
+        .spawn(|| -> u32 {
+            // Holds the pipe open: the parent finds no end-of-file either.
+            common::grandchild_holding_the_pipe(5);
+            // SAFETY: leaving the child without a value.
+            unsafe { libc::_exit(0) }
+        })
+        .unwrap();
+    let killed = isolate
+        .spawn(|| -> u32 {
+            // SAFETY: the child kills itself.
+            unsafe { libc::raise(libc::SIGKILL) };
+            1
+        })
+        .unwrap();
+    for pid in [small.pid(), large.pid(), died.pid(), killed.pid()] {
+        exited_unreaped(pid);
+    }
+    std::thread::sleep((2 * timeout).saturating_sub(started.elapsed()));
+    assert_eq!(small.join(), Ok(0xC0FF_EE00));
+    assert_eq!(large.join(), Ok(vec![0x5A; 60_000]));
+    assert_eq!(
+        died.join(),
+        Err(MemIsolateError::CallableStatusUnknown(
+            Unknown::CallableProcessDiedDuringExecution
+        ))
+    );
+    assert_eq!(
+        killed.join(),
+        Err(MemIsolateError::CallableStatusUnknown(
+            Unknown::ChildProcessKilledBySignal(libc::SIGKILL)
+        ))
+    );
+}
+
 #[test]
 fn join_with_usage_reports_what_the_child_used() {
     let (r, usage) = Isolate::new()

@@ -172,6 +172,18 @@ pub(crate) fn read_into<'b>(
     }))
 }
 
+/// How many bytes `pipe` can hold: all that a writer that has ended can
+/// have left in it. Linux reports it; elsewhere pipes hold at most 64 KiB,
+/// and 1 MiB is assumed.
+pub(crate) fn pipe_capacity(pipe: BorrowedFd<'_>) -> usize {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if let Ok(n) = rustix::pipe::fcntl_getpipe_size(pipe) {
+        return n;
+    }
+    let _ = pipe;
+    1 << 20
+}
+
 /// Whether this process may write files of any size (`RLIMIT_FSIZE`
 /// unlimited). Writes to the spill file count against that limit, writes to
 /// a pipe do not, so under a limit results take the pipe.
