@@ -219,8 +219,9 @@ pub enum CallableStatusUnknownError {
     ChildProcessKilledBySignal(i32),
 
     /// The deadline set with [`Isolate::timeout`](crate::Isolate::timeout)
-    /// passed while the child was running (it was killed and reaped), or
-    /// before the parent could read the whole of the result it left.
+    /// passed while the parent waited for a running child (it was killed
+    /// and reaped), or before the parent read a result the child left in
+    /// the spill file.
     #[error("the call timed out after {0:?}")]
     TimedOut(Duration),
 

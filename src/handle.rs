@@ -26,7 +26,9 @@ use crate::wire::VecSink;
 ///
 /// Options set on the [`Isolate`](crate::Isolate) (timeout, result cap)
 /// apply while the handle is being joined or polled; the timeout counts
-/// from the spawn.
+/// from the spawn, and a child found already ended when the handle is
+/// joined or polled after its deadline keeps its outcome (see
+/// [`Isolate::timeout`](crate::Isolate::timeout)).
 ///
 /// The handle is `Send`. On Linux the child is killed when the *thread*
 /// that spawned it exits (that is how `PR_SET_PDEATHSIG` works), so spawn

@@ -46,18 +46,22 @@ impl Isolate {
         Self::default()
     }
 
-    /// Wall-clock limit for the whole call, from just before `fork` to the
-    /// child being reaped.
+    /// Wall-clock limit on waiting for the child, counted from just before
+    /// `fork`.
     ///
-    /// At the deadline the child is killed with `SIGKILL` and reaped, and
-    /// the call returns
+    /// The deadline is kept while the parent waits (in `run`, or in a
+    /// handle's `join` or `try_join`): a child still running at the
+    /// deadline is killed with `SIGKILL` and reaped, and the call returns
     /// [`CallableStatusUnknown(TimedOut)`](crate::errors::CallableStatusUnknownError::TimedOut).
-    /// A child that the parent finds already ended when it looks (the
-    /// parent may have been held up, or a spawned handle joined late) is
-    /// not killed: its outcome stands if it is whole in the shared page or
-    /// in the pipe, which is then read only up to its capacity (all that a
-    /// child that has ended can have left there). A result in the spill
-    /// file is not read past the deadline.
+    /// A child that the parent finds already ended when it looks (it may
+    /// have been held up, or a handle may be joined late) is not killed,
+    /// even if it ran past its deadline: what it did stands (its value, a
+    /// panic, a signal, an exit). Its pipe is read up to the pipe's
+    /// capacity, all that a child that has ended can have left there; only
+    /// a result in the spill file (blocking calls on Linux, results larger
+    /// than the shared page) is not read past the deadline, and gives
+    /// `TimedOut`.
+    ///
     /// The parent sleeps in one readiness wait on the child itself (pidfd
     /// on Linux, kqueue on macOS and FreeBSD) and the pipe, if the result
     /// takes one, so the deadline is kept to within scheduling noise,

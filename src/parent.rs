@@ -125,6 +125,10 @@ enum Stopped {
 /// [`Receiver::reap_after_end_of_file`]).
 const EXIT_SPIN: Duration = Duration::from_micros(100);
 
+/// The most a running child's pipe is read in one pass (see
+/// [`Receiver::drain`]): as much as the widest pipe the child asks for.
+const DRAIN_PASS: usize = 1 << 20;
+
 /// One running (or finished) child and everything the parent knows of it.
 pub(crate) struct Receiver<S: Sink> {
     pid: Pid,
@@ -242,48 +246,43 @@ impl<S: Sink> Receiver<S> {
         self.is_finished()
     }
 
-    /// Reads everything the pipe holds now, straight into the sink where
-    /// the bytes are the value's.
+    /// Reads what the pipe holds now, straight into the sink where the
+    /// bytes are the value's.
     ///
-    /// Past the deadline, a running child's stream is not read at all (a
-    /// child streaming faster than the parent appends must not keep it
-    /// here). Once the child has ended (`child_gone`), what it left in the
-    /// pipe is still read, but no more than the pipe can hold, so that a
-    /// grandchild still writing to it cannot keep the parent here either.
-    ///
-    /// Returns whether the deadline cut the reading short.
-    fn drain(&mut self, child_gone: bool) -> bool {
+    /// While the child runs, the reading stops at the deadline (a child
+    /// streaming faster than the parent appends must not keep it here) and
+    /// after [`DRAIN_PASS`] bytes, so that the parent gets back to its
+    /// readiness wait and notices the child's exit even while something
+    /// keeps the pipe full. Once the child has ended (`child_gone`), all it
+    /// can have left in the pipe is the pipe's capacity: that much is read,
+    /// deadline or not, and then the stream counts as ended, so that a
+    /// grandchild still writing to the pipe cannot keep the parent here.
+    fn drain(&mut self, child_gone: bool) {
         let Some(pipe) = self.pipe.take() else {
-            return false;
+            return;
         };
         let deadline = self.deadline;
-        let mut late = false;
-        let mut budget: Option<usize> = None;
+        let mut budget = if child_gone {
+            sys::pipe_capacity(pipe.as_fd())
+        } else {
+            DRAIN_PASS
+        };
         let ended = self.pump(|buf| {
-            if deadline.is_none_or(|d| now() < d) {
-                return sys::read_into(pipe.as_fd(), buf).map(|r| r.map(|b| b.len()));
+            if budget == 0 {
+                return Ok(if child_gone { Some(0) } else { None });
             }
-            let left = budget.get_or_insert_with(|| {
-                if child_gone {
-                    sys::pipe_capacity(pipe.as_fd())
-                } else {
-                    0
-                }
-            });
-            if *left == 0 {
-                late = true;
+            if !child_gone && deadline.is_some_and(|d| now() >= d) {
                 return Ok(None);
             }
-            let n = buf.len().min(*left);
+            let n = buf.len().min(budget);
             let got = sys::read_into(pipe.as_fd(), &mut buf[..n])?.map(|b| b.len());
-            *left -= got.unwrap_or(0);
+            budget -= got.unwrap_or(0);
             Ok(got)
         });
         self.pipe = Some(pipe);
         if ended {
             self.close_pipe();
         }
-        late
     }
 
     /// Feeds the decoder from `read` until the stream is finished or
@@ -519,15 +518,9 @@ impl<S: Sink> Receiver<S> {
         // The child is gone: everything it wrote is in the pipe or, for a
         // small result, in the shared page (or, announced there, in the
         // spill file).
-        let late = self.drain(true);
+        self.drain(true);
         let page = self.page;
         let from_page = self.read_page();
-        if late && !self.decoder.is_finished() {
-            // The deadline cut the reading short, and the page held no
-            // whole result either: the child finished, but the call did
-            // not within its time.
-            self.stopped.get_or_insert(Stopped::TimedOut);
-        }
         self.close_pipe();
         if let Some(page) = page {
             // SAFETY: the page is live for the receiver's life (see `new`).

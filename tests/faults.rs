@@ -432,46 +432,49 @@ fn a_signal_storm_without_sa_restart_spoils_no_result() {
     );
 }
 
-/// Holds the thread that takes the signal for [`PARENT_HELD_NS`]: long
-/// past the deadline of the call below. `nanosleep` is async-signal-safe;
-/// errno is restored.
+/// The deadline of the call in the test below.
+const LOOKS_LATE_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Holds the (single-threaded) process that takes the signal: waits until
+/// its one child has exited, without reaping it, then sleeps longer than
+/// [`LOOKS_LATE_TIMEOUT`], so that the deadline has passed when the parent
+/// looks. `waitid` and `nanosleep` are async-signal-safe; errno is
+/// restored.
 extern "C" fn hold_the_parent(_: libc::c_int) {
     let nap = libc::timespec {
         tv_sec: 0,
-        tv_nsec: PARENT_HELD_NS,
+        tv_nsec: 600_000_000,
     };
-    // SAFETY: this thread's errno slot, and a plain sleep (one cut short
-    // only weakens the test, which checks how long it was held).
+    // SAFETY: an all-zero siginfo_t is valid; waitid with WNOWAIT only
+    // observes the exit; this thread's errno slot; a plain sleep.
     unsafe {
         let saved = *errno_slot();
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        libc::waitid(libc::P_ALL, 0, &raw mut info, libc::WEXITED | libc::WNOWAIT);
         libc::nanosleep(&raw const nap, std::ptr::null_mut());
         *errno_slot() = saved;
     }
 }
 
-const PARENT_HELD_NS: libc::c_long = 400_000_000;
-
 #[test]
-fn a_child_that_ended_in_time_keeps_its_value_when_the_parent_looks_late() {
-    // The child signals its (single-threaded, sealed) parent, whose handler
-    // sleeps well past the call's deadline, then returns at once. When the
-    // parent comes back, the deadline has passed but the child has long
-    // finished: that is a value, not a timeout.
+fn a_child_found_ended_when_the_parent_looks_late_keeps_its_value() {
+    // The child signals its (single-threaded, sealed) parent, then returns
+    // at once. The parent's handler waits for the child's exit and sleeps
+    // past the call's deadline. When the parent comes back, the deadline
+    // has passed, but the child has finished: that is a value, not a
+    // timeout.
     let _g = shared();
     let got = common::sealed(|| {
         install_handler(libc::SIGUSR2, hold_the_parent, 0);
-        // SAFETY: plain getters.
+        // SAFETY: a plain getter.
         let parent = unsafe { libc::getpid() };
         let started = Instant::now();
-        let r = Isolate::new()
-            .timeout(Duration::from_millis(100))
-            .run(move || {
-                // SAFETY: signals the process that forked this child.
-                unsafe { libc::kill(parent, libc::SIGUSR2) };
-                0x5EED_u32
-            });
-        let held = Duration::from_nanos(PARENT_HELD_NS.unsigned_abs());
-        (r, started.elapsed() >= held)
+        let r = Isolate::new().timeout(LOOKS_LATE_TIMEOUT).run(move || {
+            // SAFETY: signals the process that forked this child.
+            unsafe { libc::kill(parent, libc::SIGUSR2) };
+            0x5EED_u32
+        });
+        (r, started.elapsed() > LOOKS_LATE_TIMEOUT)
     });
     assert_eq!(got, (Ok(0x5EED), true));
 }
@@ -1147,14 +1150,10 @@ mod linux {
             .collect()
     }
 
-    /// In a child: writes `bytes` to every inherited pipe at a descriptor
-    /// of 3 or more that leads back into the parent (whose other end the
-    /// parent holds for reading). Counts in the shared words at `counts`:
-    /// [0] pipes found, [1] of them open for writing, [2] writes refused.
-    ///
-    /// The writable ones go last and the counts are stored before them: the
-    /// parent kills a child as soon as it reads forged bytes.
-    fn forge_on_every_inherited_pipe(bytes: &[u8], counts: [usize; 3]) {
+    /// In a child: the inherited pipes at a descriptor of 3 or more that
+    /// lead back into the parent (whose other end the parent holds for
+    /// reading), each with whether it is open for writing; writable last.
+    fn pipes_into_parent() -> Vec<(bool, i32)> {
         let into_parent = pipes_read_by(std::os::unix::process::parent_id());
         let jobserver = jobserver_fds();
         let mut targets: Vec<(bool, i32)> = fd_numbers("/proc/self/fd")
@@ -1171,6 +1170,67 @@ mod linux {
             })
             .collect();
         targets.sort_unstable();
+        targets
+    }
+
+    /// In a child: forks a grandchild that writes well-formed `DATA`
+    /// frames to the child's own result pipe (its one writable pipe into
+    /// the parent), waiting whenever it is full, until the parent closes
+    /// it. The grandchild closes stdio, as in
+    /// `common::grandchild_holding_the_pipe`.
+    fn grandchild_filling_the_pipe() {
+        let writable: Vec<i32> = pipes_into_parent()
+            .into_iter()
+            .filter_map(|(w, fd)| w.then_some(fd))
+            .collect();
+        assert_eq!(writable.len(), 1, "one result pipe");
+        let fd = writable[0];
+        let mut frame = vec![0xD4, b'M', b'I', 1];
+        frame.extend_from_slice(&4096u32.to_le_bytes());
+        frame.resize(frame.len() + 4096, 0x77);
+        // SAFETY: the grandchild only closes, writes, polls and exits.
+        unsafe {
+            let pid = libc::fork();
+            if pid == 0 {
+                libc::close(1);
+                libc::close(2);
+                let mut at = 0;
+                loop {
+                    let rest = &frame[at..];
+                    let n = libc::write(fd, rest.as_ptr().cast(), rest.len());
+                    if n > 0 {
+                        // A non-blocking pipe takes part of a frame when it
+                        // is nearly full: the rest follows.
+                        at = (at + n.unsigned_abs()) % frame.len();
+                        continue;
+                    }
+                    if n < 0 && *errno_slot() == libc::EAGAIN {
+                        let mut full = libc::pollfd {
+                            fd,
+                            events: libc::POLLOUT,
+                            revents: 0,
+                        };
+                        libc::poll(&raw mut full, 1, -1);
+                        continue;
+                    }
+                    // EPIPE (SIGPIPE is ignored in test binaries): the
+                    // parent closed the pipe.
+                    libc::_exit(0);
+                }
+            }
+            assert!(pid > 0, "fork failed");
+        }
+    }
+
+    /// In a child: writes `bytes` to every inherited pipe at a descriptor
+    /// of 3 or more that leads back into the parent (whose other end the
+    /// parent holds for reading). Counts in the shared words at `counts`:
+    /// [0] pipes found, [1] of them open for writing, [2] writes refused.
+    ///
+    /// The writable ones go last and the counts are stored before them: the
+    /// parent kills a child as soon as it reads forged bytes.
+    fn forge_on_every_inherited_pipe(bytes: &[u8], counts: [usize; 3]) {
+        let targets = pipes_into_parent();
         let writable = targets.iter().filter(|(w, _)| *w).count();
         shared_word(counts[0]).store(targets.len(), Ordering::SeqCst);
         shared_word(counts[1]).store(writable, Ordering::SeqCst);
@@ -1183,6 +1243,33 @@ mod linux {
                 shared_word(counts[2]).fetch_add(1, Ordering::SeqCst);
             }
         }
+    }
+
+    #[test]
+    fn a_grandchild_filling_a_dead_childs_pipe_cannot_hide_how_it_died() {
+        // The child leaves a grandchild writing well-formed frames into its
+        // result pipe and kills itself; its handle is joined after the
+        // deadline. A child that has ended can have left at most the
+        // pipe's capacity: that much is read, the rest is the grandchild's,
+        // and the child's own end is what the call reports.
+        let _g = exclusive();
+        let timeout = Duration::from_millis(50);
+        let child = Isolate::new()
+            .timeout(timeout)
+            .spawn(|| -> u32 {
+                grandchild_filling_the_pipe();
+                raise(libc::SIGKILL);
+                0
+            })
+            .unwrap();
+        let spawned = Instant::now();
+        common::exited_unreaped(child.pid());
+        // Past the deadline, with the pipe long full again.
+        std::thread::sleep((4 * timeout).saturating_sub(spawned.elapsed()));
+        assert_eq!(
+            child.join(),
+            Err(unknown(Unknown::ChildProcessKilledBySignal(libc::SIGKILL)))
+        );
     }
 
     /// Runs `f` as a spawned child, whose result always takes a pipe.

@@ -82,6 +82,38 @@ pub fn grandchild_holding_the_pipe(secs: u32) -> i32 {
     }
 }
 
+/// Waits (up to 30 s, then fails) until the child `pid` has exited,
+/// leaving it unreaped for its handle.
+pub fn exited_unreaped(pid: mem_isolate::Pid) {
+    // `id_t` is unsigned on Linux and macOS, 64-bit on FreeBSD.
+    #[allow(clippy::unnecessary_fallible_conversions)]
+    let id = libc::id_t::try_from(pid.as_raw_nonzero().get()).unwrap();
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        // SAFETY: an all-zero siginfo_t is valid; with WNOWAIT, waitid
+        // only observes the exit.
+        let exited = unsafe {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            let r = libc::waitid(
+                libc::P_PID,
+                id,
+                &raw mut info,
+                libc::WEXITED | libc::WNOWAIT | libc::WNOHANG,
+            );
+            assert_eq!(r, 0, "waitid: {}", std::io::Error::last_os_error());
+            info.si_pid() != 0
+        };
+        if exited {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < give_up,
+            "child {pid:?} still running after 30 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
 /// A page of memory shared with every child forked while it lives.
 pub struct SharedWords {
     page: *mut libc::c_void,
