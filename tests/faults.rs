@@ -1246,30 +1246,38 @@ mod linux {
     }
 
     #[test]
-    fn a_grandchild_filling_a_dead_childs_pipe_cannot_hide_how_it_died() {
+    fn a_grandchild_filling_a_dead_childs_pipe_cannot_hold_the_parent() {
         // The child leaves a grandchild writing well-formed frames into its
-        // result pipe and kills itself; its handle is joined after the
-        // deadline. A child that has ended can have left at most the
-        // pipe's capacity: that much is read, the rest is the grandchild's,
-        // and the child's own end is what the call reports.
+        // result pipe and kills itself; its handle is joined once it has
+        // died (after the deadline, when there is one). A child that has
+        // ended can have left at most the pipe's capacity: that much is
+        // read, the rest is the grandchild's, and the call reports the
+        // child's own end. (Malformed bytes would be reported as a
+        // corrupted stream instead, as they are from any writer.)
         let _g = exclusive();
         let timeout = Duration::from_millis(50);
-        let child = Isolate::new()
-            .timeout(timeout)
-            .spawn(|| -> u32 {
-                grandchild_filling_the_pipe();
-                raise(libc::SIGKILL);
-                0
-            })
-            .unwrap();
-        let spawned = Instant::now();
-        common::exited_unreaped(child.pid());
-        // Past the deadline, with the pipe long full again.
-        std::thread::sleep((4 * timeout).saturating_sub(spawned.elapsed()));
-        assert_eq!(
-            child.join(),
-            Err(unknown(Unknown::ChildProcessKilledBySignal(libc::SIGKILL)))
-        );
+        for deadline in [Some(timeout), None] {
+            let mut isolate = Isolate::new();
+            if let Some(t) = deadline {
+                isolate = isolate.timeout(t);
+            }
+            let child = isolate
+                .spawn(|| -> u32 {
+                    grandchild_filling_the_pipe();
+                    raise(libc::SIGKILL);
+                    0
+                })
+                .unwrap();
+            let spawned = Instant::now();
+            common::exited_unreaped(child.pid());
+            // Past any deadline, with the pipe long full again.
+            std::thread::sleep((4 * timeout).saturating_sub(spawned.elapsed()));
+            assert_eq!(
+                child.join(),
+                Err(unknown(Unknown::ChildProcessKilledBySignal(libc::SIGKILL))),
+                "deadline {deadline:?}"
+            );
+        }
     }
 
     /// Runs `f` as a spawned child, whose result always takes a pipe.
