@@ -202,10 +202,11 @@ impl<S: Sink> Receiver<S> {
         while !self.is_finished() {
             let t = now();
             if self.deadline.is_some_and(|d| t >= d) {
-                // A child that has already ended did not run out of time,
-                // even if the parent (held up, or not scheduled) comes to
-                // look only now; what it can still collect without reading
-                // past the deadline counts.
+                // A child that has already ended is not killed, even if
+                // the parent (held up, or not scheduled) comes to look
+                // only now: it is reaped, and what it did stands. Its pipe
+                // is still read (bounded by its capacity, see `drain`); a
+                // spilled result is not (see `read_spill`).
                 self.try_reap(false);
                 self.stop(Stopped::TimedOut);
                 break;
