@@ -13,7 +13,7 @@
 //!   most 128 KiB. The child sends one each time its preallocated staging
 //!   buffer fills, so a value of any size streams through a fixed buffer.
 //! - `PANIC`: the panic message, at most [`PANIC_MESSAGE_CAPACITY`] bytes of
-//!   UTF-8, sent before an `END` whose outcome is [`Outcome::Panicked`].
+//!   UTF-8 (none for `panic!("")`), sent before an `END` whose outcome is [`Outcome::Panicked`].
 //! - `END`: always 24 bytes of body and always last:
 //!
 //! ```text
@@ -332,6 +332,8 @@ pub(crate) struct Decoder {
     small_len: usize,
     received: u64,
     checksum: Checksum,
+    /// A `PANIC` frame arrived (its message may be empty).
+    panicked: bool,
     panic_message: heapless::Vec<u8, PANIC_MESSAGE_CAPACITY, u8>,
 }
 
@@ -344,6 +346,7 @@ impl Decoder {
             small_len: 0,
             received: 0,
             checksum: Checksum::new(nonce),
+            panicked: false,
             panic_message: heapless::Vec::new(),
         }
     }
@@ -495,12 +498,15 @@ impl Decoder {
             // Empty DATA frames are never sent; refusing them bounds the
             // work a stream of headers alone can cause.
             KIND_DATA if len > 0 && len <= MAX_DATA_LEN => State::Data(len),
-            KIND_PANIC
-                if self.panic_message.is_empty()
-                    && len > 0
-                    && len as usize <= PANIC_MESSAGE_CAPACITY =>
-            {
-                State::Panic(len)
+            // At most one PANIC frame; its message may be empty
+            // (`panic!("")`), and then no body follows.
+            KIND_PANIC if !self.panicked && len as usize <= PANIC_MESSAGE_CAPACITY => {
+                self.panicked = true;
+                if len == 0 {
+                    State::Header
+                } else {
+                    State::Panic(len)
+                }
             }
             KIND_END if len as usize == END_LEN => State::EndBody,
             _ => return Err(DecodeError::Corrupt),
@@ -519,23 +525,18 @@ impl Decoder {
         let consistent = match outcome {
             Outcome::Value => {
                 detail == [0; 7]
-                    && self.panic_message.is_empty()
+                    && !self.panicked
                     && length == self.received
                     && checksum == self.checksum.finish()
             }
             Outcome::Panicked => {
-                detail == [0; 7]
-                    && length == 0
-                    && !self.panic_message.is_empty()
-                    && checksum == side
+                detail == [0; 7] && length == 0 && self.panicked && checksum == side
             }
-            Outcome::SerializeFailed => {
-                length == 0 && self.panic_message.is_empty() && checksum == side
-            }
+            Outcome::SerializeFailed => length == 0 && !self.panicked && checksum == side,
             Outcome::SetupFailed => {
                 let errno = i32::from_le_bytes([detail[0], detail[1], detail[2], detail[3]]);
                 self.received == 0
-                    && self.panic_message.is_empty()
+                    && !self.panicked
                     && length == 0
                     && detail[4..] == [0; 3]
                     && (1..=MAX_ERRNO).contains(&errno)

@@ -134,7 +134,7 @@ pub fn model(nonce: u64, stream: &[u8], limit: usize) -> Framing {
                 }
                 data_frames.push(len);
             }
-            KIND_PANIC if panic.is_none() && (1..=PANIC_MESSAGE_CAPACITY).contains(&len) => {
+            KIND_PANIC if panic.is_none() && len <= PANIC_MESSAGE_CAPACITY => {
                 if body.len() < len {
                     return Framing::Incomplete;
                 }
