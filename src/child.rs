@@ -135,6 +135,7 @@ where
     // Should anything below unwind, the child must still never return into
     // the parent's code.
     let _guard = ExitOnUnwind;
+    panic_hook::entered_child();
 
     let offset = Cell::new(0);
     let out = match plan.spill {
@@ -585,6 +586,65 @@ fn catch<R>(f: impl FnOnce() -> R) -> Result<R, PanicText<'static>> {
             Err(PanicText(text))
         }
     }
+}
+
+/// The process-wide panic hook that keeps a panicking callable from
+/// blocking in the child.
+///
+/// Rust runs the panic hook before it unwinds, and the default hook takes a
+/// process-wide lock (std's backtrace lock, also held while any thread
+/// captures, resolves or prints a backtrace, or prints its own panic). If
+/// another thread of the parent held that lock at the moment of the fork,
+/// it is held for ever in the child, which has no such thread: a callable
+/// that panics there would block inside the hook. So before its first fork
+/// the crate wraps whatever hook the process has in one that does nothing
+/// in an isolated child and calls the wrapped hook everywhere else. The
+/// panic's message still reaches the parent, from the unwind payload, as
+/// [`CallablePanicked`](crate::errors::CallableExecutedError::CallablePanicked).
+#[cfg(feature = "std")]
+pub(crate) mod panic_hook {
+    use core::sync::atomic::{AtomicBool, Ordering};
+
+    /// Set in a child forked by the crate before its callable runs, and
+    /// inherited by everything that child forks. A static, not a
+    /// thread-local: threads the callable starts panic quietly too.
+    static IN_CHILD: AtomicBool = AtomicBool::new(false);
+
+    /// In the parent, before a fork: wraps the process's panic hook once.
+    /// A hook installed later replaces the wrapper (and then runs in
+    /// children too). Skipped while this thread panics, where std forbids
+    /// changing the hook: a call made from a destructor during unwinding.
+    #[inline]
+    pub(crate) fn install() {
+        static INSTALLED: std::sync::Once = std::sync::Once::new();
+        if INSTALLED.is_completed() || std::thread::panicking() {
+            return;
+        }
+        INSTALLED.call_once(|| {
+            let previous = std::panic::take_hook();
+            std::panic::set_hook(std::boxed::Box::new(move |info| {
+                if !IN_CHILD.load(Ordering::Relaxed) {
+                    previous(info);
+                }
+            }));
+        });
+    }
+
+    /// In the child, straight after the fork.
+    #[inline]
+    pub(crate) fn entered_child() {
+        IN_CHILD.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Without `std` there is no panic hook to wrap: a panic goes to the
+/// program's panic handler.
+#[cfg(not(feature = "std"))]
+pub(crate) mod panic_hook {
+    #[inline]
+    pub(crate) fn install() {}
+    #[inline]
+    pub(crate) fn entered_child() {}
 }
 
 /// Without `std` a panic goes to the program's panic handler, which ends

@@ -300,6 +300,7 @@ impl Isolate {
                 None => u64::MAX,
             },
         };
+        child::panic_hook::install();
         let started = now();
         trace!(timeout = ?self.timeout, memory_limit = ?self.memory_limit, "forking");
         // SAFETY: the child branch runs only `child::run`, which keeps to
