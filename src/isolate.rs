@@ -378,20 +378,30 @@ fn with_shared_page<R>(f: impl FnOnce(Option<&SharedPage>, rustix::process::Pid)
             static FORKED: OnceCell<Option<SharedPage>> = const { OnceCell::new() };
         }
         let owned = |p: &Option<SharedPage>| !matches!(p, Some(page) if page.owner() != pid);
-        PAGE.with(|page| {
+        // `try_with`, not `with`: a call made from a thread-local
+        // destructor may find the pages already destroyed. It then makes a
+        // page of its own, as a worker's worker does.
+        let mut f = Some(f);
+        let mut answer = None;
+        let _ = PAGE.try_with(|page| {
             let page = page.get_or_init(|| SharedPage::new().ok());
             if owned(page) {
-                return f(page.as_ref(), pid);
+                answer = f.take().map(|f| f(page.as_ref(), pid));
+                return;
             }
-            FORKED.with(|forked| {
+            let _ = FORKED.try_with(|forked| {
                 let forked = forked.get_or_init(|| SharedPage::new().ok());
                 if owned(forked) {
-                    f(forked.as_ref(), pid)
-                } else {
-                    f(SharedPage::new().ok().as_ref(), pid)
+                    answer = f.take().map(|f| f(forked.as_ref(), pid));
                 }
-            })
-        })
+            });
+        });
+        match (answer, f) {
+            (Some(answer), _) => answer,
+            (None, Some(f)) => f(SharedPage::new().ok().as_ref(), pid),
+            // `answer` is set whenever `f` is taken.
+            (None, None) => unreachable!(),
+        }
     }
     #[cfg(not(feature = "std"))]
     {
