@@ -70,3 +70,100 @@ mod thread_local_destructors {
         }
     }
 }
+
+mod stopped_children {
+    use std::time::{Duration, Instant};
+
+    use mem_isolate::errors::CallableStatusUnknownError as Unknown;
+
+    use super::*;
+
+    /// Whether a process with this pid still exists (zombies included).
+    fn exists(pid: i32) -> bool {
+        // SAFETY: signal 0 only checks for existence and permission.
+        unsafe { libc::kill(pid, 0) == 0 }
+    }
+
+    /// A callable that records its pid in `word` and stops itself: by
+    /// `ptrace(PTRACE_TRACEME)` and a signal (the parent becomes its tracer,
+    /// and `wait4` reports the stop), or by `SIGSTOP`.
+    fn stops(traced: bool, word: usize) -> impl FnOnce() -> u8 {
+        move || {
+            // SAFETY: plain syscalls on this process.
+            unsafe {
+                common::shared_word(word)
+                    .store(libc::getpid() as usize, std::sync::atomic::Ordering::SeqCst);
+                if traced {
+                    #[cfg(target_os = "linux")]
+                    libc::ptrace(
+                        libc::PTRACE_TRACEME,
+                        0,
+                        std::ptr::null_mut::<libc::c_void>(),
+                        std::ptr::null_mut::<libc::c_void>(),
+                    );
+                    #[cfg(not(target_os = "linux"))]
+                    libc::ptrace(libc::PT_TRACE_ME, 0, std::ptr::null_mut(), 0);
+                    libc::raise(libc::SIGUSR1);
+                } else {
+                    libc::raise(libc::SIGSTOP);
+                }
+            }
+            5
+        }
+    }
+
+    #[test]
+    fn a_stopped_child_has_not_finished_and_the_deadline_ends_it() {
+        for traced in [true, false] {
+            let words = common::SharedWords::new();
+            let start = Instant::now();
+            let r = Isolate::new()
+                .timeout(Duration::from_millis(300))
+                .run(stops(traced, words.addr(0)));
+            assert_eq!(
+                r,
+                Err(Unknown::TimedOut(Duration::from_millis(300)).into()),
+                "traced: {traced}"
+            );
+            assert!(start.elapsed() >= Duration::from_millis(300));
+            let pid = words.get(0) as i32;
+            assert!(pid > 0);
+            assert!(!exists(pid), "traced: {traced}: child {pid} left behind");
+        }
+    }
+
+    #[test]
+    fn kill_and_drop_end_a_stopped_child() {
+        for traced in [true, false] {
+            let words = common::SharedWords::new();
+            let mut child = Isolate::new().spawn(stops(traced, words.addr(0))).unwrap();
+            let pid = child.pid().as_raw_nonzero().get();
+            while words.get(0) == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            // Let it stop, and the parent see the stop if it can.
+            std::thread::sleep(Duration::from_millis(50));
+            assert_eq!(child.try_join(), Ok(None), "traced: {traced}");
+            child.kill().unwrap();
+            assert_eq!(
+                child.join(),
+                Err(Unknown::ChildProcessKilledBySignal(libc::SIGKILL).into())
+            );
+            assert!(!exists(pid), "traced: {traced}: child {pid} left behind");
+
+            let words = common::SharedWords::new();
+            let mut child = Isolate::new().spawn(stops(traced, words.addr(0))).unwrap();
+            let pid = child.pid().as_raw_nonzero().get();
+            while words.get(0) == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+            assert_eq!(child.try_join(), Ok(None), "traced: {traced}");
+            drop(child);
+            assert!(
+                !exists(pid),
+                "traced: {traced}: child {pid} left behind after drop"
+            );
+        }
+    }
+}

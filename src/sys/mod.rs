@@ -433,6 +433,11 @@ pub struct ResourceUsage {
 
 /// `wait4(pid, WNOHANG?)`—Reaps the child, retrying on `EINTR`.
 /// `Ok(None)` when `block` is false and the child is still running.
+///
+/// Only an exit or a death by signal counts: a stop (a traced child's
+/// stops are reported even without `WUNTRACED`) or a continue is consumed
+/// and the wait goes on, so a stopped child is waited for like a running
+/// one, and ended like one by the deadline, `kill` or drop.
 pub(crate) fn reap(pid: Pid, block: bool) -> Result<Option<(Exit, ResourceUsage)>, Errno> {
     let options = if block { 0 } else { libc::WNOHANG };
     loop {
@@ -458,10 +463,16 @@ pub(crate) fn reap(pid: Pid, block: bool) -> Result<Option<(Exit, ResourceUsage)
             }
             return Err(e);
         }
-        let exit = if libc::WIFSIGNALED(status) {
+        let exit = if libc::WIFEXITED(status) {
+            Exit::Code(libc::WEXITSTATUS(status))
+        } else if libc::WIFSIGNALED(status) {
             Exit::Signal(libc::WTERMSIG(status))
         } else {
-            Exit::Code(libc::WEXITSTATUS(status))
+            // Stopped (reported without WUNTRACED only for a traced child:
+            // a callable that called `ptrace(PTRACE_TRACEME)` made this
+            // process its tracer) or continued: it has not finished. Wait
+            // on, or look again without blocking.
+            continue;
         };
         return Ok(Some((exit, usage_from(&usage))));
     }
