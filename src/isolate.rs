@@ -2,7 +2,7 @@
 
 use core::time::Duration;
 
-use rustix::fd::{AsFd, AsRawFd, BorrowedFd};
+use rustix::fd::AsFd;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -271,7 +271,7 @@ impl Isolate {
             None
         };
         let spill = spill.filter(|_| pipe.is_none());
-        let spill_id = spill.map(|(_, id)| id);
+        let kept_spill = spill.map(|(_, kept)| kept);
         let spill = spill.map(|(file, _)| file);
         let (read, write) = match pipe {
             Some((read, write)) => (Some(read), Some(write)),
@@ -294,7 +294,7 @@ impl Isolate {
             memory_limit: self.memory_limit,
             nonce: nonce(parent, page_of_call),
             page,
-            spill: spill_id,
+            spill: kept_spill.map(|kept| kept.id()),
             cap: match spill {
                 Some(_) => sink.limit() as u64,
                 None => u64::MAX,
@@ -324,9 +324,6 @@ impl Isolate {
                 // would inherit a way to write into this call's stream.
                 drop(write);
                 watch.watch_child(pid);
-                // SAFETY: the spill file lives as long as the page, which
-                // our caller keeps alive for as long as the receiver.
-                let spill = spill.map(|f| unsafe { BorrowedFd::borrow_raw(f.as_raw_fd()) });
                 trace!(pid = pid.as_raw_nonzero().get(), "forked");
                 // SAFETY: our caller keeps the page alive for as long as
                 // the receiver.
@@ -340,7 +337,7 @@ impl Isolate {
                         self.timeout,
                         started,
                         page.and_then(core::ptr::NonNull::new),
-                        spill,
+                        kept_spill,
                     )
                 })
             }

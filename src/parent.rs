@@ -23,7 +23,7 @@ use crate::errors::{
     CHILD_EXIT_PIPE_WRITE_FAILED, CallableDidNotExecuteError, CallableExecutedError,
     CallableStatusUnknownError, MemIsolateError, PanicMessage,
 };
-use crate::sys::{self, Exit, ResourceUsage, Watch};
+use crate::sys::{self, Exit, KeptFile, ResourceUsage, Watch};
 use crate::wire::{DecodeError, Decoder, End, Outcome, PayloadSink};
 
 /// Where the value's bytes go, with room to read into directly.
@@ -147,8 +147,9 @@ pub(crate) struct Receiver<S: Sink> {
     /// for the receiver's whole life (see [`Receiver::new`]).
     page: Option<core::ptr::NonNull<u8>>,
     /// The spill file that comes with the page, when the child writes its
-    /// frames there instead of to a pipe; as long-lived as the page.
-    spill: Option<rustix::fd::BorrowedFd<'static>>,
+    /// frames there instead of to a pipe; as long-lived as the page, and
+    /// checked to still be the crate's before each use.
+    spill: Option<KeptFile>,
 }
 
 impl<S: Sink> Receiver<S> {
@@ -169,7 +170,7 @@ impl<S: Sink> Receiver<S> {
         timeout: Option<Duration>,
         started: Duration,
         page: Option<core::ptr::NonNull<u8>>,
-        spill: Option<rustix::fd::BorrowedFd<'static>>,
+        spill: Option<KeptFile>,
     ) -> Self {
         Self {
             pid,
@@ -358,7 +359,13 @@ impl<S: Sink> Receiver<S> {
     /// its result is read has timed out.
     #[cfg(any(target_os = "linux", target_os = "android"))]
     fn read_spill(&mut self, len: u64) {
-        let Some(file) = self.spill else { return };
+        let Some(kept) = self.spill else { return };
+        // Its number may have been closed and reused since the fork: then
+        // the result is out of reach.
+        let Some(file) = kept.get() else {
+            self.read_error = Some(Errno::BADF);
+            return;
+        };
         let size = match rustix::fs::fstat(file) {
             Ok(st) => u64::try_from(st.st_size).unwrap_or(0),
             Err(e) => {
@@ -540,7 +547,8 @@ impl<S: Sink> Receiver<S> {
     /// before it died or was killed, goes back now rather than waiting in
     /// memory for the thread's next spill.
     fn empty_spill(&mut self) {
-        if let Some(file) = self.spill.take() {
+        // Never a descriptor whose number now names someone else's file.
+        if let Some(file) = self.spill.take().as_ref().and_then(KeptFile::get) {
             // Nothing to do if this fails: the next spill overwrites it.
             let _ = rustix::fs::ftruncate(file, 0);
         }

@@ -167,3 +167,86 @@ mod stopped_children {
         }
     }
 }
+
+mod closed_stdio {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Whether descriptors 0, 1 and 2 are all closed.
+    fn stdio_closed() -> bool {
+        // SAFETY: F_GETFD only asks about the descriptor.
+        (0..3).all(|fd| unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1)
+    }
+
+    /// A callable that logs to stdout and stderr, writes stray bytes to
+    /// descriptors 0 to 2 as a careless C library might, and returns
+    /// whether those three were still closed in the child (so none of them
+    /// is the crate's) with `len` bytes of value.
+    fn noisy(len: usize) -> impl FnOnce() -> (bool, Vec<u8>) + Send + 'static {
+        move || {
+            let closed = stdio_closed();
+            println!("a line to stdout");
+            eprintln!("a line to stderr");
+            for fd in 0..3 {
+                // SAFETY: writing a buffer of ours to a descriptor number.
+                unsafe { libc::write(fd, b"\xD4MI\x01garbage".as_ptr().cast(), 11) };
+            }
+            (closed, vec![0x5A; len])
+        }
+    }
+
+    #[test]
+    fn with_stdio_closed_the_crate_takes_none_of_descriptors_0_to_2() {
+        let failures: Vec<String> = common::sealed(|| {
+            for fd in 0..3 {
+                // SAFETY: this sealed child's own stdio; nothing here uses
+                // it after.
+                unsafe { libc::close(fd) };
+            }
+            let mut failures = Vec::new();
+            let mut check = |what: &str, r: Result<(bool, Vec<u8>), MemIsolateError>, len| {
+                match r {
+                    Ok((true, v)) if v.len() == len && v.iter().all(|&b| b == 0x5A) => {}
+                    Ok((closed, v)) => failures.push(format!(
+                        "{what}: stdio closed in the child: {closed}, {} bytes",
+                        v.len()
+                    )),
+                    Err(e) => failures.push(format!("{what}: {e:?}")),
+                }
+                if !stdio_closed() {
+                    failures.push(format!("{what}: the crate left a descriptor on 0-2"));
+                }
+            };
+            let timed = Isolate::new().timeout(Duration::from_secs(30));
+            for len in [16, 300_000, 300_000, 16] {
+                // Small results in the page; large ones in the spill file,
+                // then (after a large one) down a pipe.
+                check("run", Isolate::new().run(noisy(len)), len);
+                check("run with a deadline", timed.run(noisy(len)), len);
+                check(
+                    "spawn",
+                    Isolate::new()
+                        .spawn(noisy(len))
+                        .and_then(mem_isolate::IsolatedChild::join),
+                    len,
+                );
+                check(
+                    "spawn with a deadline",
+                    timed
+                        .spawn(noisy(len))
+                        .and_then(mem_isolate::IsolatedChild::join),
+                    len,
+                );
+            }
+            let mut buffer = vec![0u8; 1 << 20];
+            check(
+                "run_with_buffer",
+                Isolate::new().run_with_buffer(&mut buffer, noisy(100_000)),
+                100_000,
+            );
+            failures
+        });
+        assert!(failures.is_empty(), "{failures:#?}");
+    }
+}

@@ -30,7 +30,7 @@ impl Watch {
     /// the kqueue: there is no cheaper way to wait for a pipe and a process
     /// at once.
     pub(crate) fn new(pipe: BorrowedFd<'_>, _mode: WaitMode) -> Result<Self, Errno> {
-        let queue = kqueue()?;
+        let queue = super::above_stdio(kqueue()?)?;
         let read = Event::new(
             EventFilter::Read(pipe.as_raw_fd()),
             EventFlags::ADD,
@@ -52,7 +52,7 @@ impl Watch {
     /// in step with Linux.
     pub(crate) fn child_only(_deadline: bool) -> Result<Self, Errno> {
         Ok(Self {
-            queue: kqueue()?,
+            queue: super::above_stdio(kqueue()?)?,
             proc_watched: false,
             exited_early: false,
         })

@@ -36,7 +36,7 @@ impl Watch {
         let queue = match mode {
             WaitMode::Direct => None,
             WaitMode::Queue => {
-                let queue = epoll::create(epoll::CreateFlags::CLOEXEC)?;
+                let queue = super::above_stdio(epoll::create(epoll::CreateFlags::CLOEXEC)?)?;
                 epoll::add(
                     &queue,
                     pipe,
@@ -91,7 +91,7 @@ impl Watch {
         if self.reap_only {
             return;
         }
-        let Ok(pidfd) = pidfd_open(pid, PidfdFlags::empty()) else {
+        let Ok(pidfd) = pidfd_open(pid, PidfdFlags::empty()).and_then(super::above_stdio) else {
             return;
         };
         match &self.queue {
@@ -237,7 +237,7 @@ pub(crate) fn on_parent_death(parent: Pid) -> Result<bool, Errno> {
 /// each call that used it.
 pub(crate) fn spill_file() -> Result<OwnedFd, Errno> {
     use rustix::fs::{MemfdFlags, memfd_create};
-    memfd_create(c"mem-isolate-spill", MemfdFlags::CLOEXEC)
+    super::above_stdio(memfd_create(c"mem-isolate-spill", MemfdFlags::CLOEXEC)?)
 }
 
 /// `pwrite(fd, buf, offset)` until all of `buf` is written, retrying on
@@ -287,11 +287,11 @@ pub(crate) const MEMORY_LIMIT_SUPPORTED: bool = true;
 /// (first field, in pages). Allocation-free: it runs in the child.
 pub(crate) fn address_space_size() -> Result<u64, Errno> {
     use rustix::fs::{Mode, OFlags, open};
-    let fd = open(
+    let fd = super::above_stdio(open(
         c"/proc/self/statm",
         OFlags::RDONLY | OFlags::CLOEXEC,
         Mode::empty(),
-    )?;
+    )?)?;
     let mut buf = [0u8; 32];
     let mut len = 0;
     while len < buf.len() {

@@ -87,8 +87,31 @@ fn last_errno() -> i32 {
     e
 }
 
+/// `fcntl(fd, F_DUPFD_CLOEXEC, 3)`—Moves a descriptor the crate just made
+/// off 0, 1 and 2, closing the original; a descriptor already at 3 or above
+/// is returned as it is, at no cost.
+///
+/// A program started with its standard descriptors closed (by some service
+/// managers, or a daemon that closed them) gets the lowest free numbers for
+/// whatever it opens next: without this, the result pipe or the spill file
+/// could become a callable's stderr, so that its logging corrupts its own
+/// result, or keep descriptor 0 for good. Every descriptor the crate makes
+/// goes through here.
+///
+/// # References
+///  - [POSIX `fcntl`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/fcntl.html)
+///  - [Linux `fcntl(2)`](https://man7.org/linux/man-pages/man2/fcntl.2.html)
+pub(crate) fn above_stdio(fd: OwnedFd) -> Result<OwnedFd, Errno> {
+    use rustix::fd::AsRawFd;
+    if fd.as_raw_fd() > 2 {
+        return Ok(fd);
+    }
+    rustix::io::fcntl_dupfd_cloexec(&fd, 3)
+}
+
 /// `pipe2(O_CLOEXEC | O_NONBLOCK)`—The result pipe: `(read end, write
-/// end)`, both close-on-exec so that a program the callable `exec`s does
+/// end)`, both numbered 3 or above (see [`above_stdio`]) and both
+/// close-on-exec, so that a program the callable `exec`s does
 /// not inherit them. The read end is non-blocking, so the parent only ever
 /// blocks in its readiness wait, where deadlines apply.
 ///
@@ -104,12 +127,14 @@ pub(crate) fn result_pipe() -> Result<(OwnedFd, OwnedFd), Errno> {
         // The flag lives on each end's open file; the write end's copy only
         // makes the child's `write_all` wait in `poll` instead of `write`.
         use rustix::pipe::PipeFlags;
-        rustix::pipe::pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)
+        let (r, w) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?;
+        Ok((above_stdio(r)?, above_stdio(w)?))
     }
     #[cfg(target_vendor = "apple")]
     {
         use rustix::fs::{OFlags, fcntl_getfl, fcntl_setfl};
         let (r, w) = rustix::pipe::pipe()?;
+        let (r, w) = (above_stdio(r)?, above_stdio(w)?);
         rustix::io::fcntl_setfd(&r, rustix::io::FdFlags::CLOEXEC)?;
         rustix::io::fcntl_setfd(&w, rustix::io::FdFlags::CLOEXEC)?;
         fcntl_setfl(&r, fcntl_getfl(&r)? | OFlags::NONBLOCK)?;
@@ -297,9 +322,64 @@ pub(crate) struct SharedPage {
     /// The process that made it.
     #[cfg_attr(not(feature = "std"), allow(dead_code))]
     owner: Pid,
-    /// The spill file and its identity (see [`file_id`]), taken once.
+    /// The spill file: kept by number, with the identity it had when it
+    /// was made (see [`KeptFile`]).
     #[cfg(any(target_os = "linux", target_os = "android"))]
-    spill: Option<(OwnedFd, (u64, u64))>,
+    spill: core::cell::Cell<Option<KeptFile>>,
+}
+
+/// A descriptor the crate keeps between calls, by number, with the identity
+/// (device and inode, see [`file_id`]) of the file it named when the crate
+/// made it.
+///
+/// The program around the crate may close every descriptor it does not
+/// own (`close_range(3, ~0)`, or a loop over `/proc/self/fd`) and then open
+/// files of its own, which take the freed numbers. So the number alone
+/// proves nothing: before every use, [`KeptFile::get`] checks that it still
+/// names the same file. When it does not, the crate never writes,
+/// truncates or closes it again; it forgets the number and makes a fresh
+/// descriptor instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct KeptFile {
+    fd: rustix::fd::RawFd,
+    id: (u64, u64),
+}
+
+impl KeptFile {
+    /// Takes over `fd`, noting the identity of its file.
+    #[cfg_attr(not(any(target_os = "linux", target_os = "android")), allow(dead_code))]
+    fn new(fd: OwnedFd) -> Result<Self, Errno> {
+        use rustix::fd::{AsFd, IntoRawFd};
+        let id = file_id(fd.as_fd())?;
+        Ok(Self {
+            fd: fd.into_raw_fd(),
+            id,
+        })
+    }
+
+    /// The descriptor, if its number still names the file it was made for.
+    pub(crate) fn get(&self) -> Option<BorrowedFd<'_>> {
+        // SAFETY: only borrowed long enough to ask what it names; if the
+        // number was closed, `fstat` fails with EBADF.
+        let fd = unsafe { BorrowedFd::borrow_raw(self.fd) };
+        (file_id(fd).ok() == Some(self.id)).then_some(fd)
+    }
+
+    /// The identity of the file it was made for.
+    pub(crate) fn id(&self) -> (u64, u64) {
+        self.id
+    }
+
+    /// Closes it if it is still the crate's; otherwise leaves the number
+    /// to whoever holds it now.
+    fn close(self) {
+        if let Some(fd) = self.get() {
+            use rustix::fd::AsRawFd;
+            // SAFETY: the number names the file the crate made and still
+            // owns (checked just now), and nothing uses it after this.
+            drop(unsafe { <OwnedFd as rustix::fd::FromRawFd>::from_raw_fd(fd.as_raw_fd()) });
+        }
+    }
 }
 
 /// The length word a child leaves in the shared page when its frames went
@@ -327,12 +407,8 @@ impl SharedPage {
         Ok(Self {
             ptr,
             owner: rustix::process::getpid(),
-            // Without one (no memfd on this kernel, or a seccomp filter),
-            // results that outgrow the page take the pipe as before.
             #[cfg(any(target_os = "linux", target_os = "android"))]
-            spill: spill_file()
-                .ok()
-                .and_then(|f| file_id(rustix::fd::AsFd::as_fd(&f)).ok().map(|id| (f, id))),
+            spill: core::cell::Cell::new(new_spill_file()),
         })
     }
 
@@ -343,17 +419,25 @@ impl SharedPage {
         self.owner
     }
 
-    /// The spill file that comes with this page, if there is one, and its
-    /// identity.
+    /// The spill file that comes with this page, if there is one, checked
+    /// to still be the crate's (see [`KeptFile`]). If its number was closed
+    /// or now names another file, the number is forgotten (never closed)
+    /// and a fresh spill file made.
     #[cfg_attr(
         not(any(target_os = "linux", target_os = "android")),
         allow(clippy::unused_self)
     )]
-    pub(crate) fn spill(&self) -> Option<(BorrowedFd<'_>, (u64, u64))> {
+    pub(crate) fn spill(&self) -> Option<(BorrowedFd<'_>, KeptFile)> {
         #[cfg(any(target_os = "linux", target_os = "android"))]
         {
-            use rustix::fd::AsFd;
-            self.spill.as_ref().map(|(f, id)| (f.as_fd(), *id))
+            let mut kept = self.spill.get()?;
+            if kept.get().is_none() {
+                kept = new_spill_file()?;
+                self.spill.set(Some(kept));
+            }
+            // SAFETY: checked above (or just made); the page keeps it open
+            // for as long as it lives.
+            Some((unsafe { BorrowedFd::borrow_raw(kept.fd) }, kept))
         }
         #[cfg(not(any(target_os = "linux", target_os = "android")))]
         None
@@ -401,8 +485,20 @@ impl SharedPage {
     }
 }
 
+/// A spill file to keep, or `None` if none can be made (no memfd on this
+/// kernel, a seccomp filter, no descriptor left): results that outgrow the
+/// page then take a pipe.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn new_spill_file() -> Option<KeptFile> {
+    spill_file().and_then(KeptFile::new).ok()
+}
+
 impl Drop for SharedPage {
     fn drop(&mut self) {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        if let Some(spill) = self.spill.get() {
+            spill.close();
+        }
         // SAFETY: the mapping made in `new`, unmapped once.
         let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), SHARED_PAGE_LEN) };
     }
