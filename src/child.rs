@@ -100,6 +100,9 @@ pub(crate) struct ChildPlan {
     pub(crate) memory_limit: Option<u64>,
     /// Seeds the stream's checksum.
     pub(crate) nonce: u64,
+    /// Lead a process group of its own (see
+    /// [`Isolate::kill_descendants`](crate::Isolate::kill_descendants)).
+    pub(crate) own_group: bool,
     /// The shared page a small result may be left in, if the parent made
     /// one ([`sys::SharedPage`], mapped before the fork).
     pub(crate) page: Option<*mut u8>,
@@ -168,6 +171,9 @@ where
         let _ = out.write_all(&end);
         leave(0)
     };
+    if plan.own_group {
+        sys::lead_own_group(None);
+    }
     match sys::on_parent_death(plan.parent) {
         Ok(true) => {}
         // The parent is gone: nobody is waiting for anything.

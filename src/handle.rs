@@ -22,7 +22,10 @@ use crate::wire::VecSink;
 ///   `AsyncFd`) without this crate depending on one.
 /// - [`kill`](Self::kill) stops the child at once.
 /// - Dropping the handle kills and reaps the child: no child outlives its
-///   handle and no zombie is left behind.
+///   handle and no zombie is left behind. With
+///   [`kill_descendants`](crate::Isolate::kill_descendants) (the default),
+///   `kill`, drop and the deadline end the processes the callable started
+///   too.
 ///
 /// Options set on the [`Isolate`](crate::Isolate) (timeout, result cap)
 /// apply while the handle is being joined or polled; the timeout counts

@@ -32,18 +32,76 @@ use crate::wire::SliceSink;
 /// assert_eq!(total, 5050);
 /// # Ok::<(), mem_isolate::MemIsolateError>(())
 /// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[must_use]
 pub struct Isolate {
     timeout: Option<Duration>,
     memory_limit: Option<u64>,
     max_result_size: Option<usize>,
+    kill_descendants: bool,
+}
+
+impl Default for Isolate {
+    fn default() -> Self {
+        Self {
+            timeout: None,
+            memory_limit: None,
+            max_result_size: None,
+            kill_descendants: true,
+        }
+    }
 }
 
 impl Isolate {
-    /// No timeout, no memory limit, no result cap.
+    /// No timeout, no memory limit, no result cap; descendants are killed
+    /// with the child (see [`kill_descendants`](Self::kill_descendants)).
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Whether the processes the callable starts (and theirs) end with the
+    /// call. On by default.
+    ///
+    /// The child becomes the leader of a process group of its own
+    /// (`setpgid`, in the child and the parent both, before the callable
+    /// runs), and when the call ends, however it ends (a value, a panic,
+    /// the deadline, [`kill`](crate::IsolatedChild::kill), dropping the
+    /// handle), the whole group is sent `SIGKILL` while the child is still
+    /// unreaped, so that the group's id cannot have been reused. A C library
+    /// that forks helpers, a shell-out, a worker pool: none of them outlives
+    /// the call and keeps its memory.
+    ///
+    /// What it costs, and what still escapes:
+    ///
+    /// - The child is no longer in the terminal's foreground process group.
+    ///   A Ctrl-C at the terminal reaches the parent, not the child (which
+    ///   still dies with the parent on Linux and FreeBSD, and its group
+    ///   with it when the parent ends the call); and a callable that reads
+    ///   from the terminal is stopped by `SIGTTIN`, which the parent treats
+    ///   as a stopped child: it waits, and a deadline ends it.
+    /// - A descendant that leaves the group (`setsid`, `setpgid`, as a
+    ///   daemon does) escapes, and so does one started after the group was
+    ///   killed by a descendant that escaped.
+    ///
+    /// With `false` the child stays in its parent's process group and only
+    /// the child itself is killed, as in 0.1.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use mem_isolate::Isolate;
+    ///
+    /// // The shell started by the callable is killed when the call ends.
+    /// let n: u32 = Isolate::new().kill_descendants(true).run(|| {
+    ///     let _ = std::process::Command::new("sh").args(["-c", "sleep 60"]).spawn();
+    ///     7
+    /// })?;
+    /// assert_eq!(n, 7);
+    /// # Ok::<(), mem_isolate::MemIsolateError>(())
+    /// ```
+    pub fn kill_descendants(mut self, kill: bool) -> Self {
+        self.kill_descendants = kill;
+        self
     }
 
     /// Wall-clock limit on waiting for the child, counted from just before
@@ -293,6 +351,7 @@ impl Isolate {
             parent,
             memory_limit: self.memory_limit,
             nonce: nonce(parent, page_of_call),
+            own_group: self.kill_descendants,
             page,
             spill: kept_spill.map(|kept| kept.id()),
             cap: match spill {
@@ -323,6 +382,9 @@ impl Isolate {
                 // keep it, every child forked meanwhile (by any thread)
                 // would inherit a way to write into this call's stream.
                 drop(write);
+                if self.kill_descendants {
+                    sys::lead_own_group(Some(pid));
+                }
                 watch.watch_child(pid);
                 trace!(pid = pid.as_raw_nonzero().get(), "forked");
                 // SAFETY: our caller keeps the page alive for as long as
@@ -338,6 +400,7 @@ impl Isolate {
                         started,
                         page.and_then(core::ptr::NonNull::new),
                         kept_spill,
+                        self.kill_descendants,
                     )
                 })
             }

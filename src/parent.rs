@@ -146,6 +146,8 @@ pub(crate) struct Receiver<S: Sink> {
     /// The shared page the child may have left a small result in; valid
     /// for the receiver's whole life (see [`Receiver::new`]).
     page: Option<core::ptr::NonNull<u8>>,
+    /// The child leads a process group of its own, killed with it.
+    group: bool,
     /// The spill file that comes with the page, when the child writes its
     /// frames there instead of to a pipe; as long-lived as the page, and
     /// checked to still be the crate's before each use.
@@ -171,6 +173,7 @@ impl<S: Sink> Receiver<S> {
         started: Duration,
         page: Option<core::ptr::NonNull<u8>>,
         spill: Option<KeptFile>,
+        group: bool,
     ) -> Self {
         Self {
             pid,
@@ -187,6 +190,7 @@ impl<S: Sink> Receiver<S> {
             stopped: None,
             page,
             spill,
+            group,
         }
     }
 
@@ -232,8 +236,8 @@ impl<S: Sink> Receiver<S> {
                 Err(e) => {
                     // The readiness queue itself failed, so no deadline can
                     // be kept: stop the child and report the failure.
-                    if self.watch.kill(self.pid).is_ok() {
-                        if let Ok(Some((exit, usage))) = sys::reap(self.pid, true) {
+                    if self.kill_child().is_ok() {
+                        if let Ok(Some((exit, usage))) = sys::reap(self.pid, true, self.group) {
                             self.exit = Some(exit);
                             self.usage = Some(usage);
                         }
@@ -463,7 +467,7 @@ impl<S: Sink> Receiver<S> {
         self.close_pipe();
         if !self.is_finished() {
             // Only a child that was really signalled is waited for.
-            let killed = self.watch.kill(self.pid).is_ok();
+            let killed = self.kill_child().is_ok();
             self.try_reap(killed);
         }
     }
@@ -474,7 +478,7 @@ impl<S: Sink> Receiver<S> {
             return;
         }
         trace!(?why, "killing the child");
-        if let Err(e) = self.watch.kill(self.pid) {
+        if let Err(e) = self.kill_child() {
             self.wait_error = Some(e);
             return;
         }
@@ -509,8 +513,18 @@ impl<S: Sink> Receiver<S> {
         }
     }
 
+    /// `SIGKILL` to the child, and to its process group when it leads one
+    /// (the group first: the child, its leader, is not reaped yet, so the
+    /// group's id is still its own).
+    fn kill_child(&self) -> Result<(), Errno> {
+        if self.group {
+            sys::kill_group(self.pid);
+        }
+        self.watch.kill(self.pid)
+    }
+
     fn try_reap(&mut self, block: bool) {
-        match sys::reap(self.pid, block) {
+        match sys::reap(self.pid, block, self.group) {
             Ok(Some((exit, usage))) => {
                 trace!(
                     pid = self.pid.as_raw_nonzero().get(),
@@ -668,8 +682,8 @@ impl<S: Sink> Drop for Receiver<S> {
     fn drop(&mut self) {
         let reaped = self.exit.is_some() || self.wait_error == Some(Errno::CHILD);
         if !reaped {
-            let stopped = self.watch.kill(self.pid).is_ok();
-            let _ = sys::reap(self.pid, stopped);
+            let stopped = self.kill_child().is_ok();
+            let _ = sys::reap(self.pid, stopped, self.group);
         }
         // Paths that end without reaping (a failed wait or kill) leave
         // the spill file to here.

@@ -93,20 +93,20 @@ mod stopped_children {
             unsafe {
                 common::shared_word(word)
                     .store(libc::getpid() as usize, std::sync::atomic::Ordering::SeqCst);
-                if traced {
-                    #[cfg(target_os = "linux")]
-                    libc::ptrace(
+                #[cfg(target_os = "linux")]
+                let traced = traced
+                    && libc::ptrace(
                         libc::PTRACE_TRACEME,
                         0,
                         std::ptr::null_mut::<libc::c_void>(),
                         std::ptr::null_mut::<libc::c_void>(),
-                    );
-                    #[cfg(not(target_os = "linux"))]
-                    libc::ptrace(libc::PT_TRACE_ME, 0, std::ptr::null_mut(), 0);
-                    libc::raise(libc::SIGUSR1);
-                } else {
-                    libc::raise(libc::SIGSTOP);
-                }
+                    ) == 0;
+                #[cfg(not(target_os = "linux"))]
+                let traced =
+                    traced && libc::ptrace(libc::PT_TRACE_ME, 0, std::ptr::null_mut(), 0) == 0;
+                // Without ptrace (qemu-user has none, a seccomp filter may
+                // refuse it) the child stops itself instead.
+                libc::raise(if traced { libc::SIGUSR1 } else { libc::SIGSTOP });
             }
             5
         }
@@ -248,5 +248,189 @@ mod closed_stdio {
             failures
         });
         assert!(failures.is_empty(), "{failures:#?}");
+    }
+}
+
+mod descendants {
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    const GENERATIONS: usize = 3;
+
+    /// In the callable: starts three generations of `sleep 60`, each
+    /// started by the one before, and records their pids in the words from
+    /// `words` on. Returns once all three are recorded (or after 10 s).
+    fn start_generations(words: usize) {
+        /// Forks generation number `generation` and records its pid; the new process
+        /// starts the next generation, then becomes `sleep 60`.
+        unsafe fn fork_generation(words: usize, generation: usize) {
+            if generation == GENERATIONS {
+                return;
+            }
+            // SAFETY: the new process only forks, stores to shared memory,
+            // and execs or exits.
+            unsafe {
+                let pid = libc::fork();
+                if pid == 0 {
+                    fork_generation(words, generation + 1);
+                    let argv = [c"sleep".as_ptr(), c"60".as_ptr(), std::ptr::null()];
+                    libc::execv(c"/bin/sleep".as_ptr(), argv.as_ptr());
+                    libc::sleep(60);
+                    libc::_exit(0);
+                }
+                if pid > 0 {
+                    common::shared_word(words + generation * size_of::<usize>())
+                        .store(pid as usize, Ordering::SeqCst);
+                }
+            }
+        }
+        // SAFETY: see above.
+        unsafe { fork_generation(words, 0) };
+        let give_up = Instant::now() + Duration::from_secs(10);
+        while recorded(words) < GENERATIONS && Instant::now() < give_up {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// How many generations have recorded their pid.
+    fn recorded(words: usize) -> usize {
+        (0..GENERATIONS)
+            .filter(|g| {
+                common::shared_word(words + g * size_of::<usize>()).load(Ordering::SeqCst) != 0
+            })
+            .count()
+    }
+
+    fn all_started(words: &common::SharedWords) {
+        let give_up = Instant::now() + Duration::from_secs(30);
+        while recorded(words.addr(0)) < GENERATIONS {
+            assert!(Instant::now() < give_up, "the descendants never started");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Whether `pid` is still running. Orphans are reparented to this
+    /// process (a subreaper on Linux), which reaps the ones that ended.
+    fn running(pid: i32) -> bool {
+        // SAFETY: plain syscalls.
+        unsafe {
+            while libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) > 0 {}
+            libc::kill(pid, 0) == 0
+        }
+    }
+
+    /// Runs `scenario` in a sealed child that adopts orphaned descendants,
+    /// then, a second after it returns, lists the recorded descendants that
+    /// are still running (and kills them). Returns what the scenario said,
+    /// how many descendants were started, and the survivors.
+    fn survivors(scenario: fn(&common::SharedWords) -> String) -> (String, usize, Vec<i32>) {
+        common::sealed(move || {
+            #[cfg(target_os = "linux")]
+            // SAFETY: a flag on this (sealed) process.
+            unsafe {
+                libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1);
+            }
+            let words = common::SharedWords::new();
+            let outcome = scenario(&words);
+            std::thread::sleep(Duration::from_secs(1));
+            let started: Vec<i32> = (0..GENERATIONS)
+                .map(|g| words.get(g) as i32)
+                .filter(|&p| p > 0)
+                .collect();
+            let left: Vec<i32> = started.iter().copied().filter(|&p| running(p)).collect();
+            for &p in &left {
+                // SAFETY: our own descendants, killed so that nothing
+                // outlives the test.
+                unsafe { libc::kill(p, libc::SIGKILL) };
+            }
+            (outcome, started.len(), left)
+        })
+    }
+
+    fn sleeper(words: usize) -> impl FnOnce() -> u8 {
+        move || {
+            start_generations(words);
+            std::thread::sleep(Duration::from_secs(60));
+            0
+        }
+    }
+
+    #[test]
+    fn the_deadline_ends_three_generations_of_descendants() {
+        // As a user writes it: a 100 ms deadline.
+        let (outcome, _, left) = survivors(|words| {
+            let r = Isolate::new()
+                .timeout(Duration::from_millis(100))
+                .run(sleeper(words.addr(0)));
+            format!("{r:?}")
+        });
+        assert_eq!(outcome, "Err(CallableStatusUnknown(TimedOut(100ms)))");
+        assert!(left.is_empty(), "still running: {left:?}");
+
+        // The same with every generation certainly started before the
+        // deadline is enforced (the handle is joined after it).
+        let (outcome, started, left) = survivors(|words| {
+            let child = Isolate::new()
+                .timeout(Duration::from_millis(100))
+                .spawn(sleeper(words.addr(0)))
+                .unwrap();
+            all_started(words);
+            format!("{:?}", child.join())
+        });
+        assert_eq!(outcome, "Err(CallableStatusUnknown(TimedOut(100ms)))");
+        assert_eq!(started, GENERATIONS);
+        assert!(left.is_empty(), "still running: {left:?}");
+    }
+
+    #[test]
+    fn kill_drop_and_a_returned_value_end_the_descendants() {
+        let (outcome, n, left) = survivors(|words| {
+            let mut child = Isolate::new().spawn(sleeper(words.addr(0))).unwrap();
+            all_started(words);
+            child.kill().unwrap();
+            format!("{:?}", child.join())
+        });
+        assert_eq!(
+            outcome,
+            "Err(CallableStatusUnknown(ChildProcessKilledBySignal(9)))"
+        );
+        assert_eq!((n, left), (GENERATIONS, vec![]), "after kill");
+
+        let (_, n, left) = survivors(|words| {
+            let child = Isolate::new().spawn(sleeper(words.addr(0))).unwrap();
+            all_started(words);
+            drop(child);
+            String::new()
+        });
+        assert_eq!((n, left), (GENERATIONS, vec![]), "after drop");
+
+        let (outcome, n, left) = survivors(|words| {
+            let addr = words.addr(0);
+            let r = Isolate::new().run(move || {
+                start_generations(addr);
+                5u8
+            });
+            format!("{r:?}")
+        });
+        assert_eq!(outcome, "Ok(5)");
+        assert_eq!((n, left), (GENERATIONS, vec![]), "after a value");
+    }
+
+    #[test]
+    fn without_the_option_descendants_are_left_running() {
+        let (outcome, n, left) = survivors(|words| {
+            let child = Isolate::new()
+                .kill_descendants(false)
+                .timeout(Duration::from_millis(100))
+                .spawn(sleeper(words.addr(0)))
+                .unwrap();
+            all_started(words);
+            format!("{:?}", child.join())
+        });
+        assert_eq!(outcome, "Err(CallableStatusUnknown(TimedOut(100ms)))");
+        assert_eq!(n, GENERATIONS);
+        assert_eq!(left.len(), GENERATIONS, "(the test kills them after)");
     }
 }

@@ -527,14 +527,93 @@ pub struct ResourceUsage {
     pub system_time: Duration,
 }
 
-/// `wait4(pid, WNOHANG?)`—Reaps the child, retrying on `EINTR`.
+/// `setpgid(pid, pid)`—Makes the child `pid` (`None`: the calling
+/// process) the leader of a process group of its own, whose id is its pid.
+/// Both the child (straight after `fork`) and the parent call it, so the
+/// group exists before either goes on, whichever runs first. Failure
+/// leaves the child in its parent's group, where [`kill_group`] cannot
+/// reach it: `EACCES` once the child has called `exec`, `ESRCH` once it is
+/// gone.
+///
+/// # References
+///  - [POSIX](https://pubs.opengroup.org/onlinepubs/9799919799/functions/setpgid.html)
+///  - [Linux](https://man7.org/linux/man-pages/man2/setpgid.2.html)
+///  - [FreeBSD](https://man.freebsd.org/cgi/man.cgi?query=setpgid&sektion=2)
+#[inline]
+pub(crate) fn lead_own_group(pid: Option<Pid>) {
+    let _ = rustix::process::setpgid(pid, pid);
+}
+
+/// `kill(-leader, SIGKILL)`—Kills every process left in the group that the
+/// child `leader` leads (see [`lead_own_group`]): the child's descendants,
+/// unless they moved to another group or session. Call it only while the
+/// leader is unreaped, so that its pid, the group's id, cannot have been
+/// reused. Failure only means there is nothing left to kill (`ESRCH`) or a
+/// member changed credentials out of reach (`EPERM`).
+///
+/// # References
+///  - [POSIX](https://pubs.opengroup.org/onlinepubs/9799919799/functions/kill.html)
+///  - [Linux](https://man7.org/linux/man-pages/man2/kill.2.html)
+pub(crate) fn kill_group(leader: Pid) {
+    let _ = rustix::process::kill_process_group(leader, rustix::process::Signal::KILL);
+}
+
+/// `waitid(P_PID, pid, WEXITED | WNOWAIT | WNOHANG?)`—Whether the child has
+/// exited (or was killed), leaving it unreaped, so that its group can be
+/// killed while its pid still stands for the group. `Ok(false)` only when
+/// `block` is false and it has not. A traced child's stop, which `waitid`
+/// reports too, is consumed, and the wait goes on.
+///
+/// # References
+///  - [POSIX](https://pubs.opengroup.org/onlinepubs/9799919799/functions/waitid.html)
+///  - [Linux](https://man7.org/linux/man-pages/man2/waitid.2.html)
+fn has_exited(pid: Pid, block: bool) -> Result<bool, Errno> {
+    use rustix::process::{WaitId, WaitIdOptions, waitid};
+    let mut options = WaitIdOptions::EXITED | WaitIdOptions::NOWAIT;
+    if !block {
+        options |= WaitIdOptions::NOHANG;
+    }
+    loop {
+        match waitid(WaitId::Pid(pid), options) {
+            Ok(None) => return Ok(false),
+            Ok(Some(st)) if st.exited() || st.killed() || st.dumped() => return Ok(true),
+            Ok(Some(_)) => {
+                // A stop: consume it (WSTOPPED without WEXITED can never
+                // consume the exit), then look again.
+                let stops =
+                    WaitIdOptions::STOPPED | WaitIdOptions::CONTINUED | WaitIdOptions::NOHANG;
+                let _ = waitid(WaitId::Pid(pid), stops);
+                if !block {
+                    return Ok(false);
+                }
+            }
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// `wait4(pid, WNOHANG?)`—Reaps the child, retrying on `EINTR`. With
+/// `group` (the child leads its own process group), the group is killed
+/// once the child has exited and before it is reaped: descendants end
+/// with it.
 /// `Ok(None)` when `block` is false and the child is still running.
 ///
 /// Only an exit or a death by signal counts: a stop (a traced child's
 /// stops are reported even without `WUNTRACED`) or a continue is consumed
 /// and the wait goes on, so a stopped child is waited for like a running
 /// one, and ended like one by the deadline, `kill` or drop.
-pub(crate) fn reap(pid: Pid, block: bool) -> Result<Option<(Exit, ResourceUsage)>, Errno> {
+pub(crate) fn reap(
+    pid: Pid,
+    block: bool,
+    group: bool,
+) -> Result<Option<(Exit, ResourceUsage)>, Errno> {
+    if group {
+        if !has_exited(pid, block)? {
+            return Ok(None);
+        }
+        kill_group(pid);
+    }
     let options = if block { 0 } else { libc::WNOHANG };
     loop {
         let mut status: libc::c_int = 0;
