@@ -120,6 +120,11 @@ impl Isolate {
     /// than the shared page) is not read past the deadline, and gives
     /// `TimedOut`.
     ///
+    /// A child that has stopped (`SIGSTOP`, or a callable that made the
+    /// parent its tracer with `ptrace(PTRACE_TRACEME)` and raised a signal)
+    /// has not finished: it is waited for, and killed at the deadline, like
+    /// a running one.
+    ///
     /// The parent sleeps in one readiness wait on the child itself (pidfd
     /// on Linux, kqueue on macOS and FreeBSD) and the pipe, if the result
     /// takes one, so the deadline is kept to within scheduling noise,
