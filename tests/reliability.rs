@@ -312,13 +312,33 @@ mod descendants {
     }
 
     /// Whether `pid` is still running. Orphans are reparented to this
-    /// process (a subreaper on Linux), which reaps the ones that ended.
+    /// process (a subreaper on Linux), which reaps the ones that ended;
+    /// where that is refused (qemu-user), an ended orphan waits as a zombie
+    /// for the system's init to reap it, and a zombie has ended.
     fn running(pid: i32) -> bool {
         // SAFETY: plain syscalls.
-        unsafe {
+        let exists = unsafe {
             while libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) > 0 {}
             libc::kill(pid, 0) == 0
-        }
+        };
+        exists && !zombie(pid)
+    }
+
+    #[cfg(target_os = "linux")]
+    fn zombie(pid: i32) -> bool {
+        // The state is the first field after the parenthesised name.
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| {
+                stat.rsplit_once(')')
+                    .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+            })
+            .unwrap_or(false)
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn zombie(_pid: i32) -> bool {
+        false
     }
 
     /// Runs `scenario` in a sealed child that adopts orphaned descendants,
