@@ -17,8 +17,8 @@ ensure_rust_targets ${CROSS_TARGETS}
 say "rustfmt"
 run cargo fmt --all --check
 
-say "clippy: native, all targets, all features"
-run cargo clippy --all-targets --all-features -- -D warnings
+say "clippy: native, the workspace (crate and benches), all targets, all features"
+run cargo clippy --workspace --all-targets --all-features -- -D warnings
 
 say "clippy: native, no_std (no default features)"
 run cargo clippy --lib --no-default-features -- -D warnings
@@ -28,7 +28,7 @@ run cargo clippy --lib --no-default-features --features alloc -- -D warnings
 
 for target in ${CROSS_TARGETS}; do
     say "clippy: ${target}, all targets, all features"
-    run cargo clippy --all-targets --target "${target}" --all-features -- -D warnings
+    run cargo clippy --workspace --all-targets --target "${target}" --all-features -- -D warnings
 
     say "clippy: ${target}, no_std (no default features)"
     run cargo clippy --lib --target "${target}" --no-default-features -- -D warnings
