@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 # shellcheck source=ci/common.sh
 . ci/common.sh
 
-CROSS_TARGETS="x86_64-apple-darwin aarch64-apple-darwin x86_64-unknown-freebsd"
+CROSS_TARGETS="x86_64-apple-darwin aarch64-apple-darwin x86_64-unknown-freebsd aarch64-linux-android"
 
 say "setup: rustup components and targets"
 ensure_rust_components clippy rustfmt

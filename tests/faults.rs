@@ -168,10 +168,16 @@ fn no_core_dumps() {
     );
 }
 
-#[cfg(any(target_os = "linux", target_os = "android"))]
+#[cfg(target_os = "linux")]
 fn errno_slot() -> *mut libc::c_int {
     // SAFETY: returns this thread's errno slot.
     unsafe { libc::__errno_location() }
+}
+
+#[cfg(target_os = "android")]
+fn errno_slot() -> *mut libc::c_int {
+    // SAFETY: returns this thread's errno slot.
+    unsafe { libc::__errno() }
 }
 
 #[cfg(any(target_vendor = "apple", target_os = "freebsd"))]
@@ -212,9 +218,14 @@ fn alarm_every(interval: Duration) {
         it_interval: tick,
         it_value: tick,
     };
+    // The libc crate has no ITIMER_REAL for Android; the kernel's value is 0.
+    #[cfg(target_os = "android")]
+    const ITIMER_REAL: libc::c_int = 0;
+    #[cfg(not(target_os = "android"))]
+    const ITIMER_REAL: libc::c_int = libc::ITIMER_REAL;
     // SAFETY: setitimer on this (sealed or child) process.
     assert_eq!(
-        unsafe { libc::setitimer(libc::ITIMER_REAL, &raw const timer, std::ptr::null_mut()) },
+        unsafe { libc::setitimer(ITIMER_REAL, &raw const timer, std::ptr::null_mut()) },
         0
     );
 }

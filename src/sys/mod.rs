@@ -15,6 +15,8 @@ use rustix::fd::{BorrowedFd, OwnedFd};
 use rustix::io::Errno;
 use rustix::process::Pid;
 
+#[cfg(target_os = "android")]
+mod android;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 mod linux;
 #[cfg(any(target_os = "linux", target_os = "android"))]
@@ -75,9 +77,12 @@ fn last_errno() -> i32 {
     // rustix's `Errno` has no "last error" accessor on the linux_raw backend,
     // and libc exposes errno's location under a different name on each
     // platform.
-    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[cfg(target_os = "linux")]
     // SAFETY: `__errno_location` returns this thread's errno slot.
     let e = unsafe { *libc::__errno_location() };
+    #[cfg(target_os = "android")]
+    // SAFETY: `__errno` returns this thread's errno slot.
+    let e = unsafe { *libc::__errno() };
     #[cfg(target_vendor = "apple")]
     // SAFETY: `__error` returns this thread's errno slot.
     let e = unsafe { *libc::__error() };
