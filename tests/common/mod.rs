@@ -166,3 +166,17 @@ pub fn shared_word(addr: usize) -> &'static AtomicUsize {
     // (children hold their own copy of the mapping until they exit).
     unsafe { &*std::ptr::with_exposed_provenance::<AtomicUsize>(addr) }
 }
+
+/// In a child that is about to fail on purpose (an allocation failure, a
+/// tripwire): points its stderr at `/dev/null`, so that what the runtime
+/// prints on the way down (`memory allocation of N bytes failed`, a
+/// backtrace) does not reach the test run's output. Allocates nothing.
+pub fn silence_stderr() {
+    // SAFETY: open and dup2 on this (child) process's descriptor table.
+    unsafe {
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        assert!(null >= 0, "open /dev/null");
+        assert_eq!(libc::dup2(null, 2), 2);
+        libc::close(null);
+    }
+}
