@@ -142,11 +142,13 @@ fn spin<T>() -> T {
     }
 }
 
-/// Writes to address 0: `SIGSEGV`, whatever the signal mask says.
+/// Writes to address 16, in the unmapped first page: `SIGSEGV`, whatever
+/// the signal mask says. (Not address 0: debug builds of some Rust
+/// versions check `write_volatile` for null and abort instead.)
 fn crash<T>() -> T {
     // SAFETY: none; a deliberate crash, in a child.
-    unsafe { std::ptr::null_mut::<u8>().write_volatile(1) };
-    unreachable!("a write to address 0 returned")
+    unsafe { std::ptr::without_provenance_mut::<u8>(16).write_volatile(1) };
+    unreachable!("a write to address 16 returned")
 }
 
 /// Sends `signal` to the calling process.
