@@ -20,6 +20,19 @@ where
         .expect("the outer isolated call itself failed")
 }
 
+/// [`sealed`] without its 60 s deadline, for work bounded by a count
+/// rather than by time, which a slow or emulated machine may take longer
+/// over (a hang shows as a test that never ends, which the test harness
+/// reports after 60 s).
+pub fn sealed_without_deadline<T>(body: impl FnOnce() -> T) -> T
+where
+    T: serde::Serialize + serde::de::DeserializeOwned,
+{
+    Isolate::new()
+        .run(body)
+        .expect("the outer isolated call itself failed")
+}
+
 /// Resident set size of this process, in bytes (Linux).
 #[cfg(target_os = "linux")]
 pub fn rss_bytes() -> u64 {
