@@ -231,6 +231,31 @@ impl<T: DeserializeOwned> IsolatedChild<T> {
     }
 }
 
+/// The descriptor an event loop waits on: it becomes readable whenever
+/// [`try_join`](IsolatedChild::try_join) can make progress.
+///
+/// # Example
+///
+/// ```
+/// use std::os::fd::{AsFd, AsRawFd};
+/// use mem_isolate::Isolate;
+///
+/// let mut child = Isolate::new().spawn(|| 40 + 2)?;
+/// let value = loop {
+///     let mut ready = libc::pollfd {
+///         fd: child.as_fd().as_raw_fd(),
+///         events: libc::POLLIN,
+///         revents: 0,
+///     };
+///     // SAFETY: one valid pollfd; waits at most a second.
+///     unsafe { libc::poll(&mut ready, 1, 1000) };
+///     if let Some(value) = child.try_join()? {
+///         break value;
+///     }
+/// };
+/// assert_eq!(value, 42);
+/// # Ok::<(), mem_isolate::MemIsolateError>(())
+/// ```
 impl<T> AsFd for IsolatedChild<T> {
     fn as_fd(&self) -> BorrowedFd<'_> {
         // `Isolate::spawn` always waits through a queue (`WaitMode::Queue`),
