@@ -1,7 +1,8 @@
 //! Criterion benchmarks: each case beside its raw baseline.
 //!
-//! `cargo bench --bench isolation`. For ratios measured A/B in one process,
-//! use `cargo bench --bench ratios`.
+//! `cargo bench -p mem-isolate-benches --bench isolation`. For ratios
+//! measured A/B in one process, use
+//! `cargo bench -p mem-isolate-benches --bench ratios`.
 
 mod support;
 

@@ -3,9 +3,9 @@
 //! targets. Absolute times drift on shared machines; ratios measured this
 //! way hold still.
 //!
-//! `cargo bench --bench ratios` (set `RATIO_ROUNDS_SCALE=0.2` for a quick
-//! look; `cargo bench --bench ratios -- small rows` runs only the cases
-//! whose names contain one of the words).
+//! `cargo bench -p mem-isolate-benches --bench ratios` from the repository
+//! root (set `RATIO_ROUNDS_SCALE=0.2` for a quick look; add `-- small rows`
+//! to run only the cases whose names contain one of the words).
 
 mod support;
 

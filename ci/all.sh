@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Every CI step in order: lint, test, examples, cross, no_std, fuzz. Stops at the first
+# Every CI step in order: lint, test, msrv, docs, examples, cross, no_std, fuzz. Stops at the first
 # failure; prints how long each step took.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-STEPS="lint test examples cross no_std fuzz"
+STEPS="lint test msrv docs examples cross no_std fuzz"
 summary=""
 total_start=$(date +%s)
 

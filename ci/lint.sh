@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 # shellcheck source=ci/common.sh
 . ci/common.sh
 
-CROSS_TARGETS="x86_64-apple-darwin aarch64-apple-darwin x86_64-unknown-freebsd"
+CROSS_TARGETS="x86_64-apple-darwin aarch64-apple-darwin x86_64-unknown-freebsd aarch64-linux-android"
 
 say "setup: rustup components and targets"
 ensure_rust_components clippy rustfmt
@@ -17,8 +17,8 @@ ensure_rust_targets ${CROSS_TARGETS}
 say "rustfmt"
 run cargo fmt --all --check
 
-say "clippy: native, all targets, all features"
-run cargo clippy --all-targets --all-features -- -D warnings
+say "clippy: native, the workspace (crate and benches), all targets, all features"
+run cargo clippy --workspace --all-targets --all-features -- -D warnings
 
 say "clippy: native, no_std (no default features)"
 run cargo clippy --lib --no-default-features -- -D warnings
@@ -28,7 +28,7 @@ run cargo clippy --lib --no-default-features --features alloc -- -D warnings
 
 for target in ${CROSS_TARGETS}; do
     say "clippy: ${target}, all targets, all features"
-    run cargo clippy --all-targets --target "${target}" --all-features -- -D warnings
+    run cargo clippy --workspace --all-targets --target "${target}" --all-features -- -D warnings
 
     say "clippy: ${target}, no_std (no default features)"
     run cargo clippy --lib --target "${target}" --no-default-features -- -D warnings

@@ -1,7 +1,7 @@
 //! A parallel map over many inputs, each in its own isolated child, with at
 //! most `LIMIT` children alive at once, using `spawn` and `try_join`.
 //!
-//! Run with `cargo run --release --example parallel-map`.
+//! Run with `cargo run --example parallel-map`.
 
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, AsRawFd};

@@ -93,8 +93,8 @@ fn spin() -> Vec<u8> {
 /// handler, there to report stack overflows, returns from a raised one.)
 fn segfault() -> Vec<u8> {
     // SAFETY: none; a deliberate crash, in the child.
-    unsafe { std::ptr::null_mut::<u8>().write_volatile(1) };
-    unreachable!("a write to address 0 returned")
+    unsafe { std::ptr::without_provenance_mut::<u8>(16).write_volatile(1) };
+    unreachable!("a write to address 16 returned")
 }
 
 fn raise(signal: libc::c_int) -> Vec<u8> {

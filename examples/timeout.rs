@@ -1,7 +1,7 @@
 //! A callable that hangs is killed at its deadline, and the caller goes on.
 //! Also prints how closely the deadline was kept.
 //!
-//! Run with `cargo run --release --example timeout`.
+//! Run with `cargo run --example timeout`.
 
 use std::time::{Duration, Instant};
 

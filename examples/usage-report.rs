@@ -1,7 +1,7 @@
 //! How much did a contained leak actually cost? `join_with_usage` reports
 //! the child's peak resident memory and CPU time (from `wait4`).
 //!
-//! Run with `cargo run --release --example usage-report`.
+//! Run with `cargo run --example usage-report`.
 
 use mem_isolate::Isolate;
 

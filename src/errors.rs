@@ -1,7 +1,7 @@
 //! What went wrong, told in terms of what happened to your callable.
 //!
-//! Every failure of [`execute_in_isolated_process`](crate::execute_in_isolated_process)
-//! and of [`Isolate`](crate::Isolate) is a [`MemIsolateError`], organised in
+//! Every failure of the [functions at the crate root](crate#functions) and
+//! of [`Isolate`](crate::Isolate) is a [`MemIsolateError`], organised in
 //! three levels:
 //!
 //! 1. **The first level says what happened to your callable**, and therefore
@@ -35,6 +35,7 @@
 //! # Example
 //!
 //! ```
+//! # #[cfg(feature = "alloc")] {
 //! use mem_isolate::{MemIsolateError, execute_in_isolated_process};
 //!
 //! match execute_in_isolated_process(|| 6 * 7) {
@@ -43,6 +44,7 @@
 //!     Err(MemIsolateError::CallableExecuted(_)) => { /* it ran; retry only if idempotent */ }
 //!     Err(MemIsolateError::CallableStatusUnknown(_)) => { /* retry only if idempotent */ }
 //! }
+//! # }
 //! ```
 
 use core::time::Duration;
@@ -67,6 +69,22 @@ pub type PanicMessage = heapless::String<PANIC_MESSAGE_CAPACITY, u8>;
 ///
 /// The variant tells you what happened to your callable; see the
 /// [module documentation](self) for what to do in each case.
+///
+/// # Example
+///
+/// ```
+/// use mem_isolate::{Isolate, MemIsolateError};
+///
+/// let mut buffer = [0u8; 16];
+/// // A callable that aborts half way: it certainly started.
+/// let e = Isolate::new()
+///     .run_with_buffer(&mut buffer, || -> u32 { std::process::abort() })
+///     .unwrap_err();
+/// assert!(matches!(e, MemIsolateError::CallableStatusUnknown(_)));
+/// // Errors cross process boundaries and logs: they are serializable.
+/// let bytes = postcard::to_allocvec(&e).unwrap();
+/// assert_eq!(postcard::from_bytes::<MemIsolateError>(&bytes).unwrap(), e);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum MemIsolateError {
     /// Something failed before the callable could start. Because it never
@@ -88,6 +106,20 @@ pub enum MemIsolateError {
 impl MemIsolateError {
     /// True when the callable certainly never started, so retrying it is
     /// always safe.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use mem_isolate::Isolate;
+    ///
+    /// let mut buffer = [0u8; 16];
+    /// let e = Isolate::new()
+    ///     .run_with_buffer(&mut buffer, || -> u32 { std::process::exit(3) })
+    ///     .unwrap_err();
+    /// // `exit` ended the callable half way: it did start, so retry it only
+    /// // if it is idempotent.
+    /// assert!(!e.callable_did_not_execute());
+    /// ```
     #[must_use]
     pub fn callable_did_not_execute(&self) -> bool {
         matches!(self, Self::CallableDidNotExecute(_))
@@ -95,6 +127,35 @@ impl MemIsolateError {
 }
 
 /// Why the callable never started. Retrying is always safe.
+///
+/// # Example
+///
+/// ```
+/// use mem_isolate::{Isolate, MemIsolateError};
+/// use mem_isolate::errors::CallableDidNotExecuteError;
+///
+/// let mut outer = [0u8; 64];
+/// // In a child of its own, so this process keeps its limits: lower the
+/// // hard address-space limit to 1 TiB, then ask for a memory limit that
+/// // cannot fit under it.
+/// let refused = Isolate::new().run_with_buffer(&mut outer, || {
+///     let hard = libc::rlimit { rlim_cur: 1 << 40, rlim_max: 1 << 40 };
+///     // SAFETY: lowers this child's own limit.
+///     assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_AS, &hard) }, 0);
+///     let mut inner = [0u8; 8];
+///     Isolate::new().memory_limit(1 << 41).run_with_buffer(&mut inner, || 1u8)
+/// })?;
+/// let e = refused.unwrap_err();
+/// assert!(e.callable_did_not_execute());
+/// assert!(matches!(
+///     e,
+///     MemIsolateError::CallableDidNotExecute(
+///         CallableDidNotExecuteError::ChildSetupFailed(_) // Linux, FreeBSD
+///             | CallableDidNotExecuteError::MemoryLimitUnsupported // macOS
+///     )
+/// ));
+/// # Ok::<(), MemIsolateError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[non_exhaustive]
 pub enum CallableDidNotExecuteError {
@@ -131,6 +192,23 @@ pub enum CallableDidNotExecuteError {
 
 /// The callable ran, but its result could not be delivered. Retry only if
 /// the callable is idempotent.
+///
+/// # Example
+///
+/// ```
+/// use mem_isolate::{Isolate, MemIsolateError};
+/// use mem_isolate::errors::CallableExecutedError;
+///
+/// // The buffer bounds the result: 32 bytes of result do not fit in 8.
+/// let mut buffer = [0u8; 8];
+/// let e = Isolate::new()
+///     .run_with_buffer(&mut buffer, || [1u8; 32])
+///     .unwrap_err();
+/// assert_eq!(
+///     e,
+///     MemIsolateError::CallableExecuted(CallableExecutedError::ResultTooLarge { limit: 8 })
+/// );
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[non_exhaustive]
 pub enum CallableExecutedError {
@@ -174,14 +252,38 @@ pub enum CallableExecutedError {
         limit: usize,
     },
 
-    /// [`IsolatedChild::try_join`](crate::IsolatedChild::try_join) already
-    /// handed out this child's value.
+    #[cfg_attr(
+        feature = "alloc",
+        doc = "[`IsolatedChild::try_join`](crate::IsolatedChild::try_join) already handed out this child's value."
+    )]
+    #[cfg_attr(
+        not(feature = "alloc"),
+        doc = "`IsolatedChild::try_join` (with the `alloc` feature) already handed out this child's value."
+    )]
     #[error("the result was already taken from this handle")]
     ResultAlreadyTaken,
 }
 
 /// Something failed and it cannot be known whether the callable ran, or how
 /// far. Retry only if the callable is idempotent.
+///
+/// # Example
+///
+/// ```
+/// use mem_isolate::{Isolate, MemIsolateError};
+/// use mem_isolate::errors::CallableStatusUnknownError;
+///
+/// let mut buffer = [0u8; 8];
+/// let e = Isolate::new()
+///     .run_with_buffer(&mut buffer, || -> u8 { std::process::exit(3) })
+///     .unwrap_err();
+/// assert_eq!(
+///     e,
+///     MemIsolateError::CallableStatusUnknown(
+///         CallableStatusUnknownError::UnexpectedChildExitStatus(3)
+///     )
+/// );
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[non_exhaustive]
 pub enum CallableStatusUnknownError {
@@ -214,7 +316,11 @@ pub enum CallableStatusUnknownError {
     /// The child was killed by this signal, for example `SIGSEGV` from a
     /// crash, `SIGABRT` from an abort or a panic under `panic = "abort"`, or
     /// `SIGKILL` from the out-of-memory killer or
-    /// [`IsolatedChild::kill`](crate::IsolatedChild::kill).
+    #[cfg_attr(
+        feature = "alloc",
+        doc = "[`IsolatedChild::kill`](crate::IsolatedChild::kill)."
+    )]
+    #[cfg_attr(not(feature = "alloc"), doc = "`IsolatedChild::kill`.")]
     #[error("the child was killed by signal {0}")]
     ChildProcessKilledBySignal(i32),
 

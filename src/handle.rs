@@ -38,6 +38,20 @@ use crate::wire::VecSink;
 /// from a thread that outlives the child. Readiness through [`AsFd`] needs
 /// the child to be watched (a pidfd, Linux 5.3 and later, or kqueue); on
 /// older kernels poll `try_join` instead.
+///
+/// # Example
+///
+/// ```
+/// use mem_isolate::Isolate;
+///
+/// // Start two children, do something else, then collect both.
+/// let squares = Isolate::new().spawn(|| (1..=4u32).map(|i| i * i).collect::<Vec<_>>())?;
+/// let greeting = Isolate::new().spawn(|| format!("hello from {}", std::process::id()))?;
+/// assert_eq!(squares.join()?, [1, 4, 9, 16]);
+/// assert!(greeting.join()?.starts_with("hello from "));
+/// # Ok::<(), mem_isolate::MemIsolateError>(())
+/// ```
+#[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
 pub struct IsolatedChild<T> {
     receiver: Receiver<VecSink>,
     taken: bool,
@@ -57,6 +71,18 @@ impl<T: DeserializeOwned> IsolatedChild<T> {
     ///
     /// It names the child until the child is reaped (by `join`, a finished
     /// `try_join`, `kill` or drop); after that the id may be reused.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use mem_isolate::Isolate;
+    ///
+    /// let child = Isolate::new().spawn(std::process::id)?;
+    /// let pid = child.pid();
+    /// // The child reports its own process id: the same one.
+    /// assert_eq!(child.join()?, pid.as_raw_nonzero().get() as u32);
+    /// # Ok::<(), mem_isolate::MemIsolateError>(())
+    /// ```
     #[must_use]
     pub fn pid(&self) -> Pid {
         self.receiver.pid()
@@ -67,12 +93,35 @@ impl<T: DeserializeOwned> IsolatedChild<T> {
     /// # Errors
     ///
     /// See [`MemIsolateError`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use mem_isolate::Isolate;
+    ///
+    /// let child = Isolate::new().spawn(|| "done".to_string())?;
+    /// assert_eq!(child.join()?, "done");
+    /// # Ok::<(), mem_isolate::MemIsolateError>(())
+    /// ```
     pub fn join(self) -> Result<T, MemIsolateError> {
         self.join_with_usage().0
     }
 
     /// Like [`join`](Self::join), and also returns what the child consumed
     /// (peak RSS and CPU time, from `wait4`), when it could be reaped.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use mem_isolate::Isolate;
+    ///
+    /// let child = Isolate::new().spawn(|| vec![1u8; 32 << 20].len())?;
+    /// let (result, usage) = child.join_with_usage();
+    /// assert_eq!(result?, 32 << 20);
+    /// let usage = usage.expect("the child was reaped");
+    /// assert!(usage.max_rss_bytes >= 32 << 20); // the child touched 32 MiB
+    /// # Ok::<(), mem_isolate::MemIsolateError>(())
+    /// ```
     pub fn join_with_usage(mut self) -> (Result<T, MemIsolateError>, Option<ResourceUsage>) {
         call_span!("mem_isolate::join");
         self.receiver.advance(None);
@@ -91,6 +140,27 @@ impl<T: DeserializeOwned> IsolatedChild<T> {
     /// [`MemIsolateError`]), and
     /// [`ResultAlreadyTaken`](CallableExecutedError::ResultAlreadyTaken) if
     /// the value was already returned by an earlier call.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use mem_isolate::Isolate;
+    ///
+    /// let mut child = Isolate::new().spawn(|| {
+    ///     std::thread::sleep(Duration::from_millis(20));
+    ///     7u8
+    /// })?;
+    /// let value = loop {
+    ///     if let Some(value) = child.try_join()? {
+    ///         break value;
+    ///     }
+    ///     // Not finished yet: do other work (here, just wait a little).
+    ///     std::thread::sleep(Duration::from_millis(5));
+    /// };
+    /// assert_eq!(value, 7);
+    /// # Ok::<(), mem_isolate::MemIsolateError>(())
+    /// ```
     pub fn try_join(&mut self) -> Result<Option<T>, MemIsolateError> {
         if self.receiver.advance(Some(Duration::ZERO)) {
             self.take().map(Some)
@@ -108,6 +178,23 @@ impl<T: DeserializeOwned> IsolatedChild<T> {
     ///
     /// [`WaitFailed`](crate::errors::CallableStatusUnknownError::WaitFailed)
     /// if the signal could not be sent or the child not reaped.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use mem_isolate::{Isolate, MemIsolateError};
+    /// use mem_isolate::errors::CallableStatusUnknownError;
+    ///
+    /// let mut child = Isolate::new().spawn(|| -> u8 { loop { std::hint::spin_loop() } })?;
+    /// child.kill()?;
+    /// assert_eq!(
+    ///     child.join(),
+    ///     Err(MemIsolateError::CallableStatusUnknown(
+    ///         CallableStatusUnknownError::ChildProcessKilledBySignal(libc::SIGKILL)
+    ///     ))
+    /// );
+    /// # Ok::<(), mem_isolate::MemIsolateError>(())
+    /// ```
     pub fn kill(&mut self) -> Result<(), MemIsolateError> {
         // Collect anything already finished first, so that a completed
         // child keeps its value.
@@ -115,7 +202,21 @@ impl<T: DeserializeOwned> IsolatedChild<T> {
         self.receiver.kill()
     }
 
-    /// What the child consumed, once it has been reaped.
+    /// What the child consumed, once it has been reaped: `None` before.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use mem_isolate::Isolate;
+    ///
+    /// let mut child = Isolate::new().spawn(|| 1u8)?;
+    /// assert_eq!(child.usage(), None); // not reaped yet
+    /// while child.try_join()?.is_none() {
+    ///     std::thread::yield_now();
+    /// }
+    /// assert!(child.usage().is_some());
+    /// # Ok::<(), mem_isolate::MemIsolateError>(())
+    /// ```
     #[must_use]
     pub fn usage(&self) -> Option<ResourceUsage> {
         self.receiver.usage()
@@ -133,6 +234,31 @@ impl<T: DeserializeOwned> IsolatedChild<T> {
     }
 }
 
+/// The descriptor an event loop waits on: it becomes readable whenever
+/// [`try_join`](IsolatedChild::try_join) can make progress.
+///
+/// # Example
+///
+/// ```
+/// use std::os::fd::{AsFd, AsRawFd};
+/// use mem_isolate::Isolate;
+///
+/// let mut child = Isolate::new().spawn(|| 40 + 2)?;
+/// let value = loop {
+///     let mut ready = libc::pollfd {
+///         fd: child.as_fd().as_raw_fd(),
+///         events: libc::POLLIN,
+///         revents: 0,
+///     };
+///     // SAFETY: one valid pollfd; waits at most a second.
+///     unsafe { libc::poll(&mut ready, 1, 1000) };
+///     if let Some(value) = child.try_join()? {
+///         break value;
+///     }
+/// };
+/// assert_eq!(value, 42);
+/// # Ok::<(), mem_isolate::MemIsolateError>(())
+/// ```
 impl<T> AsFd for IsolatedChild<T> {
     fn as_fd(&self) -> BorrowedFd<'_> {
         // `Isolate::spawn` always waits through a queue (`WaitMode::Queue`),

@@ -13,15 +13,27 @@ use crate::sys::{self, SharedPage, WaitMode, Watch};
 use crate::wire::SliceSink;
 
 /// How to run a callable in isolation: options first, then
-/// [`run`](Self::run), [`spawn`](Self::spawn) or
-/// [`run_with_buffer`](Self::run_with_buffer).
+#[cfg_attr(
+    feature = "alloc",
+    doc = "[`run`](Self::run), [`spawn`](Self::spawn) or [`run_with_buffer`](Self::run_with_buffer)."
+)]
+#[cfg_attr(
+    not(feature = "alloc"),
+    doc = "[`run_with_buffer`](Self::run_with_buffer) (`run` and `spawn` need the `alloc` feature)."
+)]
 ///
-/// With no options set, [`Isolate::new().run(f)`](Self::run) is exactly
-/// [`execute_in_isolated_process(f)`](crate::execute_in_isolated_process).
+#[cfg_attr(
+    feature = "alloc",
+    doc = "With no options set, [`Isolate::new().run(f)`](Self::run) is exactly [`execute_in_isolated_process(f)`](crate::execute_in_isolated_process)."
+)]
+///
+/// An `Isolate` is a small value (`Clone`, `Default`, `PartialEq`): keep
+/// one and reuse it for many calls.
 ///
 /// # Example
 ///
 /// ```
+/// # #[cfg(feature = "alloc")] {
 /// use std::time::Duration;
 /// use mem_isolate::Isolate;
 ///
@@ -30,6 +42,7 @@ use crate::wire::SliceSink;
 ///     .max_result_size(1 << 20);
 /// let total: u64 = isolate.run(|| (1..=100).sum())?;
 /// assert_eq!(total, 5050);
+/// # }
 /// # Ok::<(), mem_isolate::MemIsolateError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +68,18 @@ impl Default for Isolate {
 impl Isolate {
     /// No timeout, no memory limit, no result cap; descendants are killed
     /// with the child (see [`kill_descendants`](Self::kill_descendants)).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use mem_isolate::Isolate;
+    ///
+    /// let mut buffer = [0u8; 16];
+    /// let answer: u32 = Isolate::new().run_with_buffer(&mut buffer, || 6 * 7)?;
+    /// assert_eq!(answer, 42);
+    /// assert_eq!(Isolate::new(), Isolate::default());
+    /// # Ok::<(), mem_isolate::MemIsolateError>(())
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
@@ -129,6 +154,25 @@ impl Isolate {
     /// on Linux, kqueue on macOS and FreeBSD) and the pipe, if the result
     /// takes one, so the deadline is kept to within scheduling noise,
     /// without polling, even when a grandchild holds the pipe open.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use mem_isolate::{Isolate, MemIsolateError};
+    /// use mem_isolate::errors::CallableStatusUnknownError;
+    ///
+    /// let mut buffer = [0u8; 16];
+    /// let hangs = Isolate::new()
+    ///     .timeout(Duration::from_millis(50))
+    ///     .run_with_buffer(&mut buffer, || -> u32 { loop { std::hint::spin_loop() } });
+    /// assert_eq!(
+    ///     hangs,
+    ///     Err(MemIsolateError::CallableStatusUnknown(
+    ///         CallableStatusUnknownError::TimedOut(Duration::from_millis(50))
+    ///     ))
+    /// );
+    /// ```
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
@@ -153,6 +197,25 @@ impl Isolate {
     ///
     /// Address space is not resident memory: reserving (not touching) a
     /// large mapping counts against the limit.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use mem_isolate::Isolate;
+    ///
+    /// let mut buffer = [0u8; 16];
+    /// let limited = Isolate::new().memory_limit(64 << 20);
+    /// // Asking for a gigabyte more than the limit allows fails in the child.
+    /// let refused = limited.run_with_buffer(&mut buffer, || {
+    ///     let mut v: Vec<u8> = Vec::new();
+    ///     v.try_reserve_exact(1 << 30).is_err()
+    /// });
+    /// if cfg!(target_vendor = "apple") {
+    ///     assert!(refused.unwrap_err().callable_did_not_execute()); // MemoryLimitUnsupported
+    /// } else {
+    ///     assert_eq!(refused, Ok(true));
+    /// }
+    /// ```
     pub fn memory_limit(mut self, bytes: u64) -> Self {
         self.memory_limit = Some(bytes);
         self
@@ -166,6 +229,24 @@ impl Isolate {
     /// stops reading at the cap and kills and reaps the child; a child
     /// writing to the spill file (blocking calls on Linux), which nobody
     /// reads until it exits, stops itself just past the cap.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use mem_isolate::{Isolate, MemIsolateError};
+    /// use mem_isolate::errors::CallableExecutedError;
+    ///
+    /// let mut buffer = [0u8; 4096];
+    /// let too_big = Isolate::new()
+    ///     .max_result_size(100)
+    ///     .run_with_buffer(&mut buffer, || [[7u8; 32]; 7]); // 224 bytes
+    /// assert_eq!(
+    ///     too_big,
+    ///     Err(MemIsolateError::CallableExecuted(
+    ///         CallableExecutedError::ResultTooLarge { limit: 100 }
+    ///     ))
+    /// );
+    /// ```
     pub fn max_result_size(mut self, bytes: usize) -> Self {
         self.max_result_size = Some(bytes);
         self
@@ -178,7 +259,23 @@ impl Isolate {
     ///
     /// See [`MemIsolateError`]: each variant says what happened to the
     /// callable.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use mem_isolate::Isolate;
+    ///
+    /// let isolate = Isolate::new();
+    /// let words = isolate.run(|| {
+    ///     // Anything this leaks or mutates stays in the child.
+    ///     let text: &'static str = Box::leak("one two three".to_string().into_boxed_str());
+    ///     text.split(' ').map(str::to_owned).collect::<Vec<String>>()
+    /// })?;
+    /// assert_eq!(words, ["one", "two", "three"]);
+    /// # Ok::<(), mem_isolate::MemIsolateError>(())
+    /// ```
     #[cfg(feature = "alloc")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
     pub fn run<F, T>(&self, callable: F) -> Result<T, MemIsolateError>
     where
         F: FnOnce() -> T,
@@ -220,6 +317,7 @@ impl Isolate {
     /// # Ok::<(), mem_isolate::MemIsolateError>(())
     /// ```
     #[cfg(feature = "alloc")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
     pub fn spawn<F, T>(&self, callable: F) -> Result<crate::IsolatedChild<T>, MemIsolateError>
     where
         F: FnOnce() -> T,

@@ -1,4 +1,127 @@
-#![doc = include_str!("../README.md")]
+//! Run a function in a forked child process and get its result back, so
+//! that leaks, heap fragmentation, mutations of statics and crashes inside
+//! the function cannot touch the caller's memory.
+//!
+//! The function sees an exact copy of the caller's memory as it was just
+//! before the call; whatever it does to memory stays in the child, which is
+//! thrown away. Its return value crosses back serialized with [postcard],
+//! so it must implement [`Serialize`] and [`DeserializeOwned`].
+//!
+//! ```
+//! # #[cfg(feature = "alloc")] {
+//! use mem_isolate::execute_in_isolated_process;
+//!
+//! // Leak a megabyte... in the child only.
+//! let length = execute_in_isolated_process(|| {
+//!     let leaked: &'static mut Vec<u8> = Box::leak(Box::new(vec![7u8; 1 << 20]));
+//!     leaked.len()
+//! })?;
+//! assert_eq!(length, 1 << 20);
+//! # }
+//! # Ok::<(), mem_isolate::MemIsolateError>(())
+//! ```
+//!
+//! # The API
+//!
+//! - [`execute_in_isolated_process`] is the one-liner (it needs the `alloc`
+//!   feature, on by default).
+//! - [`Isolate`] adds options, [`timeout`](Isolate::timeout),
+//!   [`memory_limit`](Isolate::memory_limit) and
+//!   [`max_result_size`](Isolate::max_result_size), and three ways to call:
+//!   [`run`][Isolate::run] blocks until the value is in,
+//!   [`spawn`][Isolate::spawn] returns an [`IsolatedChild`] at once (join
+//!   it, poll it with `try_join`, kill it, or wait on its descriptor), and
+//!   [`run_with_buffer`](Isolate::run_with_buffer) needs no allocator.
+//! - Every failure is a [`MemIsolateError`], whose first level says what
+//!   happened to your callable, and so whether you may retry it: see
+//!   [`errors`].
+//! - A spawned child's [`ResourceUsage`] tells how much memory and CPU time
+//!   it used.
+//!
+//! ```
+//! # #[cfg(feature = "alloc")] {
+//! use std::time::Duration;
+//! use mem_isolate::Isolate;
+//!
+//! let isolate = Isolate::new()
+//!     .timeout(Duration::from_secs(5)) // killed and reaped at the deadline
+//!     .max_result_size(16 << 20); // bytes the parent will accept
+//!
+//! let total: u64 = isolate.run(|| (1..=1000u64).sum())?;
+//! assert_eq!(total, 500_500);
+//!
+//! let child = isolate.spawn(|| "ready".to_string())?; // returns at once
+//! assert_eq!(child.join()?, "ready");
+//! # }
+//! # Ok::<(), mem_isolate::MemIsolateError>(())
+//! ```
+//!
+//! # Feature flags
+//!
+//! | feature | default | what it gives |
+//! | --- | --- | --- |
+//! | `std` | yes | implies `alloc`; panics are caught and their message returned ([`CallablePanicked`](errors::CallableExecutedError::CallablePanicked)) |
+//! | `alloc` | via `std` | [`execute_in_isolated_process`], [`Isolate::run`], [`Isolate::spawn`] and [`IsolatedChild`] |
+//! | `tracing` | no | debug events in the parent (fork, reap, decode); none in the child |
+//!
+//! Without `alloc` the crate is `#![no_std]` and needs no allocator:
+//! [`Isolate::run_with_buffer`] and [`execute_in_isolated_process_with_buffer`]
+//! receive the result into a buffer of yours, which also bounds its size.
+//!
+//! # Platforms
+//!
+//! Linux (glibc and musl), Android, macOS and FreeBSD; other targets fail
+//! to compile. [`Isolate::memory_limit`] is enforced on Linux, Android and
+//! FreeBSD, and refused before forking on macOS. On Linux and FreeBSD the
+//! child dies with its parent. The repository's README describes how the
+//! result travels, the wire protocol, and measured costs.
+//!
+//! # What isolation is not
+//!
+//! It isolates memory; it is not a sandbox. The child is a copy of your
+//! process with your privileges: it can use every descriptor you had open,
+//! write your files and shared mappings, signal other processes, and
+//! return any value it likes. For code you do not trust, combine
+//! [`timeout`](Isolate::timeout), [`memory_limit`](Isolate::memory_limit)
+//! and [`max_result_size`](Isolate::max_result_size) with types whose
+//! `Deserialize` validates what it accepts, and with an operating-system
+//! sandbox applied inside the callable.
+//!
+//! Other limits:
+//!
+//! - Only the calling thread exists in the child. Locks other threads held
+//!   at the fork stay locked there, so a callable that allocates in a
+//!   multi-threaded program relies on the allocator's fork handlers (glibc's
+//!   and musl's have them).
+//! - Each call costs a `fork`, which grows with the parent's page tables.
+//! - Panics are caught only with `std`; under `panic = "abort"` a panic is
+//!   reported as `SIGABRT`. No panic hook runs on the child's thread: at
+//!   its first call the crate wraps the process's hook in one that does
+//!   nothing there (the default hook takes a lock another thread may have
+//!   held at the fork). Install your own hook before the first call.
+//! - The processes the callable starts end with the call (see
+//!   [`Isolate::kill_descendants`]): the child leads a process group of its
+//!   own, out of the terminal's job control.
+//! - A stopped child (`SIGSTOP`, or a callable that made the parent its
+//!   tracer) has not finished: it is waited for, and the deadline ends it.
+//! - Every descriptor the crate makes is numbered 3 or above. On Linux each
+//!   thread keeps one between calls (its spill file), checked by identity
+//!   before every use: a program that closes descriptors it does not own
+//!   and reuses their numbers loses nothing to the crate.
+//!
+//! [postcard]: https://docs.rs/postcard
+// Without `alloc` the allocating API does not exist: its links lead to the
+// feature table instead.
+#![cfg_attr(
+    not(feature = "alloc"),
+    doc = "[`execute_in_isolated_process`]: #feature-flags",
+    doc = "[`IsolatedChild`]: #feature-flags",
+    doc = "[`Isolate::run`]: #feature-flags",
+    doc = "[`Isolate::spawn`]: #feature-flags",
+    doc = "[Isolate::run]: #feature-flags",
+    doc = "[Isolate::spawn]: #feature-flags"
+)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![cfg_attr(not(feature = "std"), no_std)]
 #![deny(missing_docs)]
 #![warn(unsafe_op_in_unsafe_fn)]
@@ -41,6 +164,7 @@ mod wire;
 
 pub use errors::MemIsolateError;
 #[cfg(feature = "alloc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
 pub use handle::IsolatedChild;
 pub use isolate::Isolate;
 pub use rustix::process::Pid;
@@ -125,6 +249,7 @@ pub mod fuzzing {
 /// # Ok::<(), mem_isolate::MemIsolateError>(())
 /// ```
 #[cfg(feature = "alloc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
 pub fn execute_in_isolated_process<F, T>(callable: F) -> Result<T, MemIsolateError>
 where
     F: FnOnce() -> T,
@@ -161,3 +286,8 @@ where
 {
     Isolate::new().run_with_buffer(buffer, callable)
 }
+
+// The README's Rust examples are complete programs; test them as doctests.
+#[cfg(all(doctest, feature = "std"))]
+#[doc = include_str!("../README.md")]
+struct ReadmeExamples;

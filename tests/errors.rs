@@ -418,7 +418,7 @@ fn callable_process_died_during_execution_when_it_exits_zero() {
 fn child_process_killed_by_signal() {
     let e = execute_in_isolated_process(|| -> u8 {
         // SAFETY: none; a deliberate crash, in the child.
-        unsafe { std::ptr::null_mut::<u8>().write_volatile(1) };
+        unsafe { std::ptr::without_provenance_mut::<u8>(16).write_volatile(1) };
         0
     })
     .unwrap_err();

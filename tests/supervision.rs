@@ -108,8 +108,10 @@ mod memory {
         let refused = limited.run(|| Vec::<u8>::new().try_reserve_exact(1 << 30).is_err());
         assert_eq!(refused, Ok(true));
 
-        // Over it, the usual way: Rust's allocation-failure handler aborts.
+        // Over it, the usual way: Rust's allocation-failure handler aborts
+        // (after printing to stderr, which this child sends to /dev/null).
         let runaway = limited.run(|| {
+            common::silence_stderr();
             let mut hog: Vec<Vec<u8>> = Vec::new();
             loop {
                 hog.push(vec![1u8; 16 << 20]);

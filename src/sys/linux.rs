@@ -7,10 +7,14 @@
 use core::mem::MaybeUninit;
 use core::time::Duration;
 
+#[cfg(target_os = "android")]
+use super::android::{PidfdFlags, pidfd_open, pidfd_send_signal};
 use rustix::event::{PollFd, PollFlags, Timespec, epoll};
 use rustix::fd::{BorrowedFd, OwnedFd};
 use rustix::io::Errno;
-use rustix::process::{Pid, PidfdFlags, Signal, pidfd_open, pidfd_send_signal};
+use rustix::process::{Pid, Signal};
+#[cfg(target_os = "linux")]
+use rustix::process::{PidfdFlags, pidfd_open, pidfd_send_signal};
 
 use super::{Ready, WaitMode, tick};
 

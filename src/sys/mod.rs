@@ -15,6 +15,8 @@ use rustix::fd::{BorrowedFd, OwnedFd};
 use rustix::io::Errno;
 use rustix::process::Pid;
 
+#[cfg(target_os = "android")]
+mod android;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 mod linux;
 #[cfg(any(target_os = "linux", target_os = "android"))]
@@ -75,9 +77,12 @@ fn last_errno() -> i32 {
     // rustix's `Errno` has no "last error" accessor on the linux_raw backend,
     // and libc exposes errno's location under a different name on each
     // platform.
-    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[cfg(target_os = "linux")]
     // SAFETY: `__errno_location` returns this thread's errno slot.
     let e = unsafe { *libc::__errno_location() };
+    #[cfg(target_os = "android")]
+    // SAFETY: `__errno` returns this thread's errno slot.
+    let e = unsafe { *libc::__errno() };
     #[cfg(target_vendor = "apple")]
     // SAFETY: `__error` returns this thread's errno slot.
     let e = unsafe { *libc::__error() };
@@ -518,8 +523,28 @@ pub(crate) enum Exit {
 /// What the child consumed, as reported by `wait4`.
 ///
 /// The figures cover the child and any of its own children that it waited
-/// for.
+/// for. More fields may be added, so the struct is `#[non_exhaustive]`:
+/// read its fields, and start from [`Default`] where you need one of your
+/// own.
+///
+/// # Example
+///
+/// ```
+/// # #[cfg(feature = "alloc")] {
+/// use mem_isolate::{Isolate, ResourceUsage};
+///
+/// let (result, usage) = Isolate::new()
+///     .spawn(|| vec![0u8; 8 << 20].iter().map(|&b| u64::from(b)).sum::<u64>())?
+///     .join_with_usage();
+/// assert_eq!(result?, 0);
+/// let usage: ResourceUsage = usage.expect("the child was reaped");
+/// assert!(usage.max_rss_bytes > 0);
+/// println!("user {:?}, system {:?}", usage.user_time, usage.system_time);
+/// # }
+/// # Ok::<(), mem_isolate::MemIsolateError>(())
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ResourceUsage {
     /// The child's peak resident set size, in bytes.
     pub max_rss_bytes: u64,

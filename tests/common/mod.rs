@@ -20,6 +20,19 @@ where
         .expect("the outer isolated call itself failed")
 }
 
+/// [`sealed`] without its 60 s deadline, for work bounded by a count
+/// rather than by time, which a slow or emulated machine may take longer
+/// over (a hang shows as a test that never ends, which the test harness
+/// reports after 60 s).
+pub fn sealed_without_deadline<T>(body: impl FnOnce() -> T) -> T
+where
+    T: serde::Serialize + serde::de::DeserializeOwned,
+{
+    Isolate::new()
+        .run(body)
+        .expect("the outer isolated call itself failed")
+}
+
 /// Resident set size of this process, in bytes (Linux).
 #[cfg(target_os = "linux")]
 pub fn rss_bytes() -> u64 {
@@ -165,4 +178,18 @@ pub fn shared_word(addr: usize) -> &'static AtomicUsize {
     // page-aligned, zero-filled, and kept until the test no longer uses it
     // (children hold their own copy of the mapping until they exit).
     unsafe { &*std::ptr::with_exposed_provenance::<AtomicUsize>(addr) }
+}
+
+/// In a child that is about to fail on purpose (an allocation failure, a
+/// tripwire): points its stderr at `/dev/null`, so that what the runtime
+/// prints on the way down (`memory allocation of N bytes failed`, a
+/// backtrace) does not reach the test run's output. Allocates nothing.
+pub fn silence_stderr() {
+    // SAFETY: open and dup2 on this (child) process's descriptor table.
+    unsafe {
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        assert!(null >= 0, "open /dev/null");
+        assert_eq!(libc::dup2(null, 2), 2);
+        libc::close(null);
+    }
 }

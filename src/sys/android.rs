@@ -1,0 +1,58 @@
+//! Android: rustix offers `pidfd_open` and `pidfd_send_signal` on Linux
+//! only (on Android it uses its libc backend, which lacks them), so these
+//! two are made here with `syscall`, in the shape `linux.rs` uses. A kernel
+//! or seccomp policy that refuses them makes `pidfd_open` fail, and the
+//! watch then falls back to checking the child on a timer, as on Linux.
+
+use rustix::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use rustix::io::Errno;
+use rustix::process::{Pid, Signal};
+
+/// Stands in for rustix's flags: `linux.rs` only ever passes `empty()`.
+#[derive(Clone, Copy)]
+pub(super) struct PidfdFlags;
+
+impl PidfdFlags {
+    pub(super) const fn empty() -> Self {
+        Self
+    }
+}
+
+/// `syscall(SYS_pidfd_open, pid, 0)`
+pub(super) fn pidfd_open(pid: Pid, _flags: PidfdFlags) -> Result<OwnedFd, Errno> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor
+    // or -1; it touches no memory of ours.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_open,
+            pid.as_raw_nonzero().get(),
+            0 as libc::c_uint,
+        )
+    };
+    if r < 0 {
+        return Err(Errno::from_raw_os_error(super::last_errno()));
+    }
+    let fd = libc::c_int::try_from(r).map_err(|_| Errno::BADF)?;
+    // SAFETY: the kernel just gave us this descriptor; nobody else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0)`
+pub(super) fn pidfd_send_signal<Fd: AsFd>(pidfd: Fd, sig: Signal) -> Result<(), Errno> {
+    // SAFETY: a null siginfo is allowed (the kernel fills in a default);
+    // the descriptor is borrowed for the duration of the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_fd().as_raw_fd(),
+            sig.as_raw(),
+            core::ptr::null::<libc::siginfo_t>(),
+            0 as libc::c_uint,
+        )
+    };
+    if r < 0 {
+        Err(Errno::from_raw_os_error(super::last_errno()))
+    } else {
+        Ok(())
+    }
+}
