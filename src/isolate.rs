@@ -90,8 +90,7 @@ impl Isolate {
     /// The child becomes the leader of a process group of its own
     /// (`setpgid`, in the child and the parent both, before the callable
     /// runs), and when the call ends, however it ends (a value, a panic,
-    /// the deadline, [`kill`](crate::IsolatedChild::kill), dropping the
-    /// handle), the whole group is sent `SIGKILL` while the child is still
+    /// the deadline, a spawned handle's `kill`, dropping the handle), the whole group is sent `SIGKILL` while the child is still
     /// unreaped, so that the group's id cannot have been reused. A C library
     /// that forks helpers, a shell-out, a worker pool: none of them outlives
     /// the call and keeps its memory.
@@ -117,10 +116,13 @@ impl Isolate {
     /// use mem_isolate::Isolate;
     ///
     /// // The shell started by the callable is killed when the call ends.
-    /// let n: u32 = Isolate::new().kill_descendants(true).run(|| {
-    ///     let _ = std::process::Command::new("sh").args(["-c", "sleep 60"]).spawn();
-    ///     7
-    /// })?;
+    /// let mut buffer = [0u8; 16];
+    /// let n: u32 = Isolate::new()
+    ///     .kill_descendants(true)
+    ///     .run_with_buffer(&mut buffer, || {
+    ///         let _ = std::process::Command::new("sh").args(["-c", "sleep 60"]).spawn();
+    ///         7
+    ///     })?;
     /// assert_eq!(n, 7);
     /// # Ok::<(), mem_isolate::MemIsolateError>(())
     /// ```

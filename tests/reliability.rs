@@ -93,7 +93,7 @@ mod stopped_children {
             unsafe {
                 common::shared_word(word)
                     .store(libc::getpid() as usize, std::sync::atomic::Ordering::SeqCst);
-                #[cfg(target_os = "linux")]
+                #[cfg(any(target_os = "linux", target_os = "android"))]
                 let traced = traced
                     && libc::ptrace(
                         libc::PTRACE_TRACEME,
@@ -101,7 +101,7 @@ mod stopped_children {
                         std::ptr::null_mut::<libc::c_void>(),
                         std::ptr::null_mut::<libc::c_void>(),
                     ) == 0;
-                #[cfg(not(target_os = "linux"))]
+                #[cfg(not(any(target_os = "linux", target_os = "android")))]
                 let traced =
                     traced && libc::ptrace(libc::PT_TRACE_ME, 0, std::ptr::null_mut(), 0) == 0;
                 // Without ptrace (qemu-user has none, a seccomp filter may
