@@ -45,8 +45,10 @@ fn explain(e: &MemIsolateError) -> String {
             Ran::DeserializationFailed(err) => {
                 format!("the bytes did not decode ({err}): Serialize and Deserialize disagree")
             }
-            Ran::ChildPipeWriteFailed => {
-                "the child could not write its result (did the callable close descriptors?)".into()
+            Ran::ChildPipeWriteFailed(errno) => {
+                format!(
+                    "the child could not write its result ({errno}): did the callable close descriptors?"
+                )
             }
             Ran::CallablePanicked(msg) => format!("the callable panicked: {msg:?}"),
             Ran::ResultTooLarge { limit } => {

@@ -283,6 +283,12 @@ impl Isolate {
         }
         .map_err(NotRun::WatchSetupFailed)?;
         let page_of_call = page;
+        // A call without a shared page gets a page of its own, where its
+        // child can report a failure of its own (see `crate::report`).
+        let report_page = match page {
+            Some(_) => None,
+            None => crate::report::ReportPage::new().ok(),
+        };
         let page = page.map(|p| {
             // SAFETY: the page is live; clearing its length word makes a
             // result left there by an earlier call unreadable.
@@ -299,6 +305,7 @@ impl Isolate {
                 Some(_) => sink.limit() as u64,
                 None => u64::MAX,
             },
+            report: page.or(report_page.as_ref().map(|r| r.as_ptr().as_ptr())),
         };
         let started = now();
         trace!(timeout = ?self.timeout, memory_limit = ?self.memory_limit, "forking");
@@ -341,6 +348,7 @@ impl Isolate {
                         page.and_then(core::ptr::NonNull::new),
                         spill,
                     )
+                    .with_report(plan.report, report_page)
                 })
             }
         }

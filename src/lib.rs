@@ -30,12 +30,14 @@ macro_rules! call_span {
 
 #[cfg(feature = "alloc")]
 mod bytes;
+mod capture;
 mod child;
 pub mod errors;
 #[cfg(feature = "alloc")]
 mod handle;
 mod isolate;
 mod parent;
+mod report;
 mod sys;
 mod wire;
 

@@ -12,14 +12,15 @@
 //! - `DATA`: a piece of the postcard encoding of the callable's value, at
 //!   most 128 KiB. The child sends one each time its preallocated staging
 //!   buffer fills, so a value of any size streams through a fixed buffer.
-//! - `PANIC`: the panic message, at most [`PANIC_MESSAGE_CAPACITY`] bytes of
-//!   UTF-8, sent before an `END` whose outcome is [`Outcome::Panicked`].
+//! - `PANIC`: a message, at most [`PANIC_MESSAGE_CAPACITY`] bytes of UTF-8,
+//!   sent before an `END` whose outcome is [`Outcome::Panicked`] (the panic
+//!   message, required) or [`Outcome::SerializeFailed`] (the serializer's
+//!   error message, when it has one).
 //! - `END`: always 24 bytes of body and always last:
 //!
 //! ```text
 //! offset 0   outcome   u8     see Outcome
-//! offset 1   detail    [u8;7] SerializeFailed: the postcard::Error, postcard-encoded;
-//!                             SetupFailed: the errno, i32 LE
+//! offset 1   detail    [u8;7] SetupFailed: the errno, i32 LE; zero otherwise
 //! offset 8   length    u64 LE total DATA bytes sent
 //! offset 16  checksum  u64 LE checksum of those bytes, seeded by the call's nonce
 //! ```
@@ -65,7 +66,8 @@ pub(crate) enum Outcome {
     Value,
     /// The callable panicked; the message came in a `PANIC` frame.
     Panicked,
-    /// Serialization failed; `detail` holds the postcard error.
+    /// Serialization failed; the message came in a `PANIC` frame, if the
+    /// serializer's error had one.
     SerializeFailed,
     /// Setting up the child failed before the callable ran; `detail` holds
     /// the errno as an i32 LE.
@@ -348,6 +350,11 @@ impl Decoder {
         }
     }
 
+    /// The call's nonce.
+    pub(crate) fn nonce(&self) -> u64 {
+        self.nonce
+    }
+
     /// The verified `END`, once the stream is complete.
     pub(crate) fn end(&self) -> Option<End> {
         match self.state {
@@ -529,9 +536,7 @@ impl Decoder {
                     && !self.panic_message.is_empty()
                     && checksum == side
             }
-            Outcome::SerializeFailed => {
-                length == 0 && self.panic_message.is_empty() && checksum == side
-            }
+            Outcome::SerializeFailed => detail == [0; 7] && length == 0 && checksum == side,
             Outcome::SetupFailed => {
                 let errno = i32::from_le_bytes([detail[0], detail[1], detail[2], detail[3]]);
                 self.received == 0
