@@ -342,6 +342,40 @@ pub enum MemIsolateError {
 }
 
 impl MemIsolateError {
+    /// The second level's variant name, for `tracing` fields.
+    #[cfg(feature = "tracing")]
+    pub(crate) fn variant_name(&self) -> &'static str {
+        use CallableDidNotExecuteError as NotRun;
+        use CallableExecutedError as Ran;
+        use CallableStatusUnknownError as Unknown;
+        match self {
+            Self::CallableDidNotExecute(e) => match e {
+                NotRun::PipeCreationFailed(_) => "PipeCreationFailed",
+                NotRun::ForkFailed(_) => "ForkFailed",
+                NotRun::WatchSetupFailed(_) => "WatchSetupFailed",
+                NotRun::MemoryLimitUnsupported => "MemoryLimitUnsupported",
+                NotRun::ChildSetupFailed(_) => "ChildSetupFailed",
+            },
+            Self::CallableExecuted(e) => match e {
+                Ran::SerializationFailed(_) => "SerializationFailed",
+                Ran::DeserializationFailed(_) => "DeserializationFailed",
+                Ran::ChildPipeWriteFailed(_) => "ChildPipeWriteFailed",
+                Ran::CallablePanicked(_) => "CallablePanicked",
+                Ran::ResultTooLarge { .. } => "ResultTooLarge",
+                Ran::ResultAlreadyTaken => "ResultAlreadyTaken",
+            },
+            Self::CallableStatusUnknown(e) => match e {
+                Unknown::WaitFailed(_) => "WaitFailed",
+                Unknown::ParentPipeReadFailed(_) => "ParentPipeReadFailed",
+                Unknown::CallableProcessDiedDuringExecution => "CallableProcessDiedDuringExecution",
+                Unknown::UnexpectedChildExitStatus(_) => "UnexpectedChildExitStatus",
+                Unknown::ChildProcessKilledBySignal(_) => "ChildProcessKilledBySignal",
+                Unknown::TimedOut(_) => "TimedOut",
+                Unknown::ResultStreamCorrupted => "ResultStreamCorrupted",
+            },
+        }
+    }
+
     /// True when the callable certainly never started, so retrying it is
     /// always safe.
     #[must_use]

@@ -121,7 +121,7 @@ impl Isolate {
         F: FnOnce() -> T,
         T: Serialize + DeserializeOwned,
     {
-        call_span!("mem_isolate::run");
+        call_span!("execute_in_isolated_process", api = "run");
         let limit = self.max_result_size.unwrap_or(usize::MAX);
         with_shared_page(|page, pid| {
             let sink = crate::wire::VecSink::new(limit);
@@ -211,7 +211,7 @@ impl Isolate {
         F: FnOnce() -> T,
         T: Serialize + DeserializeOwned,
     {
-        call_span!("mem_isolate::run_with_buffer");
+        call_span!("execute_in_isolated_process", api = "run_with_buffer");
         let cap = self.max_result_size.unwrap_or(usize::MAX).min(buffer.len());
         with_shared_page(|page, pid| {
             let sink = SliceSink {
@@ -308,7 +308,14 @@ impl Isolate {
             report: page.or(report_page.as_ref().map(|r| r.as_ptr().as_ptr())),
         };
         let started = now();
-        trace!(timeout = ?self.timeout, memory_limit = ?self.memory_limit, "forking");
+        trace!(
+            timeout_ms = self
+                .timeout
+                .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
+            memory_limit = self.memory_limit,
+            max_result_size = self.max_result_size.map(|m| m as u64),
+            "forking"
+        );
         // SAFETY: the child branch runs only `child::run`, which keeps to
         // async-signal-safe work apart from the user's callable, and never
         // returns.
@@ -333,7 +340,16 @@ impl Isolate {
                 // SAFETY: the spill file lives as long as the page, which
                 // our caller keeps alive for as long as the receiver.
                 let spill = spill.map(|f| unsafe { BorrowedFd::borrow_raw(f.as_raw_fd()) });
-                trace!(pid = pid.as_raw_nonzero().get(), "forked");
+                trace!(
+                    pid = pid.as_raw_nonzero().get(),
+                    transport = match (&read, spill, page) {
+                        (Some(_), _, Some(_)) => "shared page, else pipe",
+                        (Some(_), _, None) => "pipe",
+                        (None, Some(_), _) => "shared page, else spill file",
+                        (None, None, _) => "none",
+                    },
+                    "forked"
+                );
                 // SAFETY: our caller keeps the page alive for as long as
                 // the receiver.
                 Ok(unsafe {

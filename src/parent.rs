@@ -154,6 +154,12 @@ pub(crate) struct Receiver<S: Sink> {
     report: Option<(core::ptr::NonNull<u8>, u64)>,
     /// The page mapped for this call's report, if it had no shared page.
     own_report: Option<crate::report::ReportPage>,
+    /// When the call started, for the `tracing` summary.
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+    started: Duration,
+    /// What carried the stream, once known: for the `tracing` summary.
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+    via: &'static str,
 }
 
 impl<S: Sink> Receiver<S> {
@@ -193,6 +199,8 @@ impl<S: Sink> Receiver<S> {
             spill,
             report: None,
             own_report: None,
+            started,
+            via: "nothing",
         }
     }
 
@@ -318,6 +326,9 @@ impl<S: Sink> Receiver<S> {
             Ok(got)
         });
         self.pipe = Some(pipe);
+        if !self.decoder.untouched() {
+            self.via = "pipe";
+        }
         if ended {
             self.close_pipe();
         }
@@ -404,6 +415,7 @@ impl<S: Sink> Receiver<S> {
             }
         };
         let len = len.min(size);
+        self.via = "spill file";
         let deadline = self.deadline;
         let mut late = false;
         let mut at = 0u64;
@@ -463,6 +475,7 @@ impl<S: Sink> Receiver<S> {
         // still maps the page can change what was checked. The buffer is
         // small because every stack page the parent touches after a fork
         // costs a fault.
+        self.via = "shared page";
         let mut chunk = [0u8; 256];
         let mut at = 4;
         while at < 4 + len {
@@ -544,7 +557,14 @@ impl<S: Sink> Receiver<S> {
             Ok(Some((exit, usage))) => {
                 trace!(
                     pid = self.pid.as_raw_nonzero().get(),
-                    ?exit,
+                    exit_code = match exit {
+                        Exit::Code(c) => Some(c),
+                        Exit::Signal(_) => None,
+                    },
+                    signal = match exit {
+                        Exit::Signal(s) => Some(s),
+                        Exit::Code(_) => None,
+                    },
                     "reaped the child"
                 );
                 self.exit = Some(exit);
@@ -585,15 +605,27 @@ impl<S: Sink> Receiver<S> {
 
     /// Turns what happened into the caller's answer. Call once finished.
     pub(crate) fn outcome<T: DeserializeOwned>(&mut self) -> Result<T, MemIsolateError> {
+        #[cfg(feature = "tracing")]
+        let result_bytes = self.sink.bytes().len();
+        let result = self.verdict();
+        trace!(
+            pid = self.pid.as_raw_nonzero().get(),
+            result_bytes,
+            transport = self.via,
+            elapsed_us =
+                u64::try_from(now().saturating_sub(self.started).as_micros()).unwrap_or(u64::MAX),
+            outcome = match &result {
+                Ok(_) => "value",
+                Err(e) => e.variant_name(),
+            },
+            "call finished"
+        );
+        result
+    }
+
+    fn verdict<T: DeserializeOwned>(&mut self) -> Result<T, MemIsolateError> {
         use CallableExecutedError as Executed;
         use CallableStatusUnknownError as Unknown;
-
-        trace!(
-            bytes = self.sink.bytes().len(),
-            end = ?self.decoder.end(),
-            failure = ?self.decoder.failure(),
-            "decoding the outcome"
-        );
         if self.stopped == Some(Stopped::TimedOut) {
             return Err(Unknown::TimedOut(self.timeout.unwrap_or_default()).into());
         }
