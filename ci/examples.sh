@@ -14,6 +14,9 @@ for file in examples/*.rs; do
     say "cargo run --release --example ${name}"
     if [ "${name}" = tracing ]; then
         run cargo run --release --example "${name}" --features tracing
+    elif [ "${name}" = error-handling-migrated ]; then
+        # As a 0.1 user would build it: with 0.1's `full` feature.
+        run cargo run --release --example "${name}" --features full
     else
         run cargo run --release --example "${name}"
     fi

@@ -719,11 +719,11 @@ fn a_users_deserialize_error_keeps_its_message_from_any_depth() {
 
 #[test]
 fn no_exit_code_is_reserved() {
-    // 109 was 0.1's (and, until now, this crate's) code for its own failed
-    // write, 112 this crate's code for an unwound child; 1 and 255 bound
-    // the range. Each is the callable's own, blocking or spawned, whether
-    // it exits before or after writing part of its value.
-    for code in [1, 109, 112, 255] {
+    // 3 and 4 were 0.1's codes for its own failed close and write, 109 and
+    // 112 this crate's until now (a failed write, an unwound child); 1 and
+    // 255 bound the range. Each is the callable's own, blocking or
+    // spawned, whether it exits before or after writing part of its value.
+    for code in [1, 3, 4, 109, 112, 255] {
         let blocking = execute_in_isolated_process(move || -> u8 { std::process::exit(code) });
         let spawned = Isolate::new()
             .spawn(move || -> u8 { std::process::exit(code) })
