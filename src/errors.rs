@@ -605,3 +605,61 @@ mod errno_serde {
         }
     }
 }
+
+#[cfg(all(test, feature = "alloc"))]
+mod tests {
+    extern crate std;
+
+    use super::*;
+    use core::fmt::Write as _;
+
+    #[test]
+    fn text_is_cut_on_a_character_boundary_for_every_width() {
+        for ch in ['a', 'é', '€', '🦀'] {
+            for extra in 0..5 {
+                let long: std::string::String =
+                    core::iter::repeat_n(ch, ERROR_TEXT_CAPACITY + extra).collect();
+                let t = ErrorText::new(&long);
+                let fit = ERROR_TEXT_CAPACITY / ch.len_utf8() * ch.len_utf8();
+                assert_eq!(t.len(), fit, "{ch:?}");
+                assert!(t.chars().all(|c| c == ch));
+                assert_eq!(t.is_truncated(), long.len() > ERROR_TEXT_CAPACITY);
+            }
+        }
+        let short = ErrorText::new("fits");
+        assert_eq!(short, "fits");
+        assert!(!short.is_truncated());
+    }
+
+    #[test]
+    fn formatting_keeps_what_fits_and_nothing_after_a_cut() {
+        let mut t = ErrorText::empty();
+        let filler = "x".repeat(ERROR_TEXT_CAPACITY - 1);
+        // "é" does not fit in the last byte; the "!" after it would, but
+        // must not follow a cut.
+        let (wide, narrow) = ('é', '!');
+        write!(t, "{filler}{wide}{narrow}").unwrap();
+        assert_eq!(t.as_str(), filler);
+        assert!(t.is_truncated());
+    }
+
+    #[test]
+    fn text_round_trips_through_serde_and_longer_input_is_cut() {
+        let t = ErrorText::new("a message");
+        let bytes = postcard::to_allocvec(&t).unwrap();
+        assert_eq!(bytes, postcard::to_allocvec("a message").unwrap());
+        assert_eq!(postcard::from_bytes::<ErrorText>(&bytes), Ok(t));
+        let long = "ü".repeat(ERROR_TEXT_CAPACITY);
+        let bytes = postcard::to_allocvec(&long).unwrap();
+        let cut = postcard::from_bytes::<ErrorText>(&bytes).unwrap();
+        assert_eq!(cut.len(), ERROR_TEXT_CAPACITY);
+        // Whether it was cut is not part of the value.
+        assert_eq!(cut, ErrorText::new(cut.as_str()));
+    }
+
+    #[test]
+    fn invalid_bytes_from_the_wire_keep_their_valid_prefix() {
+        assert_eq!(ErrorText::from_utf8_lossy_prefix(b"ok\xFFrest"), "ok");
+        assert_eq!(ErrorText::from_utf8_lossy_prefix(b"\xC3"), "");
+    }
+}
