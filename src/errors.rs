@@ -532,7 +532,11 @@ pub enum CallableStatusUnknownError {
 
     /// The child exited with status 0 before delivering a complete result:
     /// something inside the callable ended the process (`exit(0)`,
-    /// `std::process::exit(0)`), so the callable never returned.
+    /// `std::process::exit(0)`), so the callable never returned. Also, in
+    /// two cases that should not happen, the crate's own: its code in the
+    /// child unwound (it reports that in shared memory), or a spawned call
+    /// could not map the page its child reports failures in and the child
+    /// then failed to write its result.
     #[error("the child exited during execution, before delivering a result")]
     CallableProcessDiedDuringExecution,
 

@@ -287,7 +287,7 @@ impl Isolate {
         // child can report a failure of its own (see `crate::report`).
         let report_page = match page {
             Some(_) => None,
-            None => crate::report::ReportPage::new().ok(),
+            None => sys::ReportPage::new().ok(),
         };
         let page = page.map(|p| {
             // SAFETY: the page is live; clearing its length word makes a

@@ -153,7 +153,7 @@ pub(crate) struct Receiver<S: Sink> {
     /// [`crate::report`]): the shared page, or `own_report`.
     report: Option<(core::ptr::NonNull<u8>, u64)>,
     /// The page mapped for this call's report, if it had no shared page.
-    own_report: Option<crate::report::ReportPage>,
+    own_report: Option<sys::ReportPage>,
     /// When the call started, for the `tracing` summary.
     #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
     started: Duration,
@@ -210,7 +210,7 @@ impl<S: Sink> Receiver<S> {
     pub(crate) fn with_report(
         mut self,
         report: Option<*mut u8>,
-        own: Option<crate::report::ReportPage>,
+        own: Option<sys::ReportPage>,
     ) -> Self {
         self.report = report
             .and_then(core::ptr::NonNull::new)

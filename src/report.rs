@@ -19,11 +19,12 @@
 //! (where the marker takes the place of the result's length word, which
 //! the parent clears before each fork), or, for calls that have none
 //! (spawned handles, builds without `std`), a page mapped for the call
-//! ([`ReportPage`]). The parent reads it only when the child exited with
-//! no complete stream, and believes it only if the checksum matches this
-//! call's nonce: a callable that scribbles on the page cannot pass for the
-//! crate's own report by accident. A child whose record is missing (no
-//! page could be mapped) and that exited with 0 is reported as
+//! ([`sys::ReportPage`](crate::sys::ReportPage)). The parent reads it only
+//! when the child exited with no complete stream, and believes it only if
+//! the checksum matches this call's nonce: a callable that scribbles on
+//! the page cannot pass for the crate's own report by accident. A child
+//! whose record is missing (no page could be mapped) and that exited with
+//! 0 is reported as
 //! [`CallableProcessDiedDuringExecution`](crate::errors::CallableStatusUnknownError::CallableProcessDiedDuringExecution).
 
 use core::ptr::NonNull;
@@ -138,50 +139,10 @@ pub(crate) unsafe fn read(page: NonNull<u8>, nonce: u64) -> Option<Kind> {
     Kind::decode(kind, errno)
 }
 
-/// A page mapped for one call that has no shared result page, only so
-/// that its child can report a failure of its own (see the module
-/// documentation). Fresh anonymous memory is zero: no report. The parent
-/// never touches it unless the child exited without a complete stream,
-/// so on the common path it costs an `mmap` and a `munmap`.
-pub(crate) struct ReportPage(NonNull<u8>);
-
-// SAFETY: the mapping is owned; the receiver that holds it may move to
-// another thread, and only ever reads it there (with volatile reads).
-unsafe impl Send for ReportPage {}
-
-impl ReportPage {
-    const LEN: usize = 4096;
-
-    pub(crate) fn new() -> Result<Self, Errno> {
-        use rustix::mm::{MapFlags, ProtFlags, mmap_anonymous};
-        // SAFETY: a fresh anonymous mapping at an address of the kernel's
-        // choosing aliases nothing.
-        let ptr = unsafe {
-            mmap_anonymous(
-                core::ptr::null_mut(),
-                Self::LEN,
-                ProtFlags::READ | ProtFlags::WRITE,
-                MapFlags::SHARED,
-            )?
-        };
-        NonNull::new(ptr.cast()).map(Self).ok_or(Errno::NOMEM)
-    }
-
-    pub(crate) fn as_ptr(&self) -> NonNull<u8> {
-        self.0
-    }
-}
-
-impl Drop for ReportPage {
-    fn drop(&mut self) {
-        // SAFETY: the mapping made in `new`, unmapped once.
-        let _ = unsafe { rustix::mm::munmap(self.0.as_ptr().cast(), Self::LEN) };
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sys::ReportPage;
 
     #[test]
     fn a_report_is_read_back_only_with_its_own_nonce() {
