@@ -58,6 +58,23 @@
 //! the chain ends at the second level (the `Errno` is still in the
 //! variant).
 //!
+//! ```
+//! use std::error::Error;
+//!
+//! let e = mem_isolate::execute_in_isolated_process(|| -> u8 { std::process::exit(3) })
+//!     .unwrap_err();
+//! let mut chain = e.to_string();
+//! let mut source = e.source();
+//! while let Some(cause) = source {
+//!     chain = format!("{chain}: {cause}");
+//!     source = cause.source();
+//! }
+//! assert_eq!(
+//!     chain,
+//!     "the callable's status is unknown: the child exited with status 3 before delivering a result"
+//! );
+//! ```
+//!
 //! # Example
 //!
 //! ```
