@@ -19,6 +19,11 @@ for file in examples/*.rs; do
             say "cargo run --example tracing --features tracing"
             run cargo run --example tracing --features tracing
             ;;
+        error-handling-migrated)
+            # As a 0.1 user would build it: with 0.1's `full` feature.
+            say "cargo run --example error-handling-migrated --features full"
+            run cargo run --example error-handling-migrated --features full
+            ;;
         soak)
             say "cargo run --release --example soak"
             run cargo run --release --example soak

@@ -56,7 +56,16 @@ fn main() {
     );
     match execute_in_isolated_process(|| -> u8 { std::process::exit(1) }) {
         Ok(_) => unreachable!(),
-        Err(e) => println!("...and a child that dies is reported, not waited for: {e}"),
+        // Each level says only its own part: print the chain.
+        Err(e) => {
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(cause) = source {
+                text = format!("{text}: {cause}");
+                source = cause.source();
+            }
+            println!("...and a child that dies is reported, not waited for: {text}");
+        }
     }
     // SAFETY: restoring the default disposition.
     unsafe { libc::signal(libc::SIGCHLD, libc::SIG_DFL) };

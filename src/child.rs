@@ -26,14 +26,10 @@ use rustix::io::Errno;
 use rustix::process::Pid;
 use serde::Serialize;
 
-use crate::errors::{CHILD_EXIT_PIPE_WRITE_FAILED, PANIC_MESSAGE_CAPACITY};
+use crate::errors::PANIC_MESSAGE_CAPACITY;
+use crate::report::{self, Kind};
 use crate::sys;
 use crate::wire::{self, Checksum, END_FRAME_LEN, HEADER_LEN, Outcome, copy_short};
-
-/// The exit code of a child that ended by a path that should not exist
-/// (unwinding past the crate's own code). Seen by the parent as
-/// [`UnexpectedChildExitStatus`](crate::errors::CallableStatusUnknownError::UnexpectedChildExitStatus).
-const CHILD_EXIT_UNWOUND: i32 = 0x70;
 
 /// Bytes of the child's staging buffer: one `DATA` frame of the largest
 /// size the parent accepts, with room for `END` after it.
@@ -115,6 +111,9 @@ pub(crate) struct ChildPlan {
     /// so nothing else would bound it. Through a pipe the parent stops
     /// reading at the cap and kills the child.
     pub(crate) cap: u64,
+    /// Where the child reports a failure of its own (see
+    /// [`crate::report`]): the shared page, or a page mapped for the call.
+    pub(crate) report: Option<*mut u8>,
 }
 
 /// What [`FrameWriter`] records as its write error when the value passed
@@ -137,8 +136,19 @@ where
 {
     // Should anything below unwind, the child must still never return into
     // the parent's code.
-    let _guard = ExitOnUnwind;
+    let _guard = ExitOnUnwind {
+        report: plan.report,
+        nonce: plan.nonce,
+    };
     panic_hook::entered_child();
+    // A failure of the child's own: reported in shared memory, never by an
+    // exit code a callable could also use.
+    let fail = |kind: Kind| -> ! {
+        // SAFETY: `plan.report` is a live shared mapping made before the
+        // fork (see `ChildPlan`).
+        unsafe { report::write(plan.report, plan.nonce, kind) };
+        sys::exit_now(0)
+    };
 
     let offset = Cell::new(0);
     let out = match plan.spill {
@@ -168,7 +178,9 @@ where
         detail[..4].copy_from_slice(&e.raw_os_error().to_le_bytes());
         let sum = wire::side_checksum(plan.nonce, detail, &[]);
         let end = wire::end_frame(Outcome::SetupFailed, detail, 0, sum);
-        let _ = out.write_all(&end);
+        if out.write_all(&end).is_err() {
+            fail(Kind::SetupFailed(e));
+        }
         leave(0)
     };
     if plan.own_group {
@@ -217,36 +229,45 @@ where
         Ok(Ok(Some(mut done))) => {
             // The last DATA frame and END leave in one write, so the parent
             // is woken once for them.
-            if out.write_all(done.with_end()).is_err() {
-                sys::exit_now(CHILD_EXIT_PIPE_WRITE_FAILED);
+            if let Err(e) = out.write_all(done.with_end()) {
+                fail(Kind::WriteFailed(e));
             }
             leave(0);
         }
         // Past the cap: the parent has more than it accepts already, and
         // reports the result as too large.
         Ok(Err(_)) if write_error.get() == Some(OVER_CAP) => leave(0),
-        Ok(Err(_)) if write_error.get().is_some() => sys::exit_now(CHILD_EXIT_PIPE_WRITE_FAILED),
-        Ok(Err(e)) => {
-            let mut detail = [0u8; 7];
-            // Every postcard::Error encodes in one byte; failing that, the
-            // parent decodes the zeros as the first variant.
-            let _ = postcard::to_slice(&e, &mut detail);
-            let sum = wire::side_checksum(plan.nonce, detail, &[]);
-            wire::end_frame(Outcome::SerializeFailed, detail, 0, sum)
+        Ok(Err(_)) if write_error.get().is_some() => {
+            fail(Kind::WriteFailed(write_error.get().unwrap_or(Errno::IO)))
+        }
+        Ok(Err(_)) => {
+            // The serializer's message (a user's `custom` text) goes in a
+            // message frame before END, as a panic's does.
+            let text = crate::capture::ser_message();
+            let text = text.as_bytes();
+            if !text.is_empty() {
+                #[allow(clippy::cast_possible_truncation)] // at most ERROR_TEXT_CAPACITY
+                let header = wire::panic_header(text.len() as u32);
+                if let Err(e) = out.write_all(&header).and_then(|()| out.write_all(text)) {
+                    fail(Kind::WriteFailed(e));
+                }
+            }
+            let sum = wire::side_checksum(plan.nonce, [0; 7], text);
+            wire::end_frame(Outcome::SerializeFailed, [0; 7], 0, sum)
         }
         Err(message) => {
             let text = truncate(message.as_bytes());
             #[allow(clippy::cast_possible_truncation)] // at most PANIC_MESSAGE_CAPACITY
             let header = wire::panic_header(text.len() as u32);
-            if out.write_all(&header).is_err() || out.write_all(text).is_err() {
-                sys::exit_now(CHILD_EXIT_PIPE_WRITE_FAILED);
+            if let Err(e) = out.write_all(&header).and_then(|()| out.write_all(text)) {
+                fail(Kind::WriteFailed(e));
             }
             let sum = wire::side_checksum(plan.nonce, [0; 7], text);
             wire::end_frame(Outcome::Panicked, [0; 7], 0, sum)
         }
     };
-    if out.write_all(&end).is_err() {
-        sys::exit_now(CHILD_EXIT_PIPE_WRITE_FAILED);
+    if let Err(e) = out.write_all(&end) {
+        fail(Kind::WriteFailed(e));
     }
     leave(0)
 }
@@ -539,7 +560,7 @@ pub(crate) fn serialize<T: Serialize, W: Flavor>(
         crate::bytes::Wholesale(bytes).serialize(&mut serializer)?;
         return finish(serializer);
     }
-    value.serialize(&mut serializer)?;
+    crate::capture::serialize(value, &mut serializer)?;
     finish(serializer)
 }
 
@@ -669,11 +690,18 @@ fn catch<R>(f: impl FnOnce() -> R) -> Result<R, PanicText<'static>> {
     Ok(f())
 }
 
-struct ExitOnUnwind;
+/// Ends the child, should the crate's own code in it unwind (which it
+/// should never do), with a report saying so.
+struct ExitOnUnwind {
+    report: Option<*mut u8>,
+    nonce: u64,
+}
 
 impl Drop for ExitOnUnwind {
     fn drop(&mut self) {
-        sys::exit_now(CHILD_EXIT_UNWOUND);
+        // SAFETY: as for `fail` in `run`.
+        unsafe { report::write(self.report, self.nonce, Kind::Unwound) };
+        sys::exit_now(0);
     }
 }
 

@@ -283,7 +283,7 @@ impl Isolate {
         F: FnOnce() -> T,
         T: Serialize + DeserializeOwned,
     {
-        call_span!("mem_isolate::run");
+        call_span!("execute_in_isolated_process", api = "run");
         let limit = self.max_result_size.unwrap_or(usize::MAX);
         with_shared_page(|page, pid| {
             let sink = crate::wire::VecSink::new(limit);
@@ -374,7 +374,7 @@ impl Isolate {
         F: FnOnce() -> T,
         T: Serialize + DeserializeOwned,
     {
-        call_span!("mem_isolate::run_with_buffer");
+        call_span!("execute_in_isolated_process", api = "run_with_buffer");
         let cap = self.max_result_size.unwrap_or(usize::MAX).min(buffer.len());
         with_shared_page(|page, pid| {
             let sink = SliceSink {
@@ -446,6 +446,12 @@ impl Isolate {
         }
         .map_err(NotRun::WatchSetupFailed)?;
         let page_of_call = page;
+        // A call without a shared page gets a page of its own, where its
+        // child can report a failure of its own (see `crate::report`).
+        let report_page = match page {
+            Some(_) => None,
+            None => sys::ReportPage::new().ok(),
+        };
         let page = page.map(|p| {
             // SAFETY: the page is live; clearing its length word makes a
             // result left there by an earlier call unreadable.
@@ -463,10 +469,18 @@ impl Isolate {
                 Some(_) => sink.limit() as u64,
                 None => u64::MAX,
             },
+            report: page.or(report_page.as_ref().map(|r| r.as_ptr().as_ptr())),
         };
         child::panic_hook::install();
         let started = now();
-        trace!(timeout = ?self.timeout, memory_limit = ?self.memory_limit, "forking");
+        trace!(
+            timeout_ms = self
+                .timeout
+                .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
+            memory_limit = self.memory_limit,
+            max_result_size = self.max_result_size.map(|m| m as u64),
+            "forking"
+        );
         // SAFETY: the child branch runs only `child::run`, which keeps to
         // async-signal-safe work apart from the user's callable, and never
         // returns.
@@ -491,7 +505,16 @@ impl Isolate {
                     sys::lead_own_group(Some(pid));
                 }
                 watch.watch_child(pid);
-                trace!(pid = pid.as_raw_nonzero().get(), "forked");
+                trace!(
+                    pid = pid.as_raw_nonzero().get(),
+                    transport = match (&read, kept_spill, page) {
+                        (Some(_), _, Some(_)) => "shared page, else pipe",
+                        (Some(_), _, None) => "pipe",
+                        (None, Some(_), _) => "shared page, else spill file",
+                        (None, None, _) => "none",
+                    },
+                    "forked"
+                );
                 // SAFETY: our caller keeps the page alive for as long as
                 // the receiver.
                 Ok(unsafe {
@@ -507,6 +530,7 @@ impl Isolate {
                         kept_spill,
                         self.kill_descendants,
                     )
+                    .with_report(plan.report, report_page)
                 })
             }
         }

@@ -133,6 +133,10 @@ extern crate alloc;
 extern crate std;
 
 /// Emits a `tracing` debug event (parent side only) when the feature is on.
+///
+/// Only ever in the parent: the child after `fork` may not take locks or
+/// allocate (another thread of the parent may have held them at the fork),
+/// and a subscriber does both, so the child emits nothing at all.
 macro_rules! trace {
     ($($arg:tt)*) => {
         #[cfg(feature = "tracing")]
@@ -143,22 +147,25 @@ macro_rules! trace {
 }
 
 /// Opens a `tracing` debug span for the rest of the enclosing block, when
-/// the feature is on (parent side only).
+/// the feature is on (parent side only; the span is exited in the child,
+/// which emits nothing).
 macro_rules! call_span {
-    ($name:literal) => {
+    ($name:literal $(, $($field:tt)*)?) => {
         #[cfg(feature = "tracing")]
-        let _span = ::tracing::debug_span!($name).entered();
+        let _span = ::tracing::debug_span!($name $(, $($field)*)?).entered();
     };
 }
 
 #[cfg(feature = "alloc")]
 mod bytes;
+mod capture;
 mod child;
 pub mod errors;
 #[cfg(feature = "alloc")]
 mod handle;
 mod isolate;
 mod parent;
+mod report;
 mod sys;
 mod wire;
 

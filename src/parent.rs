@@ -20,8 +20,8 @@ use rustix::process::Pid;
 use serde::de::DeserializeOwned;
 
 use crate::errors::{
-    CHILD_EXIT_PIPE_WRITE_FAILED, CallableDidNotExecuteError, CallableExecutedError,
-    CallableStatusUnknownError, MemIsolateError, PanicMessage,
+    CallableDidNotExecuteError, CallableExecutedError, CallableStatusUnknownError, ErrorText,
+    MemIsolateError,
 };
 use crate::sys::{self, Exit, KeptFile, ResourceUsage, Watch};
 use crate::wire::{DecodeError, Decoder, End, Outcome, PayloadSink};
@@ -152,6 +152,17 @@ pub(crate) struct Receiver<S: Sink> {
     /// frames there instead of to a pipe; as long-lived as the page, and
     /// checked to still be the crate's before each use.
     spill: Option<KeptFile>,
+    /// Where the child reports a failure of its own (see
+    /// [`crate::report`]): the shared page, or `own_report`.
+    report: Option<(core::ptr::NonNull<u8>, u64)>,
+    /// The page mapped for this call's report, if it had no shared page.
+    own_report: Option<sys::ReportPage>,
+    /// When the call started, for the `tracing` summary.
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+    started: Duration,
+    /// What carried the stream, once known: for the `tracing` summary.
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+    via: &'static str,
 }
 
 impl<S: Sink> Receiver<S> {
@@ -191,7 +202,41 @@ impl<S: Sink> Receiver<S> {
             page,
             spill,
             group,
+            report: None,
+            own_report: None,
+            started,
+            via: "nothing",
         }
+    }
+
+    /// Where the child may leave a report of its own failure: `report`,
+    /// which is the shared page given to [`Self::new`] or `own`. `nonce`
+    /// is the call's.
+    pub(crate) fn with_report(
+        mut self,
+        report: Option<*mut u8>,
+        own: Option<sys::ReportPage>,
+    ) -> Self {
+        self.report = report
+            .and_then(core::ptr::NonNull::new)
+            .map(|page| (page, self.decoder.nonce()));
+        self.own_report = own;
+        self
+    }
+
+    /// The child's report of a failure of its own, as the caller's error.
+    /// Only asked once the child exited without a complete stream.
+    fn child_report(&self) -> Option<MemIsolateError> {
+        use crate::report::Kind;
+        let (page, nonce) = self.report?;
+        // SAFETY: the shared page outlives the receiver (see `new`), and
+        // `own_report` is owned by it.
+        let kind = unsafe { crate::report::read(page, nonce) }?;
+        Some(match kind {
+            Kind::WriteFailed(e) => CallableExecutedError::ChildPipeWriteFailed(e).into(),
+            Kind::SetupFailed(e) => CallableDidNotExecuteError::ChildSetupFailed(e).into(),
+            Kind::Unwound => CallableStatusUnknownError::CallableProcessDiedDuringExecution.into(),
+        })
     }
 
     /// True once the child has been reaped (or found reaped elsewhere).
@@ -286,6 +331,9 @@ impl<S: Sink> Receiver<S> {
             Ok(got)
         });
         self.pipe = Some(pipe);
+        if !self.decoder.untouched() {
+            self.via = "pipe";
+        }
         if ended {
             self.close_pipe();
         }
@@ -378,6 +426,7 @@ impl<S: Sink> Receiver<S> {
             }
         };
         let len = len.min(size);
+        self.via = "spill file";
         let deadline = self.deadline;
         let mut late = false;
         let mut at = 0u64;
@@ -437,6 +486,7 @@ impl<S: Sink> Receiver<S> {
         // still maps the page can change what was checked. The buffer is
         // small because every stack page the parent touches after a fork
         // costs a fault.
+        self.via = "shared page";
         let mut chunk = [0u8; 256];
         let mut at = 4;
         while at < 4 + len {
@@ -528,7 +578,14 @@ impl<S: Sink> Receiver<S> {
             Ok(Some((exit, usage))) => {
                 trace!(
                     pid = self.pid.as_raw_nonzero().get(),
-                    ?exit,
+                    exit_code = match exit {
+                        Exit::Code(c) => Some(c),
+                        Exit::Signal(_) => None,
+                    },
+                    signal = match exit {
+                        Exit::Signal(s) => Some(s),
+                        Exit::Code(_) => None,
+                    },
                     "reaped the child"
                 );
                 self.exit = Some(exit);
@@ -570,15 +627,27 @@ impl<S: Sink> Receiver<S> {
 
     /// Turns what happened into the caller's answer. Call once finished.
     pub(crate) fn outcome<T: DeserializeOwned>(&mut self) -> Result<T, MemIsolateError> {
+        #[cfg(feature = "tracing")]
+        let result_bytes = self.sink.bytes().len();
+        let result = self.verdict();
+        trace!(
+            pid = self.pid.as_raw_nonzero().get(),
+            result_bytes,
+            transport = self.via,
+            elapsed_us =
+                u64::try_from(now().saturating_sub(self.started).as_micros()).unwrap_or(u64::MAX),
+            outcome = match &result {
+                Ok(_) => "value",
+                Err(e) => e.variant_name(),
+            },
+            "call finished"
+        );
+        result
+    }
+
+    fn verdict<T: DeserializeOwned>(&mut self) -> Result<T, MemIsolateError> {
         use CallableExecutedError as Executed;
         use CallableStatusUnknownError as Unknown;
-
-        trace!(
-            bytes = self.sink.bytes().len(),
-            end = ?self.decoder.end(),
-            failure = ?self.decoder.failure(),
-            "decoding the outcome"
-        );
         if self.stopped == Some(Stopped::TimedOut) {
             return Err(Unknown::TimedOut(self.timeout.unwrap_or_default()).into());
         }
@@ -604,9 +673,13 @@ impl<S: Sink> Receiver<S> {
         if let Some(e) = self.read_error {
             return Err(Unknown::ParentPipeReadFailed(e).into());
         }
+        // No exit code is the crate's own: a failure of the child's own
+        // is reported in shared memory.
+        if let (Some(Exit::Code(_)) | None, Some(report)) = (self.exit, self.child_report()) {
+            return Err(report);
+        }
         Err(match self.exit {
             Some(Exit::Signal(sig)) => Unknown::ChildProcessKilledBySignal(sig).into(),
-            Some(Exit::Code(CHILD_EXIT_PIPE_WRITE_FAILED)) => Executed::ChildPipeWriteFailed.into(),
             Some(Exit::Code(0)) => Unknown::CallableProcessDiedDuringExecution.into(),
             Some(Exit::Code(code)) => Unknown::UnexpectedChildExitStatus(code).into(),
             None => Unknown::WaitFailed(Errno::CHILD).into(),
@@ -622,12 +695,14 @@ fn end_outcome<T: DeserializeOwned, S: Sink>(
 ) -> Result<T, MemIsolateError> {
     match end.outcome {
         Outcome::Value => value(sink),
-        Outcome::Panicked => Err(CallableExecutedError::CallablePanicked(panic_message(
-            decoder.panic_message(),
-        ))
+        // The child cut the message on a character boundary; anything
+        // else is kept up to its first invalid byte.
+        Outcome::Panicked => Err(CallableExecutedError::CallablePanicked(
+            ErrorText::from_utf8_lossy_prefix(decoder.panic_message()),
+        )
         .into()),
         Outcome::SerializeFailed => Err(CallableExecutedError::SerializationFailed(
-            postcard::from_bytes(&end.detail).unwrap_or(postcard::Error::SerdeSerCustom),
+            ErrorText::from_utf8_lossy_prefix(decoder.panic_message()),
         )
         .into()),
         Outcome::SetupFailed => {
@@ -665,11 +740,13 @@ impl<S: Sink> Receiver<S> {
     }
 }
 
-// SAFETY: the only field that is not `Send` is the shared page pointer,
-// which is set only by blocking calls (`run`, `run_with_buffer`) whose
-// receiver never leaves the calling thread; spawned handles, the receivers
-// that can move between threads, never carry one. Everything else is
-// owned descriptors and plain data.
+// SAFETY: the only fields that are not `Send` are the shared page
+// pointers. `page`, and `report` when it points to the shared page, are
+// set only by blocking calls (`run`, `run_with_buffer`) whose receiver
+// never leaves the calling thread; spawned handles, the receivers that can
+// move between threads, never carry one, and their `report` points into
+// `own_report`, a mapping the receiver owns. Everything else is owned
+// descriptors and plain data.
 unsafe impl<S: Sink + Send> Send for Receiver<S> {}
 
 impl<S: Sink> Drop for Receiver<S> {
@@ -740,29 +817,27 @@ fn value<T: DeserializeOwned, S: Sink>(sink: &mut S) -> Result<T, MemIsolateErro
 
 /// Decodes the value, insisting that it uses every byte: a checksummed
 /// stream with bytes left over means `Serialize` and `Deserialize` disagree.
+/// It decodes through [`crate::capture`], so that a `Deserialize` impl's
+/// own error message is kept.
 fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, MemIsolateError> {
-    match postcard::take_from_bytes::<T>(bytes) {
-        Ok((value, [])) => Ok(value),
-        Ok((value, _)) => {
+    use CallableExecutedError::DeserializationFailed;
+    let mut deserializer = postcard::Deserializer::from_bytes(bytes);
+    match crate::capture::deserialize::<T, _>(&mut deserializer) {
+        Ok(value) => {
+            let left = deserializer.finalize().map_or(0, <[u8]>::len);
+            if left == 0 {
+                return Ok(value);
+            }
             // Dropping the value here is the parent's own memory: fine.
             drop(value);
-            Err(CallableExecutedError::DeserializationFailed(
-                postcard::Error::DeserializeBadEncoding,
-            )
-            .into())
+            let what = postcard::Error::DeserializeBadEncoding;
+            let mut text = ErrorText::empty();
+            let _ = core::fmt::Write::write_fmt(
+                &mut text,
+                format_args!("{what} ({left} bytes left over)"),
+            );
+            Err(DeserializationFailed(text).into())
         }
-        Err(e) => Err(CallableExecutedError::DeserializationFailed(e).into()),
+        Err(text) => Err(DeserializationFailed(text).into()),
     }
-}
-
-fn panic_message(bytes: &[u8]) -> PanicMessage {
-    let mut m = PanicMessage::new();
-    // The child cut the message on a character boundary; anything else is
-    // shown up to its first invalid byte.
-    let text = match core::str::from_utf8(bytes) {
-        Ok(t) => t,
-        Err(e) => core::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or_default(),
-    };
-    let _ = m.push_str(text);
-    m
 }

@@ -12,14 +12,16 @@
 //! - `DATA`: a piece of the postcard encoding of the callable's value, at
 //!   most 128 KiB. The child sends one each time its preallocated staging
 //!   buffer fills, so a value of any size streams through a fixed buffer.
-//! - `PANIC`: the panic message, at most [`PANIC_MESSAGE_CAPACITY`] bytes of
-//!   UTF-8 (none for `panic!("")`), sent before an `END` whose outcome is [`Outcome::Panicked`].
+//! - `PANIC`: a message, at most [`PANIC_MESSAGE_CAPACITY`] bytes of UTF-8,
+//!   sent before an `END` whose outcome is [`Outcome::Panicked`] (the panic
+//!   message, required, though it may be empty, as for `panic!("")`) or
+//!   [`Outcome::SerializeFailed`] (the serializer's error message, when it
+//!   has one).
 //! - `END`: always 24 bytes of body and always last:
 //!
 //! ```text
 //! offset 0   outcome   u8     see Outcome
-//! offset 1   detail    [u8;7] SerializeFailed: the postcard::Error, postcard-encoded;
-//!                             SetupFailed: the errno, i32 LE
+//! offset 1   detail    [u8;7] SetupFailed: the errno, i32 LE; zero otherwise
 //! offset 8   length    u64 LE total DATA bytes sent
 //! offset 16  checksum  u64 LE checksum of those bytes, seeded by the call's nonce
 //! ```
@@ -65,7 +67,8 @@ pub(crate) enum Outcome {
     Value,
     /// The callable panicked; the message came in a `PANIC` frame.
     Panicked,
-    /// Serialization failed; `detail` holds the postcard error.
+    /// Serialization failed; the message came in a `PANIC` frame, if the
+    /// serializer's error had one.
     SerializeFailed,
     /// Setting up the child failed before the callable ran; `detail` holds
     /// the errno as an i32 LE.
@@ -332,8 +335,8 @@ pub(crate) struct Decoder {
     small_len: usize,
     received: u64,
     checksum: Checksum,
-    /// A `PANIC` frame arrived (its message may be empty).
-    panicked: bool,
+    /// A `PANIC` frame (a message) arrived; its body may be empty.
+    has_message: bool,
     panic_message: heapless::Vec<u8, PANIC_MESSAGE_CAPACITY, u8>,
 }
 
@@ -346,9 +349,14 @@ impl Decoder {
             small_len: 0,
             received: 0,
             checksum: Checksum::new(nonce),
-            panicked: false,
+            has_message: false,
             panic_message: heapless::Vec::new(),
         }
+    }
+
+    /// The call's nonce.
+    pub(crate) fn nonce(&self) -> u64 {
+        self.nonce
     }
 
     /// The verified `END`, once the stream is complete.
@@ -500,8 +508,8 @@ impl Decoder {
             KIND_DATA if len > 0 && len <= MAX_DATA_LEN => State::Data(len),
             // At most one PANIC frame; its message may be empty
             // (`panic!("")`), and then no body follows.
-            KIND_PANIC if !self.panicked && len as usize <= PANIC_MESSAGE_CAPACITY => {
-                self.panicked = true;
+            KIND_PANIC if !self.has_message && len as usize <= PANIC_MESSAGE_CAPACITY => {
+                self.has_message = true;
                 if len == 0 {
                     State::Header
                 } else {
@@ -525,18 +533,18 @@ impl Decoder {
         let consistent = match outcome {
             Outcome::Value => {
                 detail == [0; 7]
-                    && !self.panicked
+                    && !self.has_message
                     && length == self.received
                     && checksum == self.checksum.finish()
             }
             Outcome::Panicked => {
-                detail == [0; 7] && length == 0 && self.panicked && checksum == side
+                detail == [0; 7] && length == 0 && self.has_message && checksum == side
             }
-            Outcome::SerializeFailed => length == 0 && !self.panicked && checksum == side,
+            Outcome::SerializeFailed => detail == [0; 7] && length == 0 && checksum == side,
             Outcome::SetupFailed => {
                 let errno = i32::from_le_bytes([detail[0], detail[1], detail[2], detail[3]]);
                 self.received == 0
-                    && !self.panicked
+                    && !self.has_message
                     && length == 0
                     && detail[4..] == [0; 3]
                     && (1..=MAX_ERRNO).contains(&errno)

@@ -143,7 +143,9 @@ fn a_file_size_limit_does_not_stop_a_large_result() {
         .map(|v| v.len());
     assert_eq!(
         both_lowered,
-        Err(MemIsolateError::CallableExecuted(Ran::ChildPipeWriteFailed))
+        Err(MemIsolateError::CallableExecuted(
+            Ran::ChildPipeWriteFailed(Errno::FBIG)
+        ))
     );
 }
 
@@ -250,11 +252,10 @@ impl<'de> Deserialize<'de> for FailsHalfWay {
 #[test]
 fn serialization_failed_even_after_partial_output() {
     let e = execute_in_isolated_process(|| FailsHalfWay).unwrap_err();
+    // The user's own message, as 0.1 gave it.
     assert_eq!(
         e,
-        MemIsolateError::CallableExecuted(Ran::SerializationFailed(
-            postcard::Error::SerdeSerCustom
-        ))
+        MemIsolateError::CallableExecuted(Ran::SerializationFailed("refusing half way".into()))
     );
 }
 
@@ -277,10 +278,14 @@ impl<'de> Deserialize<'de> for Asymmetric {
 #[test]
 fn deserialization_failed_when_the_types_disagree() {
     let e = execute_in_isolated_process(|| Asymmetric).unwrap_err();
+    // No custom message here: postcard's own description of the bytes.
     assert_eq!(
         e,
         MemIsolateError::CallableExecuted(Ran::DeserializationFailed(
             postcard::Error::DeserializeBadBool
+                .to_string()
+                .as_str()
+                .into()
         ))
     );
 }
@@ -297,7 +302,7 @@ fn child_pipe_write_failed_when_the_callable_closes_its_descriptors() {
     .unwrap_err();
     assert_eq!(
         e,
-        MemIsolateError::CallableExecuted(Ran::ChildPipeWriteFailed)
+        MemIsolateError::CallableExecuted(Ran::ChildPipeWriteFailed(Errno::BADF))
     );
 }
 
@@ -306,7 +311,7 @@ fn callable_panicked() {
     let e = execute_in_isolated_process(|| -> u8 { panic!("on purpose") }).unwrap_err();
     assert_eq!(
         e,
-        MemIsolateError::CallableExecuted(Ran::CallablePanicked("on purpose".try_into().unwrap()))
+        MemIsolateError::CallableExecuted(Ran::CallablePanicked("on purpose".into()))
     );
 }
 
@@ -539,7 +544,11 @@ fn errors_are_serializable_and_clone() {
     assert_eq!(back, e.clone());
     fn is_send_sync<T: Send + Sync + 'static>(_: &T) {}
     is_send_sync(&e);
-    assert!(e.to_string().contains("status 9"), "{e}");
+    // The first level says only its own part; the code is the second's.
+    let MemIsolateError::CallableStatusUnknown(second) = &e else {
+        panic!("{e:?}")
+    };
+    assert!(second.to_string().contains("status 9"), "{second}");
 }
 
 #[test]
@@ -582,11 +591,283 @@ fn a_reused_result_descriptor_number_never_receives_the_result() {
     let _ = std::fs::remove_file(&path);
     assert_eq!(
         e,
-        MemIsolateError::CallableExecuted(Ran::ChildPipeWriteFailed)
+        MemIsolateError::CallableExecuted(Ran::ChildPipeWriteFailed(Errno::BADF))
     );
     assert_eq!(
         written.unwrap(),
         0,
         "the result went into the callable's file"
     );
+}
+
+/// A value whose `Serialize` fails deep inside a structure, with a message
+/// of its own.
+#[derive(Debug, Serialize)]
+struct Order {
+    id: u32,
+    lines: Vec<Option<Widget>>,
+}
+
+#[derive(Debug)]
+struct Widget(&'static str);
+
+impl Serialize for Widget {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::Error;
+        if self.0.is_empty() {
+            return Err(S::Error::custom(format_args!(
+                "widget without a name (line {})",
+                2
+            )));
+        }
+        s.serialize_str(self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Order {
+    fn deserialize<D: Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        unreachable!("a failed serialization must never be decoded")
+    }
+}
+
+#[test]
+fn a_users_serialize_error_keeps_its_message_from_any_depth() {
+    let e = execute_in_isolated_process(|| Order {
+        id: 7,
+        lines: vec![Some(Widget("bolt")), None, Some(Widget(""))],
+    })
+    .unwrap_err();
+    assert_eq!(
+        e,
+        MemIsolateError::CallableExecuted(Ran::SerializationFailed(
+            "widget without a name (line 2)".into()
+        ))
+    );
+    // The same from a spawned child, whose stream always takes the pipe.
+    let spawned = Isolate::new()
+        .spawn(|| Order {
+            id: 7,
+            lines: vec![Some(Widget(""))],
+        })
+        .unwrap()
+        .join()
+        .unwrap_err();
+    assert_eq!(spawned, e);
+}
+
+/// Fails to serialize with a message longer than an `ErrorText` holds, in
+/// three-byte characters.
+#[derive(Debug)]
+struct Verbose;
+
+impl Serialize for Verbose {
+    fn serialize<S: Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::Error;
+        Err(S::Error::custom("€".repeat(100)))
+    }
+}
+
+impl<'de> Deserialize<'de> for Verbose {
+    fn deserialize<D: Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        unreachable!("a failed serialization must never be decoded")
+    }
+}
+
+#[test]
+fn a_long_serialize_message_is_cut_on_a_character_boundary() {
+    use mem_isolate::errors::ERROR_TEXT_CAPACITY;
+    let e = execute_in_isolated_process(|| Verbose).unwrap_err();
+    let MemIsolateError::CallableExecuted(Ran::SerializationFailed(text)) = e else {
+        panic!("{e:?}")
+    };
+    // 96 is a multiple of three: exactly 32 whole characters fit.
+    assert_eq!(text.len(), ERROR_TEXT_CAPACITY);
+    assert!(text.chars().all(|c| c == '€'));
+}
+
+/// Deserializes only values up to nine, saying why otherwise.
+#[derive(Debug, Serialize)]
+struct Digit(u8);
+
+impl<'de> Deserialize<'de> for Digit {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = u8::deserialize(d)?;
+        if v > 9 {
+            return Err(serde::de::Error::custom(format_args!("{v} is not a digit")));
+        }
+        Ok(Digit(v))
+    }
+}
+
+#[test]
+fn a_users_deserialize_error_keeps_its_message_from_any_depth() {
+    let e =
+        execute_in_isolated_process(|| (1u8, vec![Some(Digit(3)), Some(Digit(42))])).unwrap_err();
+    assert_eq!(
+        e,
+        MemIsolateError::CallableExecuted(Ran::DeserializationFailed("42 is not a digit".into()))
+    );
+    // Without allocation too: the same wrapper decodes the caller's buffer.
+    let mut buffer = [0u8; 64];
+    let e = mem_isolate::execute_in_isolated_process_with_buffer(&mut buffer, || Digit(10))
+        .unwrap_err();
+    assert_eq!(
+        e,
+        MemIsolateError::CallableExecuted(Ran::DeserializationFailed("10 is not a digit".into()))
+    );
+}
+
+#[test]
+fn no_exit_code_is_reserved() {
+    // 3 and 4 were 0.1's codes for its own failed close and write, 109 and
+    // 112 this crate's until now (a failed write, an unwound child); 1 and
+    // 255 bound the range. Each is the callable's own, blocking or
+    // spawned, whether it exits before or after writing part of its value.
+    for code in [1, 3, 4, 109, 112, 255] {
+        let blocking = execute_in_isolated_process(move || -> u8 { std::process::exit(code) });
+        let spawned = Isolate::new()
+            .spawn(move || -> u8 { std::process::exit(code) })
+            .unwrap()
+            .join();
+        let mid_value = execute_in_isolated_process(move || ExitsHalfWay(code));
+        let want = MemIsolateError::CallableStatusUnknown(Unknown::UnexpectedChildExitStatus(code));
+        assert_eq!(blocking, Err(want.clone()), "exit({code})");
+        assert_eq!(spawned, Err(want.clone()), "spawned exit({code})");
+        assert_eq!(mid_value.map(|_| ()), Err(want), "exit({code}) half way");
+    }
+}
+
+/// Serializes more than the staging buffer holds, then exits with its code.
+struct ExitsHalfWay(i32);
+
+impl Serialize for ExitsHalfWay {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeTuple;
+        let mut t = s.serialize_tuple(2)?;
+        t.serialize_element(&vec![1u8; 300_000])?;
+        std::process::exit(self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for ExitsHalfWay {
+    fn deserialize<D: Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        unreachable!("the child exits before finishing its value")
+    }
+}
+
+#[test]
+fn a_spawned_child_reports_its_own_failed_write_too() {
+    // A spawned child has no shared result page: it reports through a page
+    // mapped for the call.
+    let e = Isolate::new()
+        .spawn(|| {
+            for fd in 3..4096 {
+                // SAFETY: closing descriptors in the child only.
+                unsafe { libc::close(fd) };
+            }
+            7u8
+        })
+        .unwrap()
+        .join()
+        .unwrap_err();
+    assert_eq!(
+        e,
+        MemIsolateError::CallableExecuted(Ran::ChildPipeWriteFailed(Errno::BADF))
+    );
+}
+
+/// The chain from `e` down, each level's Display.
+fn chain(e: &(dyn std::error::Error + 'static)) -> Vec<String> {
+    let mut levels = vec![e.to_string()];
+    let mut at = e.source();
+    while let Some(next) = at {
+        levels.push(next.to_string());
+        at = next.source();
+    }
+    levels
+}
+
+/// The deepest error in `e`'s chain.
+fn last_source<'a>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> &'a (dyn std::error::Error + 'static) {
+    let mut at = e;
+    while let Some(next) = at.source() {
+        at = next;
+    }
+    at
+}
+
+#[test]
+fn each_level_says_only_its_own_part_and_the_chain_ends_at_the_errno() {
+    // Real errors, one of each level-two shape: an errno, an errno from
+    // the child's own report, a code, a message, and none.
+    let fork_failed: Result<u8, MemIsolateError> = common::sealed(|| {
+        // SAFETY: credential and limit changes in the sealed child only.
+        unsafe {
+            if libc::getuid() == 0 {
+                assert_eq!(libc::setgid(65534), 0);
+                assert_eq!(libc::setuid(65534), 0);
+            }
+            let zero = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            assert_eq!(libc::setrlimit(libc::RLIMIT_NPROC, &raw const zero), 0);
+        }
+        execute_in_isolated_process(|| 1u8)
+    });
+    let write_failed = execute_in_isolated_process(|| {
+        for fd in 3..4096 {
+            // SAFETY: closing descriptors in the child only.
+            unsafe { libc::close(fd) };
+        }
+        vec![5u8; 64 * 1024]
+    })
+    .map(|_| 0u8);
+    let with_errno = [
+        (fork_failed.unwrap_err(), Errno::AGAIN),
+        (write_failed.unwrap_err(), Errno::BADF),
+    ];
+    for (e, errno) in &with_errno {
+        let levels = chain(e);
+        assert_eq!(levels.len(), 3, "{levels:?}");
+        let last = last_source(e).downcast_ref::<Errno>();
+        assert_eq!(last, Some(errno), "{levels:?}");
+        assert_eq!(levels[2], errno.to_string());
+        assert_no_level_repeats_the_next(&levels);
+    }
+
+    let exit = execute_in_isolated_process(|| -> u8 { std::process::exit(3) }).unwrap_err();
+    let panic = execute_in_isolated_process(|| -> u8 { panic!("my own words") }).unwrap_err();
+    let ser = execute_in_isolated_process(|| Verbose).unwrap_err();
+    for e in [&exit, &panic, &ser] {
+        let levels = chain(e);
+        assert_eq!(levels.len(), 2, "{levels:?}");
+        assert_no_level_repeats_the_next(&levels);
+    }
+    // The level that carries the detail shows it, once.
+    assert!(chain(&exit)[1].contains("status 3"));
+    assert!(chain(&panic)[1].contains("my own words"));
+
+    // Printed whole, as an error reporter or anyhow's `{:#}` does, each
+    // part appears once.
+    let printed = chain(&with_errno[0].0).join(": ");
+    assert_eq!(printed.matches("fork failed").count(), 1, "{printed}");
+    assert_eq!(
+        printed.matches(&Errno::AGAIN.to_string()).count(),
+        1,
+        "{printed}"
+    );
+}
+
+fn assert_no_level_repeats_the_next(levels: &[String]) {
+    for pair in levels.windows(2) {
+        assert!(
+            !pair[0].contains(&pair[1]),
+            "{:?} repeats its source {:?}",
+            pair[0],
+            pair[1]
+        );
+    }
 }

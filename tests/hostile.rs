@@ -516,7 +516,9 @@ mod spilled {
         assert_eq!(
             r,
             Err(MemIsolateError::CallableExecuted(
-                mem_isolate::errors::CallableExecutedError::ChildPipeWriteFailed
+                mem_isolate::errors::CallableExecutedError::ChildPipeWriteFailed(
+                    mem_isolate::errors::Errno::BADMSG
+                )
             ))
         );
     }

@@ -437,7 +437,7 @@ fn a_panic_arrives_through_a_handle() {
     assert_eq!(
         child.join(),
         Err(MemIsolateError::CallableExecuted(Ran::CallablePanicked(
-            "in a spawned child".try_into().unwrap()
+            "in a spawned child".into()
         )))
     );
 }

@@ -14,7 +14,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use mem_isolate::errors::CallableStatusUnknownError;
+use mem_isolate::errors::{CallableExecutedError, CallableStatusUnknownError};
 use mem_isolate::{Isolate, MemIsolateError, execute_in_isolated_process};
 use serde::{Serialize, Serializer};
 
@@ -131,6 +131,58 @@ fn bytes_and_text_on_the_fast_path_cross_without_allocating() {
     assert_eq!(bytes[5000], (5000 % 249) as u8);
     let text = execute_in_isolated_process(|| armed("ü".repeat(1 << 20))).unwrap();
     assert_eq!(text, "ü".repeat(1 << 20));
+}
+
+/// A value whose serialization fails half way, with a formatted message of
+/// its own (formatting it allocates nothing: `format_args!`).
+#[derive(Debug)]
+struct FailsWithAMessage;
+
+impl Serialize for FailsWithAMessage {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{Error, SerializeTuple};
+        let mut t = s.serialize_tuple(2)?;
+        t.serialize_element(&[7u8; 32])?;
+        Err(S::Error::custom(format_args!("refused after {} bytes", 32)))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for FailsWithAMessage {
+    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        unreachable!("a failed serialization is never decoded")
+    }
+}
+
+#[test]
+fn a_serializers_message_crosses_without_allocating() {
+    let e = execute_in_isolated_process(|| armed(FailsWithAMessage)).unwrap_err();
+    assert_eq!(
+        e,
+        MemIsolateError::CallableExecuted(CallableExecutedError::SerializationFailed(
+            "refused after 32 bytes".into()
+        ))
+    );
+}
+
+#[test]
+fn the_childs_own_failure_is_reported_without_allocating() {
+    // The write fails (the callable closed its descriptors): the child
+    // reports it in shared memory. Blocking (the thread's shared page) and
+    // spawned (a page mapped for the call).
+    fn closes_everything() -> Vec<u8> {
+        for fd in 3..4096 {
+            // SAFETY: closing descriptors in the child only.
+            unsafe { libc::close(fd) };
+        }
+        armed(vec![3u8; 64 * 1024])
+    }
+    let want = MemIsolateError::CallableExecuted(CallableExecutedError::ChildPipeWriteFailed(
+        mem_isolate::errors::Errno::BADF,
+    ));
+    let blocking = execute_in_isolated_process(closes_everything);
+    assert_eq!(blocking, Err(want.clone()));
+    let spawned = Isolate::new().spawn(closes_everything).unwrap().join();
+    assert_eq!(spawned, Err(want));
 }
 
 /// A value whose serialization allocates: the tripwire must catch it,

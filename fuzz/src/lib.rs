@@ -9,7 +9,7 @@ use arbitrary::Arbitrary;
 use mem_isolate::MemIsolateError;
 use mem_isolate::errors::{
     CallableDidNotExecuteError, CallableExecutedError, CallableStatusUnknownError, Errno,
-    PANIC_MESSAGE_CAPACITY, PanicMessage,
+    ErrorText, PANIC_MESSAGE_CAPACITY,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize, Serializer, ser::SerializeTuple};
@@ -159,7 +159,8 @@ pub fn model(nonce: u64, stream: &[u8], limit: usize) -> Framing {
                             && sum == checksum_of(&payload, nonce)
                     }
                     2 => detail == [0; 7] && length == 0 && panic.is_some() && sum == side,
-                    3 => length == 0 && panic.is_none() && sum == side,
+                    // The serializer's message, if any, came in a PANIC frame.
+                    3 => detail == [0; 7] && length == 0 && sum == side,
                     4 => {
                         payload.is_empty()
                             && panic.is_none()
@@ -196,6 +197,11 @@ pub type Verdict<T> = Option<Result<T, MemIsolateError>>;
 pub enum Expect<T> {
     /// Exactly this.
     Exactly(Verdict<T>),
+    /// `DeserializationFailed`, for this error of postcard's: with
+    /// postcard's description as its text, except for a custom error,
+    /// whose text is the `Deserialize` impl's own message (which postcard
+    /// drops, so the model cannot know it) and must not be empty.
+    Deserialization(postcard::Error, usize),
     /// A `SetupFailed` end whose errno is not one (outside 1..=4095): no
     /// `Errno` can hold it, so the decoder must reject the stream as
     /// corrupt. Anything but a panic or an `Ok` is accepted here.
@@ -207,6 +213,21 @@ impl<T: PartialEq + std::fmt::Debug> Expect<T> {
     pub fn check(&self, verdict: &Verdict<T>) {
         match self {
             Self::Exactly(want) => assert_eq!(verdict, want, "decoder disagrees with the model"),
+            Self::Deserialization(e, left) => {
+                let Some(Err(MemIsolateError::CallableExecuted(
+                    CallableExecutedError::DeserializationFailed(text),
+                ))) = verdict
+                else {
+                    panic!("expected DeserializationFailed for {e:?}, got {verdict:?}");
+                };
+                if *e == postcard::Error::SerdeDeCustom {
+                    assert!(!text.is_empty(), "a custom error without its message");
+                } else if *left > 0 {
+                    assert!(text.starts_with(&e.to_string()), "{text:?} for {e:?}");
+                } else {
+                    assert_eq!(text.as_str(), ErrorText::new(&e.to_string()).as_str());
+                }
+            }
             Self::NotAnErrno(raw) => assert!(
                 matches!(verdict, Some(Err(_))),
                 "SetupFailed with errno {raw} gave {verdict:?}"
@@ -219,19 +240,23 @@ impl<T: PartialEq + std::fmt::Debug> Expect<T> {
 #[must_use]
 pub fn expected<T: DeserializeOwned>(nonce: u64, stream: &[u8], limit: usize) -> Expect<T> {
     match expected_verdict(nonce, stream, limit) {
-        Ok(v) => Expect::Exactly(v),
+        Ok(Ok(v)) => Expect::Exactly(v),
+        Ok(Err((e, left))) => Expect::Deserialization(e, left),
         Err(raw) => Expect::NotAnErrno(raw),
     }
 }
 
+/// `Ok(Err((e, left)))`: deserialization failed with postcard's `e`, or
+/// left `left` bytes over (see [`Expect::Deserialization`]).
+#[allow(clippy::type_complexity)]
 fn expected_verdict<T: DeserializeOwned>(
     nonce: u64,
     stream: &[u8],
     limit: usize,
-) -> Result<Verdict<T>, i32> {
+) -> Result<Result<Verdict<T>, (postcard::Error, usize)>, i32> {
     use CallableExecutedError as Executed;
-    Ok(Some(Err(match model(nonce, stream, limit) {
-        Framing::Incomplete => return Ok(None),
+    Ok(Ok(Some(Err(match model(nonce, stream, limit) {
+        Framing::Incomplete => return Ok(Ok(None)),
         Framing::Corrupt => CallableStatusUnknownError::ResultStreamCorrupted.into(),
         Framing::TooLarge => Executed::ResultTooLarge { limit }.into(),
         Framing::End {
@@ -242,27 +267,14 @@ fn expected_verdict<T: DeserializeOwned>(
             ..
         } => match outcome {
             1 => match postcard::take_from_bytes::<T>(&payload) {
-                Ok((v, [])) => return Ok(Some(Ok(v))),
-                Ok(_) => {
-                    Executed::DeserializationFailed(postcard::Error::DeserializeBadEncoding).into()
+                Ok((v, [])) => return Ok(Ok(Some(Ok(v)))),
+                Ok((_, rest)) => {
+                    return Ok(Err((postcard::Error::DeserializeBadEncoding, rest.len())));
                 }
-                Err(e) => Executed::DeserializationFailed(e).into(),
+                Err(e) => return Ok(Err((e, 0))),
             },
-            2 => {
-                let bytes = panic.unwrap_or_default();
-                let valid = match std::str::from_utf8(&bytes) {
-                    Ok(s) => s,
-                    Err(e) => std::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap(),
-                };
-                let mut m = PanicMessage::new();
-                m.push_str(valid)
-                    .expect("at most PANIC_MESSAGE_CAPACITY bytes");
-                Executed::CallablePanicked(m).into()
-            }
-            3 => Executed::SerializationFailed(
-                postcard::from_bytes(&detail).unwrap_or(postcard::Error::SerdeSerCustom),
-            )
-            .into(),
+            2 => Executed::CallablePanicked(text_of(&panic.unwrap_or_default())).into(),
+            3 => Executed::SerializationFailed(text_of(&panic.unwrap_or_default())).into(),
             4 => {
                 let errno = i32::from_le_bytes(detail[..4].try_into().unwrap());
                 if !(1..=4095).contains(&errno) {
@@ -272,7 +284,18 @@ fn expected_verdict<T: DeserializeOwned>(
             }
             _ => unreachable!("the model accepts outcomes 1..=4 only"),
         },
-    })))
+    }))))
+}
+
+/// A message as the parent shows it: whole characters up to the first
+/// invalid byte.
+fn text_of(bytes: &[u8]) -> ErrorText {
+    let valid = match std::str::from_utf8(bytes) {
+        Ok(s) => s,
+        Err(e) => std::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap(),
+    };
+    assert!(valid.len() <= PANIC_MESSAGE_CAPACITY);
+    ErrorText::new(valid)
 }
 
 /// Splits `bytes` at `cuts` (offsets taken modulo `len + 1`, sorted;

@@ -26,6 +26,9 @@ pub(crate) use linux::{
     MEMORY_LIMIT_SUPPORTED, Watch, on_parent_death, pread_into, pwrite_all, spill_file,
 };
 
+mod report_page;
+pub(crate) use report_page::ReportPage;
+
 #[cfg(any(target_vendor = "apple", target_os = "freebsd"))]
 mod kqueue;
 #[cfg(any(target_vendor = "apple", target_os = "freebsd"))]

@@ -1,0 +1,167 @@
+//! How the child reports a failure of its own, in memory it shares with
+//! the parent, so that no exit code is reserved.
+//!
+//! When the child cannot deliver its result (its write to the pipe or the
+//! spill file failed), the stream cannot say so. Rather than exit with a
+//! code of its own, which a callable's `exit` with the same code would
+//! imitate, the child leaves a record in a page shared with the parent and
+//! exits with status 0:
+//!
+//! ```text
+//! offset 0   marker    u32 LE  REPORTED
+//! offset 4   kind      u8      see Kind
+//! offset 5   zero      [u8;3]
+//! offset 8   errno     i32 LE  (0 for Kind::Unwound)
+//! offset 12  checksum  u64 LE  over kind and errno, seeded by the call's nonce
+//! ```
+//!
+//! The marker goes in last. The page is the blocking call's shared page
+//! (where the marker takes the place of the result's length word, which
+//! the parent clears before each fork), or, for calls that have none
+//! (spawned handles, builds without `std`), a page mapped for the call
+//! ([`sys::ReportPage`](crate::sys::ReportPage)). The parent reads it only
+//! when the child exited with no complete stream, and believes it only if
+//! the checksum matches this call's nonce: a callable that scribbles on
+//! the page cannot pass for the crate's own report by accident. A child
+//! whose record is missing (no page could be mapped) and that exited with
+//! 0 is reported as
+//! [`CallableProcessDiedDuringExecution`](crate::errors::CallableStatusUnknownError::CallableProcessDiedDuringExecution).
+
+use core::ptr::NonNull;
+
+use rustix::io::Errno;
+
+use crate::wire;
+
+/// The marker word of a report (the shared page's spill marker is
+/// `u32::MAX`; a result's length is at most a page).
+const REPORTED: u32 = u32::MAX - 1;
+
+/// Bytes of a report, marker included.
+const REPORT_LEN: usize = 20;
+
+/// What the child reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// Writing the result (or the stream's last frame) failed with this
+    /// errno.
+    WriteFailed(Errno),
+    /// Setting up the child failed with this errno, and so did telling
+    /// the parent through the stream; the callable never ran.
+    SetupFailed(Errno),
+    /// The crate's own code in the child unwound (which should never
+    /// happen); how far the callable got is unknown.
+    Unwound,
+}
+
+impl Kind {
+    fn encode(self) -> (u8, i32) {
+        match self {
+            Self::WriteFailed(e) => (1, e.raw_os_error()),
+            Self::SetupFailed(e) => (2, e.raw_os_error()),
+            Self::Unwound => (3, 0),
+        }
+    }
+
+    fn decode(kind: u8, errno: i32) -> Option<Self> {
+        let valid = || {
+            (1..=wire::MAX_ERRNO)
+                .contains(&errno)
+                .then(|| Errno::from_raw_os_error(errno))
+        };
+        match kind {
+            1 => valid().map(Self::WriteFailed),
+            2 => valid().map(Self::SetupFailed),
+            3 if errno == 0 => Some(Self::Unwound),
+            _ => None,
+        }
+    }
+}
+
+/// The checksum of a report, over what it says, from a seed of its own.
+fn checksum(nonce: u64, kind: u8, errno: i32) -> u64 {
+    let e = errno.to_le_bytes();
+    wire::side_checksum(
+        nonce ^ 0x7E90_27ED_F00D_5EED,
+        [kind, e[0], e[1], e[2], e[3], 0, 0],
+        b"report",
+    )
+}
+
+/// In the child: leaves `kind` in the page at `page`, if there is one.
+/// Allocation-free: volatile stores only.
+///
+/// # Safety
+///
+/// `page`, if given, must be a live shared mapping of at least
+/// [`REPORT_LEN`] bytes.
+#[inline]
+pub(crate) unsafe fn write(page: Option<*mut u8>, nonce: u64, kind: Kind) {
+    let Some(page) = page else { return };
+    let (k, errno) = kind.encode();
+    let mut record = [0u8; REPORT_LEN];
+    record[4] = k;
+    record[8..12].copy_from_slice(&errno.to_le_bytes());
+    record[12..20].copy_from_slice(&checksum(nonce, k, errno).to_le_bytes());
+    record[..4].copy_from_slice(&REPORTED.to_le_bytes());
+    // The marker last: a record without it is not looked at.
+    for at in (4..REPORT_LEN).chain(0..4) {
+        // SAFETY: `at < REPORT_LEN`, inside the mapping (the caller's
+        // promise).
+        unsafe { page.add(at).write_volatile(record[at]) };
+    }
+}
+
+/// In the parent, once the child has exited: the report it left in the
+/// page at `page` for the call with `nonce`, if there is a valid one.
+///
+/// # Safety
+///
+/// `page` must be a live mapping of at least [`REPORT_LEN`] bytes.
+pub(crate) unsafe fn read(page: NonNull<u8>, nonce: u64) -> Option<Kind> {
+    // Each byte once, into private memory, before anything is checked.
+    let mut record = [0u8; REPORT_LEN];
+    for (at, b) in record.iter_mut().enumerate() {
+        // SAFETY: inside the mapping (the caller's promise); volatile,
+        // since other processes may still write it.
+        *b = unsafe { page.as_ptr().add(at).read_volatile() };
+    }
+    let word = |at: usize| [record[at], record[at + 1], record[at + 2], record[at + 3]];
+    if u32::from_le_bytes(word(0)) != REPORTED || record[5..8] != [0; 3] {
+        return None;
+    }
+    let (kind, errno) = (record[4], i32::from_le_bytes(word(8)));
+    let mut sum = [0u8; 8];
+    sum.copy_from_slice(&record[12..20]);
+    if u64::from_le_bytes(sum) != checksum(nonce, kind, errno) {
+        return None;
+    }
+    Kind::decode(kind, errno)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sys::ReportPage;
+
+    #[test]
+    fn a_report_is_read_back_only_with_its_own_nonce() {
+        let page = ReportPage::new().unwrap();
+        // SAFETY: a live mapping of a page, for both calls.
+        unsafe {
+            assert_eq!(read(page.as_ptr(), 5), None, "a fresh page holds none");
+            write(
+                Some(page.as_ptr().as_ptr()),
+                5,
+                Kind::WriteFailed(Errno::BADF),
+            );
+            assert_eq!(read(page.as_ptr(), 5), Some(Kind::WriteFailed(Errno::BADF)));
+            assert_eq!(read(page.as_ptr(), 6), None);
+            write(Some(page.as_ptr().as_ptr()), 6, Kind::Unwound);
+            assert_eq!(read(page.as_ptr(), 6), Some(Kind::Unwound));
+            // A changed byte spoils it.
+            page.as_ptr().as_ptr().add(8).write_volatile(9);
+            assert_eq!(read(page.as_ptr(), 6), None);
+        }
+    }
+}
