@@ -129,6 +129,7 @@ const OVER_CAP: Errno = Errno::MSGSIZE;
 /// does not share costs it a page fault (`fork` copies no page tables for
 /// code).
 #[inline]
+#[allow(clippy::too_many_lines)] // one straight path, inlined on purpose (see above)
 pub(crate) fn run<F, T>(callable: F, plan: &ChildPlan, out: BorrowedFd<'_>) -> !
 where
     F: FnOnce() -> T,

@@ -396,6 +396,7 @@ impl Isolate {
     /// # Safety
     ///
     /// The receiver must not outlive `page`.
+    #[allow(clippy::too_many_lines)] // the transport choice moves out in the architecture change
     unsafe fn launch<F, T, S>(
         &self,
         callable: F,
