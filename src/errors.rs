@@ -61,7 +61,9 @@
 //! ```
 //! use std::error::Error;
 //!
-//! let e = mem_isolate::execute_in_isolated_process(|| -> u8 { std::process::exit(3) })
+//! let mut buffer = [0u8; 8];
+//! let e = mem_isolate::Isolate::new()
+//!     .run_with_buffer(&mut buffer, || -> u8 { std::process::exit(3) })
 //!     .unwrap_err();
 //! let mut chain = e.to_string();
 //! let mut source = e.source();

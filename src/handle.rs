@@ -7,10 +7,10 @@ use rustix::fd::{AsFd, BorrowedFd};
 use rustix::process::Pid;
 use serde::de::DeserializeOwned;
 
+use crate::drive::Driven;
 use crate::errors::{CallableExecutedError, MemIsolateError};
-use crate::parent::Receiver;
+use crate::sink::VecSink;
 use crate::sys::ResourceUsage;
-use crate::wire::VecSink;
 
 /// A callable running in a forked child, started by
 /// [`Isolate::spawn`](crate::Isolate::spawn).
@@ -53,15 +53,15 @@ use crate::wire::VecSink;
 /// ```
 #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
 pub struct IsolatedChild<T> {
-    receiver: Receiver<VecSink>,
+    call: Driven<'static, VecSink>,
     taken: bool,
     _value: PhantomData<fn() -> T>,
 }
 
 impl<T: DeserializeOwned> IsolatedChild<T> {
-    pub(crate) fn new(receiver: Receiver<VecSink>) -> Self {
+    pub(crate) fn new(call: Driven<'static, VecSink>) -> Self {
         Self {
-            receiver,
+            call,
             taken: false,
             _value: PhantomData,
         }
@@ -85,7 +85,7 @@ impl<T: DeserializeOwned> IsolatedChild<T> {
     /// ```
     #[must_use]
     pub fn pid(&self) -> Pid {
-        self.receiver.pid()
+        self.call.call.pid()
     }
 
     /// Waits for the child to finish and returns its value.
@@ -124,9 +124,9 @@ impl<T: DeserializeOwned> IsolatedChild<T> {
     /// ```
     pub fn join_with_usage(mut self) -> (Result<T, MemIsolateError>, Option<ResourceUsage>) {
         call_span!("mem_isolate::join");
-        self.receiver.advance(None);
+        self.call.advance(None);
         let result = self.take();
-        (result, self.receiver.usage())
+        (result, self.call.call.usage())
     }
 
     /// Makes whatever progress is possible without blocking: reads the
@@ -162,7 +162,7 @@ impl<T: DeserializeOwned> IsolatedChild<T> {
     /// # Ok::<(), mem_isolate::MemIsolateError>(())
     /// ```
     pub fn try_join(&mut self) -> Result<Option<T>, MemIsolateError> {
-        if self.receiver.advance(Some(Duration::ZERO)) {
+        if self.call.advance(Some(Duration::ZERO)) {
             self.take().map(Some)
         } else {
             Ok(None)
@@ -198,8 +198,9 @@ impl<T: DeserializeOwned> IsolatedChild<T> {
     pub fn kill(&mut self) -> Result<(), MemIsolateError> {
         // Collect anything already finished first, so that a completed
         // child keeps its value.
-        self.receiver.advance(Some(Duration::ZERO));
-        self.receiver.kill()
+        self.call.advance(Some(Duration::ZERO));
+        self.call.stop();
+        self.call.call.kill_result()
     }
 
     /// What the child consumed, once it has been reaped: `None` before.
@@ -219,14 +220,14 @@ impl<T: DeserializeOwned> IsolatedChild<T> {
     /// ```
     #[must_use]
     pub fn usage(&self) -> Option<ResourceUsage> {
-        self.receiver.usage()
+        self.call.call.usage()
     }
 
     fn take(&mut self) -> Result<T, MemIsolateError> {
         if self.taken {
             return Err(CallableExecutedError::ResultAlreadyTaken.into());
         }
-        let result = self.receiver.outcome();
+        let result = self.call.call.outcome();
         if result.is_ok() {
             self.taken = true;
         }
@@ -263,7 +264,7 @@ impl<T> AsFd for IsolatedChild<T> {
     fn as_fd(&self) -> BorrowedFd<'_> {
         // `Isolate::spawn` always waits through a queue (`WaitMode::Queue`),
         // whose descriptor lives as long as the handle.
-        self.receiver
+        self.call
             .ready_fd()
             .expect("a spawned handle always has a readiness queue")
     }
@@ -272,7 +273,7 @@ impl<T> AsFd for IsolatedChild<T> {
 impl<T> core::fmt::Debug for IsolatedChild<T> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("IsolatedChild")
-            .field("pid", &self.receiver.pid())
+            .field("pid", &self.call.call.pid())
             .finish_non_exhaustive()
     }
 }

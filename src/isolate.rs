@@ -2,15 +2,16 @@
 
 use core::time::Duration;
 
-use rustix::fd::AsFd;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::child::{self, ChildPlan};
-use crate::errors::{CallableDidNotExecuteError, MemIsolateError};
-use crate::parent::{Receiver, Sink, now};
-use crate::sys::{self, SharedPage, WaitMode, Watch};
-use crate::wire::SliceSink;
+use crate::call;
+use crate::errors::MemIsolateError;
+use crate::sink::SliceSink;
+#[cfg(feature = "alloc")]
+use crate::sink::VecSink;
+use crate::sys::{self, WaitMode};
+use crate::transport::page::SharedPage;
 
 /// How to run a callable in isolation: options first, then
 #[cfg_attr(
@@ -141,11 +142,10 @@ impl Isolate {
     /// A child that the parent finds already ended when it looks (it may
     /// have been held up, or a handle may be joined late) is not killed,
     /// even if it ran past its deadline: what it did stands (its value, a
-    /// panic, a signal, an exit). Its pipe is read up to the pipe's
-    /// capacity, all that a child that has ended can have left there; only
-    /// a result in the spill file (blocking calls on Linux, results larger
-    /// than the shared page) is not read past the deadline, and gives
-    /// `TimedOut`.
+    /// panic, a signal, an exit). What it left is read whichever way it
+    /// travelled, bounded by what a child that has ended can have left (its
+    /// pipe's capacity, the page, the spill file's size) and by the result
+    /// cap.
     ///
     /// A child that has stopped (`SIGSTOP`, or a callable that made the
     /// parent its tracer with `ptrace(PTRACE_TRACEME)` and raised a signal)
@@ -286,12 +286,11 @@ impl Isolate {
         call_span!("execute_in_isolated_process", api = "run");
         let limit = self.max_result_size.unwrap_or(usize::MAX);
         with_shared_page(|page, pid| {
-            let sink = crate::wire::VecSink::new(limit);
-            // SAFETY: the receiver lives only inside this closure, where the
-            // page is borrowed.
-            let mut receiver = unsafe { self.launch(callable, sink, page, pid, WaitMode::Direct)? };
-            receiver.advance(None);
-            receiver.outcome()
+            let sink = VecSink::new(limit);
+            let mut call =
+                call::start(&self.options(), callable, sink, page, pid, WaitMode::Direct)?;
+            call.advance(None);
+            call.call.outcome()
         })
     }
 
@@ -329,11 +328,10 @@ impl Isolate {
         call_span!("mem_isolate::spawn");
         // Several spawned children may be alive at once, so they do not
         // share a page: their results always travel through the pipe.
-        let sink = crate::wire::VecSink::new(limit);
-        // SAFETY: no page, so nothing for the receiver to outlive.
-        let pid = rustix::process::getpid();
-        let receiver = unsafe { self.launch(callable, sink, None, pid, WaitMode::Queue)? };
-        Ok(crate::IsolatedChild::new(receiver))
+        let sink = VecSink::new(limit);
+        let pid = sys::getpid();
+        let call = call::start(&self.options(), callable, sink, None, pid, WaitMode::Queue)?;
+        Ok(crate::IsolatedChild::new(call))
     }
 
     /// Runs `callable` in a forked child without allocating: the parent
@@ -377,163 +375,19 @@ impl Isolate {
         call_span!("execute_in_isolated_process", api = "run_with_buffer");
         let cap = self.max_result_size.unwrap_or(usize::MAX).min(buffer.len());
         with_shared_page(|page, pid| {
-            let sink = SliceSink {
-                buf: &mut buffer[..cap],
-                len: 0,
-            };
-            // SAFETY: the receiver lives only inside this closure, where the
-            // page is borrowed.
-            let mut receiver = unsafe { self.launch(callable, sink, page, pid, WaitMode::Direct)? };
-            receiver.advance(None);
-            receiver.outcome()
+            let sink = SliceSink::new(&mut buffer[..cap]);
+            let mut call =
+                call::start(&self.options(), callable, sink, page, pid, WaitMode::Direct)?;
+            call.advance(None);
+            call.call.outcome()
         })
     }
 
-    /// Forks, hands the child its plan, and returns the parent's receiver,
-    /// which collects the result into `sink`. A small result may come back
-    /// through `page` instead of the pipe.
-    ///
-    /// # Safety
-    ///
-    /// The receiver must not outlive `page`.
-    #[allow(clippy::too_many_lines)] // the transport choice moves out in the architecture change
-    unsafe fn launch<F, T, S>(
-        &self,
-        callable: F,
-        sink: S,
-        page: Option<&SharedPage>,
-        parent: rustix::process::Pid,
-        mode: WaitMode,
-    ) -> Result<Receiver<S>, MemIsolateError>
-    where
-        F: FnOnce() -> T,
-        T: Serialize,
-        S: Sink,
-    {
-        use CallableDidNotExecuteError as NotRun;
-
-        if self.memory_limit.is_some() && !sys::MEMORY_LIMIT_SUPPORTED {
-            return Err(NotRun::MemoryLimitUnsupported.into());
-        }
-        // With a spill file the child needs no pipe: whatever it sends
-        // goes to the page or the file, and the parent reads both after
-        // the exit. A pipe is made when there is no spill file, when the
-        // process may not write files of any size (a pipe knows no such
-        // limit), or when the thread's last result outgrew the page (large
-        // results move faster down a pipe); should that last pipe fail,
-        // the spill file carries the result instead.
-        let spill = page
-            .and_then(SharedPage::spill)
-            .filter(|_| sys::file_size_unlimited());
-        let pipe = if spill.is_none() || page.is_some_and(SharedPage::prefers_pipe) {
-            match sys::result_pipe() {
-                Ok(pipe) => Some(pipe),
-                Err(_) if spill.is_some() => None,
-                Err(e) => return Err(NotRun::PipeCreationFailed(e).into()),
-            }
-        } else {
-            None
-        };
-        let spill = spill.filter(|_| pipe.is_none());
-        let kept_spill = spill.map(|(_, kept)| kept);
-        let spill = spill.map(|(file, _)| file);
-        let (read, write) = match pipe {
-            Some((read, write)) => (Some(read), Some(write)),
-            None => (None, None),
-        };
-        let mut watch = match &read {
-            Some(read) => Watch::new(read.as_fd(), mode),
-            None => Watch::child_only(self.timeout.is_some()),
-        }
-        .map_err(NotRun::WatchSetupFailed)?;
-        let page_of_call = page;
-        // A call without a shared page gets a page of its own, where its
-        // child can report a failure of its own (see `crate::report`).
-        let report_page = match page {
-            Some(_) => None,
-            None => sys::ReportPage::new().ok(),
-        };
-        let page = page.map(|p| {
-            // SAFETY: the page is live; clearing its length word makes a
-            // result left there by an earlier call unreadable.
-            unsafe { core::ptr::write_bytes(p.as_ptr(), 0, 4) };
-            p.as_ptr()
-        });
-        let plan = ChildPlan {
-            parent,
+    fn options(&self) -> call::Options {
+        call::Options {
+            timeout: self.timeout,
             memory_limit: self.memory_limit,
-            nonce: nonce(parent, page_of_call),
-            own_group: self.kill_descendants,
-            page,
-            spill: kept_spill.map(|kept| kept.id()),
-            cap: match spill {
-                Some(_) => sink.limit() as u64,
-                None => u64::MAX,
-            },
-            report: page.or(report_page.as_ref().map(|r| r.as_ptr().as_ptr())),
-        };
-        child::panic_hook::install();
-        let started = now();
-        trace!(
-            timeout_ms = self
-                .timeout
-                .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
-            memory_limit = self.memory_limit,
-            max_result_size = self.max_result_size.map(|m| m as u64),
-            "forking"
-        );
-        // SAFETY: the child branch runs only `child::run`, which keeps to
-        // async-signal-safe work apart from the user's callable, and never
-        // returns.
-        match unsafe { sys::fork() } {
-            Err(e) => Err(NotRun::ForkFailed(e).into()),
-            Ok(None) => {
-                drop(read);
-                watch.leave_in_child();
-                match (&write, spill) {
-                    (Some(write), _) => child::run(callable, &plan, write.as_fd()),
-                    (None, Some(file)) => child::run(callable, &plan, file),
-                    // One of the two was made above.
-                    (None, None) => sys::exit_now(0),
-                }
-            }
-            Ok(Some(pid)) => {
-                // Only the child may hold the write end: were the parent to
-                // keep it, every child forked meanwhile (by any thread)
-                // would inherit a way to write into this call's stream.
-                drop(write);
-                if self.kill_descendants {
-                    sys::lead_own_group(Some(pid));
-                }
-                watch.watch_child(pid);
-                trace!(
-                    pid = pid.as_raw_nonzero().get(),
-                    transport = match (&read, kept_spill, page) {
-                        (Some(_), _, Some(_)) => "shared page, else pipe",
-                        (Some(_), _, None) => "pipe",
-                        (None, Some(_), _) => "shared page, else spill file",
-                        (None, None, _) => "none",
-                    },
-                    "forked"
-                );
-                // SAFETY: our caller keeps the page alive for as long as
-                // the receiver.
-                Ok(unsafe {
-                    Receiver::new(
-                        pid,
-                        read,
-                        watch,
-                        plan.nonce,
-                        sink,
-                        self.timeout,
-                        started,
-                        page.and_then(core::ptr::NonNull::new),
-                        kept_spill,
-                        self.kill_descendants,
-                    )
-                    .with_report(plan.report, report_page)
-                })
-            }
+            kill_descendants: self.kill_descendants,
         }
     }
 }
@@ -559,7 +413,7 @@ impl Isolate {
 /// The common path only reads the thread-locals: a write would cost a
 /// page fault after every fork.
 fn with_shared_page<R>(f: impl FnOnce(Option<&SharedPage>, rustix::process::Pid) -> R) -> R {
-    let pid = rustix::process::getpid();
+    let pid = sys::getpid();
     #[cfg(feature = "std")]
     {
         use core::cell::OnceCell;
@@ -597,31 +451,4 @@ fn with_shared_page<R>(f: impl FnOnce(Option<&SharedPage>, rustix::process::Pid)
     {
         f(None, pid)
     }
-}
-
-/// A per-call value that seeds the stream checksum, so that bytes recorded
-/// from one call do not verify in another: a call counter (the clock alone
-/// may be coarse; the thread's, kept in its shared page, when there is
-/// one), the pid, a stack address (distinct between threads) and the
-/// monotonic clock.
-fn nonce(pid: rustix::process::Pid, page: Option<&SharedPage>) -> u64 {
-    use core::sync::atomic::{AtomicU64, Ordering};
-    static CALLS: AtomicU64 = AtomicU64::new(0);
-    let calls = match page {
-        Some(page) => page.next_call(),
-        None => CALLS.fetch_add(1, Ordering::Relaxed),
-    };
-    let here = 0u8;
-    let stack = core::ptr::addr_of!(here) as usize as u64;
-    let pid = u64::from(pid.as_raw_nonzero().get().unsigned_abs());
-    let t = now();
-    let mut x = calls
-        ^ stack.rotate_left(29)
-        ^ (pid << 40)
-        ^ t.as_secs().rotate_left(17)
-        ^ u64::from(t.subsec_nanos()).rotate_left(7);
-    // splitmix64's finalizer spreads the bits.
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
 }

@@ -158,15 +158,18 @@ macro_rules! call_span {
 
 #[cfg(feature = "alloc")]
 mod bytes;
+mod call;
 mod capture;
 mod child;
+mod drive;
 pub mod errors;
 #[cfg(feature = "alloc")]
 mod handle;
 mod isolate;
-mod parent;
 mod report;
+mod sink;
 mod sys;
+mod transport;
 mod wire;
 
 pub use errors::MemIsolateError;
@@ -227,7 +230,7 @@ pub mod fuzzing {
         pieces: &[&[u8]],
         limit: usize,
     ) -> Option<Result<T, MemIsolateError>> {
-        crate::parent::judge_stream(nonce, pieces, limit)
+        crate::call::verdict::judge_stream(nonce, pieces, limit)
     }
 }
 

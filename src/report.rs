@@ -19,7 +19,7 @@
 //! (where the marker takes the place of the result's length word, which
 //! the parent clears before each fork), or, for calls that have none
 //! (spawned handles, builds without `std`), a page mapped for the call
-//! ([`sys::ReportPage`](crate::sys::ReportPage)). The parent reads it only
+//! ([`sys::SharedMapping`](crate::sys::SharedMapping)). The parent reads it only
 //! when the child exited with no complete stream, and believes it only if
 //! the checksum matches this call's nonce: a callable that scribbles on
 //! the page cannot pass for the crate's own report by accident. A child
@@ -142,11 +142,11 @@ pub(crate) unsafe fn read(page: NonNull<u8>, nonce: u64) -> Option<Kind> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sys::ReportPage;
+    use crate::sys::SharedMapping;
 
     #[test]
     fn a_report_is_read_back_only_with_its_own_nonce() {
-        let page = ReportPage::new().unwrap();
+        let page = SharedMapping::new().unwrap();
         // SAFETY: a live mapping of a page, for both calls.
         unsafe {
             assert_eq!(read(page.as_ptr(), 5), None, "a fresh page holds none");

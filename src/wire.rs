@@ -43,6 +43,7 @@
 //! inside the callable and could simply have returned the forged value).
 
 use crate::errors::PANIC_MESSAGE_CAPACITY;
+use crate::sink::Sink;
 
 /// Bytes in every frame header.
 pub(crate) const HEADER_LEN: usize = 8;
@@ -298,13 +299,6 @@ pub(crate) enum DecodeError {
     TooLarge,
 }
 
-/// Where the parent puts the value's bytes: bounded by construction.
-pub(crate) trait PayloadSink {
-    /// Appends `bytes`, or refuses with [`DecodeError::TooLarge`] if they
-    /// would exceed the sink's limit (keeping nothing of them).
-    fn append(&mut self, bytes: &[u8]) -> Result<(), DecodeError>;
-}
-
 /// A decoded `END` frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct End {
@@ -323,7 +317,7 @@ enum State {
 }
 
 /// The parent's incremental decoder: fed bytes in any chunking, it routes
-/// `DATA` to a [`PayloadSink`], keeps the panic message, and checks `END`.
+/// `DATA` to a [`Sink`], keeps the panic message, and checks `END`.
 ///
 /// It never panics and never allocates; the only growth is the sink's, which
 /// the sink bounds.
@@ -352,11 +346,6 @@ impl Decoder {
             has_message: false,
             panic_message: heapless::Vec::new(),
         }
-    }
-
-    /// The call's nonce.
-    pub(crate) fn nonce(&self) -> u64 {
-        self.nonce
     }
 
     /// The verified `END`, once the stream is complete.
@@ -435,7 +424,7 @@ impl Decoder {
     pub(crate) fn feed(
         &mut self,
         input: &[u8],
-        sink: &mut impl PayloadSink,
+        sink: &mut impl Sink,
     ) -> Result<usize, DecodeError> {
         let mut pos = 0;
         while pos < input.len() {
@@ -559,144 +548,6 @@ impl Decoder {
     }
 }
 
-/// A sink over a caller's slice: the allocation-free API's receive buffer.
-pub(crate) struct SliceSink<'a> {
-    pub(crate) buf: &'a mut [u8],
-    pub(crate) len: usize,
-}
-
-impl PayloadSink for SliceSink<'_> {
-    fn append(&mut self, bytes: &[u8]) -> Result<(), DecodeError> {
-        let end = self
-            .len
-            .checked_add(bytes.len())
-            .ok_or(DecodeError::TooLarge)?;
-        let dst = self
-            .buf
-            .get_mut(self.len..end)
-            .ok_or(DecodeError::TooLarge)?;
-        dst.copy_from_slice(bytes);
-        self.len = end;
-        Ok(())
-    }
-}
-
-#[cfg(feature = "alloc")]
-/// A growable sink, bounded by `limit`. The first [`VecSink::INLINE`] bytes
-/// are kept inline, so a small result costs the parent no `malloc` and no
-/// `free`: each would write to heap pages that the fork left
-/// write-protected, and a page fault costs more than the whole decode.
-pub(crate) struct VecSink {
-    bytes: alloc::vec::Vec<u8>,
-    inline: [u8; VecSink::INLINE],
-    /// Bytes held inline; once the bytes move to `bytes`, none are.
-    inline_len: usize,
-    on_heap: bool,
-    pub(crate) limit: usize,
-}
-
-#[cfg(feature = "alloc")]
-impl VecSink {
-    /// Bytes a sink holds before it allocates.
-    pub(crate) const INLINE: usize = 64;
-
-    pub(crate) fn new(limit: usize) -> Self {
-        Self {
-            bytes: alloc::vec::Vec::new(),
-            inline: [0; Self::INLINE],
-            inline_len: 0,
-            on_heap: false,
-            limit,
-        }
-    }
-
-    /// Room for `extra` more bytes, inline if they fit there, otherwise on
-    /// the heap (the inline bytes moved there first).
-    pub(crate) fn make_room(&mut self, extra: usize) {
-        if self.on_heap {
-            self.bytes.reserve(extra);
-        } else if extra > Self::INLINE - self.inline_len {
-            self.move_to_heap(extra);
-        }
-    }
-
-    fn move_to_heap(&mut self, extra: usize) {
-        if !self.on_heap {
-            self.bytes.reserve(self.inline_len + extra);
-            self.bytes
-                .extend_from_slice(&self.inline[..self.inline_len]);
-            self.inline_len = 0;
-            self.on_heap = true;
-        }
-    }
-
-    /// The bytes received so far.
-    pub(crate) fn bytes(&self) -> &[u8] {
-        if self.on_heap {
-            &self.bytes
-        } else {
-            &self.inline[..self.inline_len]
-        }
-    }
-
-    /// The bytes as a heap buffer that the value may take over.
-    pub(crate) fn heap(&mut self) -> &mut alloc::vec::Vec<u8> {
-        self.move_to_heap(0);
-        &mut self.bytes
-    }
-
-    /// Uninitialized room for `n` bytes, which [`Self::make_room`] made.
-    pub(crate) fn spare(&mut self, n: usize) -> &mut [core::mem::MaybeUninit<u8>] {
-        if self.on_heap {
-            &mut self.bytes.spare_capacity_mut()[..n]
-        } else {
-            let room = &mut self.inline[self.inline_len..self.inline_len + n];
-            // SAFETY: `[u8]` and `[MaybeUninit<u8>]` have the same layout,
-            // and the only writers store initialized bytes.
-            unsafe {
-                &mut *(core::ptr::from_mut::<[u8]>(room) as *mut [core::mem::MaybeUninit<u8>])
-            }
-        }
-    }
-
-    /// Marks `n` bytes of the room from [`Self::spare`] as filled; returns
-    /// them.
-    ///
-    /// # Safety
-    ///
-    /// Those `n` bytes must have been initialized.
-    pub(crate) unsafe fn commit(&mut self, n: usize) -> &[u8] {
-        if self.on_heap {
-            let start = self.bytes.len();
-            // SAFETY: the caller initialized these `n` bytes of spare
-            // capacity.
-            unsafe { self.bytes.set_len(start + n) };
-            &self.bytes[start..]
-        } else {
-            let start = self.inline_len;
-            self.inline_len += n;
-            &self.inline[start..self.inline_len]
-        }
-    }
-}
-
-#[cfg(feature = "alloc")]
-impl PayloadSink for VecSink {
-    fn append(&mut self, bytes: &[u8]) -> Result<(), DecodeError> {
-        if bytes.len() > self.limit - self.bytes().len() {
-            return Err(DecodeError::TooLarge);
-        }
-        self.make_room(bytes.len());
-        if self.on_heap {
-            self.bytes.extend_from_slice(bytes);
-        } else {
-            self.inline[self.inline_len..self.inline_len + bytes.len()].copy_from_slice(bytes);
-            self.inline_len += bytes.len();
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     // The unit tests use std's Vec even when the crate is built without it.
@@ -718,11 +569,28 @@ mod tests {
         }
     }
 
+    /// A sink without a limit, for the decoder's tests.
     struct Unbounded(std::vec::Vec<u8>);
-    impl PayloadSink for Unbounded {
+    impl Sink for Unbounded {
         fn append(&mut self, bytes: &[u8]) -> Result<(), DecodeError> {
             self.0.extend_from_slice(bytes);
             Ok(())
+        }
+        fn spare(&mut self, want: usize) -> Result<&mut [core::mem::MaybeUninit<u8>], DecodeError> {
+            self.0.reserve(want);
+            Ok(&mut self.0.spare_capacity_mut()[..want])
+        }
+        unsafe fn commit(&mut self, n: usize) -> &[u8] {
+            let start = self.0.len();
+            // SAFETY: the caller initialized these bytes.
+            unsafe { self.0.set_len(start + n) };
+            &self.0[start..]
+        }
+        fn bytes(&self) -> &[u8] {
+            &self.0
+        }
+        fn limit(&self) -> usize {
+            usize::MAX
         }
     }
 
@@ -877,7 +745,7 @@ mod tests {
     #[test]
     fn slice_sink_refuses_past_its_end() {
         let mut buf = [0u8; 4];
-        let mut sink = SliceSink {
+        let mut sink = crate::sink::SliceSink {
             buf: &mut buf,
             len: 0,
         };
@@ -885,34 +753,5 @@ mod tests {
         let s = stream(3, b"too long", 8);
         assert_eq!(d.feed(&s, &mut sink), Err(DecodeError::TooLarge));
         assert_eq!(d.failure(), Some(DecodeError::TooLarge));
-    }
-
-    #[cfg(feature = "alloc")]
-    #[test]
-    fn a_vec_sink_keeps_every_byte_across_the_move_to_the_heap() {
-        let all: std::vec::Vec<u8> = (0..200u8).collect();
-        for split in [
-            0,
-            1,
-            VecSink::INLINE - 1,
-            VecSink::INLINE,
-            VecSink::INLINE + 1,
-            150,
-        ] {
-            let mut sink = VecSink::new(200);
-            sink.append(&all[..split]).unwrap();
-            assert_eq!(sink.bytes(), &all[..split]);
-            sink.append(&all[split..]).unwrap();
-            assert_eq!(sink.bytes(), &all[..], "split at {split}");
-            assert_eq!(sink.append(&[1]), Err(DecodeError::TooLarge));
-            assert_eq!(sink.heap().as_slice(), &all[..]);
-            assert_eq!(sink.bytes(), &all[..]);
-        }
-        // Small enough to stay inline: no allocation behind it.
-        let mut sink = VecSink::new(usize::MAX);
-        sink.append(&all[..VecSink::INLINE]).unwrap();
-        assert_eq!(sink.bytes(), &all[..VecSink::INLINE]);
-        assert_eq!(sink.bytes.capacity(), 0);
-        assert_eq!(sink.heap().as_slice(), &all[..VecSink::INLINE]);
     }
 }

@@ -3,6 +3,7 @@
 //! takes std's backtrace lock, which a thread holds while it resolves a
 //! `std::backtrace::Backtrace`; the crate keeps the hook out of its
 //! children. In a binary of its own: it changes the process's panic hook.
+#![cfg(feature = "std")]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

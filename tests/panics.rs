@@ -1,6 +1,7 @@
 //! Panics in the child: every payload shape comes back as
 //! `CallablePanicked`, on every channel a result can take, and a panic
 //! never blocks on a lock another thread of the parent held at the fork.
+#![cfg(feature = "std")]
 
 use std::time::Duration;
 

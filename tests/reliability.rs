@@ -2,6 +2,7 @@
 //! and touch nothing it does not own, when the process around it does
 //! unusual things (closes descriptors it does not own, runs with stdio
 //! closed, calls from thread-local destructors, traces its children).
+#![cfg(feature = "std")]
 
 use std::cell::RefCell;
 use std::sync::mpsc;

@@ -26,9 +26,6 @@ pub(crate) use linux::{
     MEMORY_LIMIT_SUPPORTED, Watch, on_parent_death, pread_into, pwrite_all, spill_file,
 };
 
-mod report_page;
-pub(crate) use report_page::ReportPage;
-
 #[cfg(any(target_vendor = "apple", target_os = "freebsd"))]
 mod kqueue;
 #[cfg(any(target_vendor = "apple", target_os = "freebsd"))]
@@ -280,60 +277,150 @@ pub(crate) fn limit_memory(extra: u64) -> Result<(), Errno> {
     )
 }
 
-/// Bytes of a [`SharedPage`].
-pub(crate) const SHARED_PAGE_LEN: usize = 4096;
-
-/// Bytes of frames a [`SharedPage`] holds: after the 4-byte length word,
-/// before the two 8-byte words at the end (the transport hint, then the
-/// call counter).
-pub(crate) const SHARED_PAGE_FRAMES: usize = SHARED_PAGE_LEN - 4 - 16;
-
-/// Offset of the transport hint in a [`SharedPage`] (see
-/// [`SharedPage::prefers_pipe`]).
-const SHARED_PAGE_HINT: usize = SHARED_PAGE_LEN - 16;
-
-/// The transport hint word of the shared page starting at `page`.
+/// `mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS)`—A
+/// page of memory shared with every child forked while it lives: a
+/// thread's [`SharedPage`](crate::transport::page::SharedPage), or the page
+/// a call without one lends its child for a report of a failure of its own
+/// (see [`crate::report`]). Fresh anonymous memory is zero. Unmapped on
+/// drop.
 ///
-/// # Safety
-///
-/// `page` must be the first byte of a live [`SharedPage`] mapping.
-#[allow(clippy::cast_ptr_alignment)] // the page is page-aligned; the offset is 8-aligned
-unsafe fn hint_word(page: *mut u8) -> *mut u64 {
-    // SAFETY: inside the mapping, by the caller's promise.
-    unsafe { page.add(SHARED_PAGE_HINT).cast::<u64>() }
+/// # References
+///  - [POSIX](https://pubs.opengroup.org/onlinepubs/9799919799/functions/mmap.html)
+///  - [Linux](https://man7.org/linux/man-pages/man2/mmap.2.html)
+pub(crate) struct SharedMapping(core::ptr::NonNull<u8>);
+
+// SAFETY: the mapping is owned, and only ever accessed through volatile
+// reads and writes of plain bytes, from any thread.
+unsafe impl Send for SharedMapping {}
+
+impl SharedMapping {
+    /// Bytes of the mapping: one page on every supported system.
+    pub(crate) const LEN: usize = 4096;
+
+    pub(crate) fn new() -> Result<Self, Errno> {
+        use rustix::mm::{MapFlags, ProtFlags, mmap_anonymous};
+        // SAFETY: a fresh anonymous mapping at an address of the kernel's
+        // choosing aliases nothing.
+        let ptr = unsafe {
+            mmap_anonymous(
+                core::ptr::null_mut(),
+                Self::LEN,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::SHARED,
+            )?
+        };
+        core::ptr::NonNull::new(ptr.cast())
+            .map(Self)
+            .ok_or(Errno::NOMEM)
+    }
+
+    /// The first byte.
+    pub(crate) fn as_ptr(&self) -> core::ptr::NonNull<u8> {
+        self.0
+    }
 }
 
-/// Records the transport hint for the thread's next call (see
-/// [`SharedPage::prefers_pipe`]): whether the result just received
-/// outgrew the page.
-///
-/// # Safety
-///
-/// `page` must be the first byte of a live [`SharedPage`] mapping.
-pub(crate) unsafe fn record_outgrew_page(page: *mut u8, outgrew: bool) {
-    // SAFETY: the caller's promise; volatile because other processes map
-    // the page.
-    unsafe { hint_word(page).write_volatile(u64::from(outgrew)) };
+impl Drop for SharedMapping {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`, unmapped once.
+        let _ = unsafe { rustix::mm::munmap(self.0.as_ptr().cast(), Self::LEN) };
+    }
 }
 
-/// A page shared between a parent and the children it forks
-/// (`mmap(MAP_SHARED | MAP_ANONYMOUS)`). A result small enough to fit is
-/// left here instead of in the pipe, so the parent is woken once, by the
-/// child's exit, and reads it with neither a `write` nor a `read`.
-///
-/// On Linux the page comes with a spill file (a memfd): a blocking call's
-/// child writes a result that does not fit the page there, and leaves in
-/// the page only a marker with its length. Such a call needs no pipe at
-/// all, and without a deadline no pidfd either.
-pub(crate) struct SharedPage {
-    ptr: core::ptr::NonNull<u8>,
-    /// The process that made it.
-    #[cfg_attr(not(feature = "std"), allow(dead_code))]
-    owner: Pid,
-    /// The spill file: kept by number, with the identity it had when it
-    /// was made (see [`KeptFile`]).
+/// A descriptor the child checks before each write: the identity (see
+/// [`file_id`]) of the file it must name. A callable may close the
+/// descriptor and open something else that gets the same number; the
+/// check makes the write fail with `EBADF` rather than land in a
+/// stranger's file. Allocation-free.
+#[derive(Clone, Copy)]
+pub(crate) struct CheckedFd<'a> {
+    fd: BorrowedFd<'a>,
+    id: Option<(u64, u64)>,
+}
+
+impl<'a> CheckedFd<'a> {
+    /// Takes the identity of the file behind `fd` now.
+    pub(crate) fn now(fd: BorrowedFd<'a>) -> Self {
+        Self {
+            fd,
+            id: file_id(fd).ok(),
+        }
+    }
+
+    /// `fd`, which must name the file whose identity is `id`.
     #[cfg(any(target_os = "linux", target_os = "android"))]
-    spill: core::cell::Cell<Option<KeptFile>>,
+    pub(crate) fn known(fd: BorrowedFd<'a>, id: (u64, u64)) -> Self {
+        Self { fd, id: Some(id) }
+    }
+
+    /// The descriptor, if it still names its file.
+    pub(crate) fn get(self) -> Result<BorrowedFd<'a>, Errno> {
+        if self.id.is_some() && file_id(self.fd).ok() == self.id {
+            Ok(self.fd)
+        } else {
+            Err(Errno::BADF)
+        }
+    }
+}
+
+/// `fcntl(fd, F_SETPIPE_SZ, size)`—Asks for a wider pipe (Linux), best
+/// effort: the system's `pipe-max-size` may refuse it. Elsewhere pipes
+/// have a fixed size, and this does nothing.
+///
+/// # References
+///  - [Linux](https://man7.org/linux/man-pages/man2/fcntl.2.html)
+pub(crate) fn widen_pipe(fd: BorrowedFd<'_>, size: usize) {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let _ = rustix::pipe::fcntl_setpipe_size(fd, size);
+    let _ = (fd, size);
+}
+
+/// `ftruncate(fd, 0)`—Empties a file, best effort: a file that could not
+/// be emptied is overwritten by its next use.
+///
+/// # References
+///  - [POSIX](https://pubs.opengroup.org/onlinepubs/9799919799/functions/ftruncate.html)
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) fn truncate(fd: BorrowedFd<'_>) {
+    let _ = rustix::fs::ftruncate(fd, 0);
+}
+
+/// `fstat(fd).st_size`—The size of the file behind `fd`.
+///
+/// # References
+///  - [POSIX](https://pubs.opengroup.org/onlinepubs/9799919799/functions/fstat.html)
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) fn file_size(fd: BorrowedFd<'_>) -> Result<u64, Errno> {
+    Ok(u64::try_from(rustix::fs::fstat(fd)?.st_size).unwrap_or(0))
+}
+
+/// `getpid()`—This process's id.
+///
+/// # References
+///  - [POSIX](https://pubs.opengroup.org/onlinepubs/9799919799/functions/getpid.html)
+pub(crate) fn getpid() -> Pid {
+    rustix::process::getpid()
+}
+
+/// `clock_gettime(CLOCK_MONOTONIC)`—Time since an arbitrary origin, for
+/// deadlines.
+///
+/// # References
+///  - [POSIX](https://pubs.opengroup.org/onlinepubs/9799919799/functions/clock_gettime.html)
+pub(crate) fn now() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    Duration::new(
+        u64::try_from(t.tv_sec).unwrap_or(0),
+        u32::try_from(t.tv_nsec).unwrap_or(0),
+    )
+}
+
+/// `sched_yield()`—Lets a child sharing this CPU run.
+///
+/// # References
+///  - [POSIX](https://pubs.opengroup.org/onlinepubs/9799919799/functions/sched_yield.html)
+pub(crate) fn yield_now() {
+    rustix::thread::sched_yield();
 }
 
 /// A descriptor the crate keeps between calls, by number, with the identity
@@ -358,7 +445,7 @@ pub(crate) struct KeptFile {
 #[cfg_attr(not(any(target_os = "linux", target_os = "android")), allow(dead_code))]
 impl KeptFile {
     /// Takes over `fd`, noting the identity of its file.
-    fn new(fd: OwnedFd) -> Result<Self, Errno> {
+    pub(crate) fn new(fd: OwnedFd) -> Result<Self, Errno> {
         use rustix::fd::{AsFd, IntoRawFd};
         let id = file_id(fd.as_fd())?;
         Ok(Self {
@@ -380,137 +467,26 @@ impl KeptFile {
         self.id
     }
 
+    /// The descriptor, unchecked, for `'a`.
+    ///
+    /// # Safety
+    ///
+    /// Only after [`KeptFile::get`] found it the crate's, and `'a` must
+    /// not outlive whatever keeps it open.
+    pub(crate) unsafe fn borrow<'a>(&self) -> BorrowedFd<'a> {
+        // SAFETY: the caller's promise.
+        unsafe { BorrowedFd::borrow_raw(self.fd) }
+    }
+
     /// Closes it if it is still the crate's; otherwise leaves the number
     /// to whoever holds it now.
-    fn close(self) {
+    pub(crate) fn close(self) {
         if let Some(fd) = self.get() {
             use rustix::fd::AsRawFd;
             // SAFETY: the number names the file the crate made and still
             // owns (checked just now), and nothing uses it after this.
             drop(unsafe { <OwnedFd as rustix::fd::FromRawFd>::from_raw_fd(fd.as_raw_fd()) });
         }
-    }
-}
-
-/// The length word a child leaves in the shared page when its frames went
-/// to the spill file; the file's length follows as a little-endian `u64`.
-pub(crate) const SPILLED: u32 = u32::MAX;
-
-impl SharedPage {
-    /// Thread-local pages need `std`.
-    #[cfg_attr(not(feature = "std"), allow(dead_code))]
-    pub(crate) fn new() -> Result<Self, Errno> {
-        use rustix::mm::{MapFlags, ProtFlags, mmap_anonymous};
-        // SAFETY: a fresh anonymous mapping at an address of the kernel's
-        // choosing aliases nothing.
-        let ptr = unsafe {
-            mmap_anonymous(
-                core::ptr::null_mut(),
-                SHARED_PAGE_LEN,
-                ProtFlags::READ | ProtFlags::WRITE,
-                MapFlags::SHARED,
-            )?
-        };
-        let Some(ptr) = core::ptr::NonNull::new(ptr.cast()) else {
-            return Err(Errno::NOMEM);
-        };
-        Ok(Self {
-            ptr,
-            owner: rustix::process::getpid(),
-            #[cfg(any(target_os = "linux", target_os = "android"))]
-            spill: core::cell::Cell::new(new_spill_file()),
-        })
-    }
-
-    /// The process that made the page: in its children the page is shared
-    /// with it.
-    #[cfg_attr(not(feature = "std"), allow(dead_code))]
-    pub(crate) fn owner(&self) -> Pid {
-        self.owner
-    }
-
-    /// The spill file that comes with this page, if there is one, checked
-    /// to still be the crate's (see [`KeptFile`]). If its number was closed
-    /// or now names another file, the number is forgotten (never closed)
-    /// and a fresh spill file made.
-    #[cfg_attr(
-        not(any(target_os = "linux", target_os = "android")),
-        allow(clippy::unused_self)
-    )]
-    pub(crate) fn spill(&self) -> Option<(BorrowedFd<'_>, KeptFile)> {
-        #[cfg(any(target_os = "linux", target_os = "android"))]
-        {
-            let mut kept = self.spill.get()?;
-            if kept.get().is_none() {
-                kept = new_spill_file()?;
-                self.spill.set(Some(kept));
-            }
-            // SAFETY: checked above (or just made); the page keeps it open
-            // for as long as it lives.
-            Some((unsafe { BorrowedFd::borrow_raw(kept.fd) }, kept))
-        }
-        #[cfg(not(any(target_os = "linux", target_os = "android")))]
-        None
-    }
-
-    /// This thread's call counter, incremented: part of each call's nonce.
-    /// It lives in the page because the page is shared: `fork` does not
-    /// write-protect it, so unlike a counter in the parent's own memory,
-    /// updating it after a fork costs no page fault. A child can change it,
-    /// which can only make a later nonce repeat an earlier one if the clock
-    /// and the stack, mixed in with it, repeat too.
-    pub(crate) fn next_call(&self) -> u64 {
-        // SAFETY: the last 8 bytes of the live, page-aligned mapping, so
-        // aligned for a u64; volatile because other processes may write
-        // them.
-        #[allow(clippy::cast_ptr_alignment)]
-        unsafe {
-            let at = self.ptr.as_ptr().add(SHARED_PAGE_LEN - 8).cast::<u64>();
-            let n = at.read_volatile();
-            at.write_volatile(n.wrapping_add(1));
-            n
-        }
-    }
-
-    /// Whether this thread's last blocking call returned more than the
-    /// page holds, so that the next one should stream through a pipe.
-    ///
-    /// A result that outgrows the page goes to the spill file (no pipe to
-    /// make, the cheapest channel for a call that turns out small) or down
-    /// a pipe (which the parent reads while the child is still writing: on
-    /// two or more cores the two copies overlap, which makes large results
-    /// much faster). The parent cannot know beforehand which a call will
-    /// need, so it goes by the thread's last call. A wrong guess costs only
-    /// time: both channels carry any result.
-    pub(crate) fn prefers_pipe(&self) -> bool {
-        // SAFETY: this live mapping; volatile because other processes may
-        // write it.
-        unsafe { hint_word(self.ptr.as_ptr()).read_volatile() != 0 }
-    }
-
-    /// The page's first byte. Every access goes through raw pointers:
-    /// other processes write it too.
-    pub(crate) fn as_ptr(&self) -> *mut u8 {
-        self.ptr.as_ptr()
-    }
-}
-
-/// A spill file to keep, or `None` if none can be made (no memfd on this
-/// kernel, a seccomp filter, no descriptor left): results that outgrow the
-/// page then take a pipe.
-#[cfg(any(target_os = "linux", target_os = "android"))]
-fn new_spill_file() -> Option<KeptFile> {
-    spill_file().and_then(KeptFile::new).ok()
-}
-
-impl Drop for SharedPage {
-    fn drop(&mut self) {
-        #[cfg(any(target_os = "linux", target_os = "android"))]
-        if let Some(spill) = self.spill.get() {
-            spill.close();
-        }
-        // SAFETY: the mapping made in `new`, unmapped once.
-        let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), SHARED_PAGE_LEN) };
     }
 }
 

@@ -1,0 +1,657 @@
+//! The parent's side of one call, as a state machine that never waits.
+//!
+//! A [`Call`] knows the child, the route its result takes, the decoder and
+//! the deadline. A driver (the blocking one in [`crate::drive`], a spawned
+//! handle's `try_join`) asks it what to wait for ([`Wait`]: the pipe, the
+//! deadline, whether the child's exit is imminent), waits in its own way,
+//! and hands back what it saw ([`Ready`]). The call then reads what is
+//! there, reaps, enforces the deadline and the cap, and kills the child
+//! when it must, through a [`Process`], which is the real OS in the crate
+//! and a script in the unit tests below.
+
+use core::ptr::NonNull;
+use core::time::Duration;
+
+use rustix::fd::BorrowedFd;
+use rustix::io::Errno;
+use rustix::process::Pid;
+use serde::de::DeserializeOwned;
+
+use super::plan::Route;
+use super::verdict::{Facts, Stopped, verdict};
+use crate::errors::MemIsolateError;
+use crate::sink::Sink;
+use crate::sys::{Exit, Ready, ResourceUsage, SharedMapping};
+use crate::transport::Feed;
+use crate::wire::Decoder;
+
+/// What a call needs done to its child, apart from waiting: the OS in the
+/// crate, a script in tests.
+pub(crate) trait Process {
+    /// Reaps the child (`block`: wait for it; only asked when its exit is
+    /// imminent). With `group`, the child's process group is killed once
+    /// the child has exited and before it is reaped.
+    fn reap(
+        &mut self,
+        pid: Pid,
+        block: bool,
+        group: bool,
+    ) -> Result<Option<(Exit, ResourceUsage)>, Errno>;
+    /// `SIGKILL` to the child, and to its group with `group`.
+    fn kill(&mut self, pid: Pid, group: bool) -> Result<(), Errno>;
+    /// Stops watching the pipe, which is about to be closed.
+    fn forget_pipe(&mut self, pipe: BorrowedFd<'_>);
+    /// Monotonic time.
+    fn now(&self) -> Duration;
+}
+
+/// What the call waits for next.
+#[derive(Debug)]
+pub(crate) struct Wait<'c> {
+    /// Readable when there is something to read.
+    pub(crate) pipe: Option<BorrowedFd<'c>>,
+    /// The deadline, on the monotonic clock.
+    pub(crate) until: Option<Duration>,
+    /// The child was killed: a blocking reap returns promptly.
+    pub(crate) reap_now: bool,
+    /// The pipe just reached end-of-file: the child is almost certainly
+    /// exiting, and becomes reapable within microseconds.
+    pub(crate) exit_soon: bool,
+}
+
+/// Where the child reports a failure of its own (see [`crate::report`]).
+enum ReportAt {
+    /// The blocking call's shared page, which outlives the call.
+    Shared(NonNull<u8>),
+    /// A page mapped for this call.
+    Own(SharedMapping),
+    None,
+}
+
+/// One running (or finished) child and everything the parent knows of it.
+pub(crate) struct Call<'a, S: Sink> {
+    pid: Pid,
+    /// The child leads a process group of its own, killed with it.
+    group: bool,
+    route: Route<'a>,
+    decoder: Decoder,
+    sink: S,
+    timeout: Option<Duration>,
+    deadline: Option<Duration>,
+    exit: Option<Exit>,
+    usage: Option<ResourceUsage>,
+    reap_error: Option<Errno>,
+    watch_error: Option<Errno>,
+    read_error: Option<Errno>,
+    stopped: Option<Stopped>,
+    /// `SIGKILL` was sent (by the parent, for any reason).
+    killed: bool,
+    /// The pipe ended while the child was not yet reaped.
+    pipe_ended: bool,
+    report: ReportAt,
+    nonce: u64,
+    /// When the call started, for the `tracing` summary.
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+    started: Duration,
+}
+
+// SAFETY: the only field that is not `Send` is the shared page pointer in
+// `report`, which only blocking calls (`run`, `run_with_buffer`) set, and
+// their call never leaves the calling thread; spawned handles, whose calls
+// can move between threads, own their report page. Everything else is
+// owned descriptors, page views (see `PageView`) and plain data.
+unsafe impl<S: Sink + Send> Send for Call<'_, S> {}
+
+impl<'a, S: Sink> Call<'a, S> {
+    /// Takes charge of a freshly forked child.
+    pub(crate) fn new(
+        pid: Pid,
+        route: Route<'a>,
+        nonce: u64,
+        sink: S,
+        timeout: Option<Duration>,
+        started: Duration,
+        group: bool,
+    ) -> Self {
+        Self {
+            pid,
+            group,
+            route,
+            decoder: Decoder::new(nonce),
+            sink,
+            timeout,
+            deadline: timeout.map(|t| started.saturating_add(t)),
+            exit: None,
+            usage: None,
+            reap_error: None,
+            watch_error: None,
+            read_error: None,
+            stopped: None,
+            killed: false,
+            pipe_ended: false,
+            report: ReportAt::None,
+            nonce,
+            started,
+        }
+    }
+
+    /// Where the child may report a failure of its own: the blocking
+    /// call's shared page, which must outlive the call, or a page mapped
+    /// for this call.
+    ///
+    /// # Safety
+    ///
+    /// `shared`, if given, must stay mapped for the call's life.
+    pub(crate) unsafe fn with_report(
+        mut self,
+        shared: Option<NonNull<u8>>,
+        own: Option<SharedMapping>,
+    ) -> Self {
+        self.report = match (shared, own) {
+            (Some(page), _) => ReportAt::Shared(page),
+            (None, Some(own)) => ReportAt::Own(own),
+            (None, None) => ReportAt::None,
+        };
+        self
+    }
+
+    #[cfg(feature = "alloc")]
+    pub(crate) fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    #[cfg(feature = "alloc")]
+    pub(crate) fn usage(&self) -> Option<ResourceUsage> {
+        self.usage
+    }
+
+    /// True once the child has been reaped (or found reaped elsewhere).
+    pub(crate) fn is_finished(&self) -> bool {
+        self.exit.is_some() || self.reap_error.is_some()
+    }
+
+    /// Takes what the driver saw and makes what progress it can without
+    /// waiting: reads what the pipe holds, reaps a child that ended,
+    /// rejects a stream that broke the protocol or the cap, enforces the
+    /// deadline. Returns what to wait for next, or `None` once finished.
+    pub(crate) fn on(&mut self, os: &mut impl Process, ready: Ready) -> Option<Wait<'_>> {
+        if self.is_finished() {
+            return None;
+        }
+        if ready.pipe {
+            self.collect(os, false);
+        }
+        if ready.child && !self.is_finished() {
+            self.try_reap(os, ready.exiting);
+        }
+        if self.is_finished() {
+            return None;
+        }
+        // A child that has already ended is not killed, even if the
+        // parent (held up, or not scheduled) comes to look only now: it is
+        // reaped, and what it did stands.
+        if !self.killed && self.deadline.is_some_and(|d| os.now() >= d) {
+            self.try_reap(os, false);
+            self.stop(os, Stopped::TimedOut);
+            if self.is_finished() {
+                return None;
+            }
+        }
+        Some(Wait {
+            pipe: self.route.pipe_fd(),
+            until: if self.killed { None } else { self.deadline },
+            reap_now: self.killed,
+            exit_soon: self.pipe_ended,
+        })
+    }
+
+    /// The driver's readiness wait itself failed, so no deadline can be
+    /// kept: the child is killed, and the call reports the failure.
+    pub(crate) fn wait_failed(&mut self, os: &mut impl Process, e: Errno) {
+        self.watch_error = Some(e);
+        self.kill_child(os);
+    }
+
+    /// Kills the child, unless it is already finished: the deadline, or
+    /// the caller (`why`). Its exit is then imminent ([`Wait::reap_now`]).
+    pub(crate) fn stop(&mut self, os: &mut impl Process, why: Stopped) {
+        if self.is_finished() || self.killed {
+            return;
+        }
+        trace!(
+            pid = self.pid.as_raw_nonzero().get(),
+            reason = match why {
+                Stopped::TimedOut => "deadline",
+                Stopped::ByCaller => "kill",
+            },
+            "killing the child"
+        );
+        self.stopped = Some(why);
+        self.kill_child(os);
+    }
+
+    /// The one way the parent ends a child: `SIGKILL` to it (and its
+    /// group), and the pipe closed, since nothing more will be accepted.
+    fn kill_child(&mut self, os: &mut impl Process) {
+        if self.killed {
+            return;
+        }
+        self.close_pipe(os);
+        match os.kill(self.pid, self.group) {
+            Ok(()) => self.killed = true,
+            // Only possible if the child changed credentials out of
+            // reach: it cannot be stopped, so it is not waited for.
+            Err(e) => self.reap_error = Some(e),
+        }
+    }
+
+    /// Moves what the route holds into the decoder; rejects the stream
+    /// (and kills the child) when it breaks the protocol or the cap.
+    fn collect(&mut self, os: &mut impl Process, ended: bool) {
+        let mut feed = Feed {
+            decoder: &mut self.decoder,
+            sink: &mut self.sink,
+            read_error: &mut self.read_error,
+        };
+        let pipe_done = self.route.collect(&mut feed, ended);
+        if self.decoder.failure().is_some() {
+            trace!(
+                pid = self.pid.as_raw_nonzero().get(),
+                "rejecting the stream and killing the child"
+            );
+            if !self.is_finished() {
+                self.kill_child(os);
+            }
+        }
+        if pipe_done {
+            if !ended {
+                self.pipe_ended = true;
+            }
+            self.close_pipe(os);
+        }
+    }
+
+    fn close_pipe(&mut self, os: &mut impl Process) {
+        if let Some(pipe) = self.route.pipe_fd() {
+            os.forget_pipe(pipe);
+        }
+        self.route.close_pipe();
+    }
+
+    fn try_reap(&mut self, os: &mut impl Process, block: bool) {
+        match os.reap(self.pid, block, self.group) {
+            Ok(Some((exit, usage))) => {
+                trace!(
+                    pid = self.pid.as_raw_nonzero().get(),
+                    exit_code = match exit {
+                        Exit::Code(c) => Some(c),
+                        Exit::Signal(_) => None,
+                    },
+                    signal = match exit {
+                        Exit::Signal(s) => Some(s),
+                        Exit::Code(_) => None,
+                    },
+                    "reaped the child"
+                );
+                self.exit = Some(exit);
+                self.usage = Some(usage);
+            }
+            Ok(None) => return,
+            Err(e) => self.reap_error = Some(e),
+        }
+        // The child is gone: everything it left is in the route. A child
+        // the parent stopped has its answer already.
+        if self.stopped.is_none() {
+            self.collect(os, true);
+        }
+        self.close_pipe(os);
+        self.route.finish();
+    }
+
+    /// Ends the call early (a dropped handle, a driver that gives up):
+    /// kills and reaps the child, so that none outlives its call and no
+    /// zombie is left. Should the kill itself have failed, the child is
+    /// reaped only if it already ended: waiting for a child that cannot be
+    /// stopped would hang.
+    pub(crate) fn abandon(&mut self, os: &mut impl Process) {
+        let reaped = self.exit.is_some() || self.reap_error == Some(Errno::CHILD);
+        if !reaped {
+            self.kill_child(os);
+            let _ = os.reap(self.pid, self.killed, self.group);
+        }
+        self.route.finish();
+    }
+
+    /// What the caller's `kill` reports: a failure to signal or reap the
+    /// child (not its having been reaped elsewhere).
+    #[cfg(feature = "alloc")]
+    pub(crate) fn kill_result(&self) -> Result<(), MemIsolateError> {
+        match self.reap_error {
+            Some(e) if e != Errno::CHILD => {
+                Err(crate::errors::CallableStatusUnknownError::WaitFailed(e).into())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Turns what happened into the caller's answer. Call once finished.
+    pub(crate) fn outcome<T: DeserializeOwned>(&mut self) -> Result<T, MemIsolateError> {
+        #[cfg(feature = "tracing")]
+        let result_bytes = self.sink.bytes().len();
+        let report = match &self.report {
+            // SAFETY: the shared page outlives the call (see `with_report`).
+            ReportAt::Shared(page) => unsafe { crate::report::read(*page, self.nonce) },
+            // SAFETY: a page the call owns.
+            ReportAt::Own(own) => unsafe { crate::report::read(own.as_ptr(), self.nonce) },
+            ReportAt::None => None,
+        };
+        let result = verdict(Facts {
+            decoder: &self.decoder,
+            sink: &mut self.sink,
+            exit: self.exit,
+            stopped: self.stopped,
+            timeout: self.timeout,
+            reap_error: self.reap_error,
+            watch_error: self.watch_error,
+            read_error: self.read_error,
+            report,
+        });
+        trace!(
+            pid = self.pid.as_raw_nonzero().get(),
+            result_bytes,
+            transport = self.route.carried(),
+            elapsed_us = u64::try_from(crate::sys::now().saturating_sub(self.started).as_micros())
+                .unwrap_or(u64::MAX),
+            outcome = match &result {
+                Ok(_) => "value",
+                Err(e) => e.variant_name(),
+            },
+            "call finished"
+        );
+        result
+    }
+}
+
+#[cfg(all(test, feature = "alloc"))]
+mod tests {
+    //! The state machine under scripted events, without forking: the pipe
+    //! is real (forged bytes are written into it), the child is a script.
+    extern crate std;
+
+    use std::vec;
+    use std::vec::Vec;
+
+    use rustix::fd::{AsFd, OwnedFd};
+
+    use super::*;
+    use crate::call::plan::Route;
+    use crate::errors::{CallableExecutedError, CallableStatusUnknownError};
+    use crate::sink::VecSink;
+    use crate::transport::pipe::PipeCollect;
+    use crate::wire::{self, Checksum, Outcome};
+
+    /// A child that exists only as a script: when it exits, and what the
+    /// parent did to it.
+    struct Script {
+        now: Duration,
+        /// The exit `reap` reports once `now` reaches the time.
+        exits_at: Option<(Duration, Exit)>,
+        killed: bool,
+        reaped: bool,
+        blocking_reaps: usize,
+    }
+
+    impl Script {
+        fn new() -> Self {
+            Self {
+                now: Duration::from_secs(100),
+                exits_at: None,
+                killed: false,
+                reaped: false,
+                blocking_reaps: 0,
+            }
+        }
+    }
+
+    impl Process for Script {
+        fn reap(
+            &mut self,
+            _pid: Pid,
+            block: bool,
+            _group: bool,
+        ) -> Result<Option<(Exit, ResourceUsage)>, Errno> {
+            assert!(!self.reaped, "reaped twice");
+            if block {
+                self.blocking_reaps += 1;
+            }
+            let exit = match self.exits_at {
+                _ if self.killed => Some(Exit::Signal(9)),
+                Some((at, exit)) if self.now >= at => Some(exit),
+                _ => None,
+            };
+            assert!(exit.is_some() || !block, "a blocking reap would hang");
+            self.reaped = exit.is_some();
+            Ok(exit.map(|e| (e, ResourceUsage::default())))
+        }
+
+        fn kill(&mut self, _pid: Pid, _group: bool) -> Result<(), Errno> {
+            if !self.reaped {
+                self.killed = true;
+            }
+            Ok(())
+        }
+
+        fn forget_pipe(&mut self, _pipe: BorrowedFd<'_>) {}
+
+        fn now(&self) -> Duration {
+            self.now
+        }
+    }
+
+    const NONCE: u64 = 0x5EED;
+
+    /// The frames a child sends for `value`.
+    fn frames_for(value: &impl serde::Serialize) -> Vec<u8> {
+        let payload = postcard::to_allocvec(value).unwrap();
+        let mut out = Vec::new();
+        let mut sum = Checksum::new(NONCE);
+        for piece in payload.chunks(100) {
+            out.extend_from_slice(&wire::data_header(u32::try_from(piece.len()).unwrap()));
+            out.extend_from_slice(piece);
+            sum.update(piece);
+        }
+        out.extend_from_slice(&wire::end_frame(
+            Outcome::Value,
+            [0; 7],
+            payload.len() as u64,
+            sum.finish(),
+        ));
+        out
+    }
+
+    /// A call over a real pipe (the test holds the write end), with a
+    /// deadline of `timeout` from the script's start.
+    fn new_call(
+        timeout: Option<Duration>,
+        limit: usize,
+    ) -> (Call<'static, VecSink>, OwnedFd, Script) {
+        let (read, write) = crate::sys::result_pipe().unwrap();
+        let script = Script::new();
+        let route = Route::pipe_only(PipeCollect::new(read));
+        let pid = Pid::from_raw(1).unwrap();
+        let call = Call::new(
+            pid,
+            route,
+            NONCE,
+            VecSink::new(limit),
+            timeout,
+            script.now,
+            true,
+        );
+        (call, write, script)
+    }
+
+    fn send(write: &OwnedFd, bytes: &[u8]) {
+        crate::sys::write_all(write.as_fd(), bytes).unwrap();
+    }
+
+    const PIPE: Ready = Ready {
+        pipe: true,
+        child: false,
+        exiting: false,
+    };
+    const CHILD: Ready = Ready {
+        pipe: false,
+        child: true,
+        exiting: false,
+    };
+
+    #[test]
+    fn a_value_then_the_exit() {
+        let (mut call, write, mut os) = new_call(None, usize::MAX);
+        let frames = frames_for(&vec![7u32; 300]);
+        let wait = call.on(&mut os, Ready::default()).unwrap();
+        assert!(wait.pipe.is_some() && wait.until.is_none() && !wait.reap_now);
+        // Half the stream, then the rest: not done until the child ends.
+        let half = frames.len() / 2;
+        send(&write, &frames[..half]);
+        assert!(call.on(&mut os, PIPE).is_some());
+        send(&write, &frames[half..]);
+        let wait = call.on(&mut os, PIPE).unwrap();
+        assert!(wait.pipe.is_none(), "the stream is complete: stop reading");
+        os.exits_at = Some((os.now, Exit::Code(0)));
+        assert!(call.on(&mut os, CHILD).is_none());
+        assert_eq!(call.outcome::<Vec<u32>>(), Ok(vec![7u32; 300]));
+        assert!(!os.killed);
+    }
+
+    #[test]
+    fn a_child_that_ends_before_its_stream_is_read_keeps_its_value() {
+        let (mut call, write, mut os) = new_call(None, usize::MAX);
+        send(&write, &frames_for(&"all of it"));
+        drop(write);
+        // The exit is seen first: the pipe is read after the reap.
+        os.exits_at = Some((os.now, Exit::Code(0)));
+        assert!(call.on(&mut os, CHILD).is_none());
+        assert_eq!(
+            call.outcome::<std::string::String>().as_deref(),
+            Ok("all of it")
+        );
+    }
+
+    #[test]
+    fn a_child_that_dies_during_its_stream_is_reported_by_its_death() {
+        let (mut call, write, mut os) = new_call(None, usize::MAX);
+        let frames = frames_for(&vec![1u8; 2000]);
+        send(&write, &frames[..1000]);
+        assert!(call.on(&mut os, PIPE).is_some());
+        drop(write);
+        os.exits_at = Some((os.now, Exit::Signal(11)));
+        assert!(call.on(&mut os, CHILD).is_none());
+        assert_eq!(
+            call.outcome::<Vec<u8>>(),
+            Err(CallableStatusUnknownError::ChildProcessKilledBySignal(11).into())
+        );
+    }
+
+    #[test]
+    fn end_of_file_first_marks_the_exit_as_soon() {
+        let (mut call, write, mut os) = new_call(None, usize::MAX);
+        send(&write, &frames_for(&5u8));
+        drop(write);
+        let wait = call.on(&mut os, PIPE).unwrap();
+        assert!(wait.exit_soon && wait.pipe.is_none());
+        os.exits_at = Some((os.now, Exit::Code(0)));
+        assert!(call.on(&mut os, CHILD).is_none());
+        assert_eq!(call.outcome::<u8>(), Ok(5));
+    }
+
+    #[test]
+    fn the_deadline_kills_a_running_child_and_spares_an_ended_one() {
+        // Running at the deadline: killed, reaped once killed, TimedOut.
+        let (mut call, _write, mut os) = new_call(Some(Duration::from_millis(10)), usize::MAX);
+        assert_eq!(
+            call.on(&mut os, Ready::default()).unwrap().until,
+            Some(os.now + Duration::from_millis(10))
+        );
+        os.now += Duration::from_millis(10);
+        let wait = call.on(&mut os, Ready::default()).unwrap();
+        assert!(wait.reap_now && wait.until.is_none() && os.killed);
+        assert!(
+            call.on(
+                &mut os,
+                Ready {
+                    exiting: true,
+                    ..CHILD
+                }
+            )
+            .is_none()
+        );
+        assert_eq!(
+            call.outcome::<u8>(),
+            Err(CallableStatusUnknownError::TimedOut(Duration::from_millis(10)).into())
+        );
+
+        // Ended before the parent looked, past its deadline: its value
+        // stands, nothing is killed.
+        let (mut call, write, mut os) = new_call(Some(Duration::from_millis(10)), usize::MAX);
+        send(&write, &frames_for(&9u16));
+        os.exits_at = Some((os.now + Duration::from_millis(2), Exit::Code(0)));
+        os.now += Duration::from_millis(50);
+        assert!(call.on(&mut os, Ready::default()).is_none());
+        assert!(!os.killed);
+        assert_eq!(call.outcome::<u16>(), Ok(9));
+    }
+
+    #[test]
+    fn forged_bytes_are_rejected_and_the_child_killed() {
+        let (mut call, write, mut os) = new_call(None, usize::MAX);
+        send(&write, b"\xD4MX\x01\x04\0\0\0junk");
+        send(&write, &frames_for(&1u8)[..8]);
+        let mut forged = frames_for(&1u8);
+        // A well-formed stream whose checksum is for another nonce.
+        let n = forged.len();
+        forged[n - 1] ^= 1;
+        let (mut call2, write2, mut os2) = new_call(None, usize::MAX);
+        send(&write2, &forged);
+        for (call, os) in [(&mut call, &mut os), (&mut call2, &mut os2)] {
+            let wait = call.on(os, PIPE).unwrap();
+            assert!(wait.reap_now && os.killed);
+            assert!(
+                call.on(
+                    os,
+                    Ready {
+                        exiting: true,
+                        ..CHILD
+                    }
+                )
+                .is_none()
+            );
+            assert_eq!(
+                call.outcome::<u8>(),
+                Err(CallableStatusUnknownError::ResultStreamCorrupted.into())
+            );
+        }
+    }
+
+    #[test]
+    fn the_cap_is_the_parents_whatever_the_child_sends() {
+        let (mut call, write, mut os) = new_call(None, 100);
+        send(&write, &frames_for(&vec![3u8; 1000])[..600]);
+        let wait = call.on(&mut os, PIPE).unwrap();
+        assert!(wait.reap_now && os.killed, "killed at the cap");
+        assert!(call.on(&mut os, CHILD).is_none());
+        assert_eq!(
+            call.outcome::<Vec<u8>>(),
+            Err(CallableExecutedError::ResultTooLarge { limit: 100 }.into())
+        );
+    }
+
+    #[test]
+    fn abandoning_a_running_call_kills_and_reaps_it() {
+        let (mut call, _write, mut os) = new_call(None, usize::MAX);
+        assert!(call.on(&mut os, Ready::default()).is_some());
+        call.abandon(&mut os);
+        assert!(os.killed && os.reaped && os.blocking_reaps == 1);
+    }
+}

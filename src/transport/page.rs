@@ -1,0 +1,484 @@
+//! The shared page: a small value's transport.
+//!
+//! Each thread that makes blocking calls keeps one page of memory shared
+//! with the children it forks (`MAP_SHARED | MAP_ANONYMOUS`, see
+//! [`sys::SharedMapping`]). A child encodes its value straight into it
+//! ([`Writer`]); if the frames fit, the parent is woken once, by the exit,
+//! and copies them out ([`Reader`]), with neither a `write` nor a `read`.
+//! The page also carries the thread's call counter (part of each nonce),
+//! the transport hint, and, in place of a value, a marker for the spill
+//! file or the child's report of a failure of its own
+//! ([`crate::report`]).
+//!
+//! ```text
+//! offset 0     length  u32    bytes of frames that follow (0: none), or a marker:
+//!                             SPILLED (u32::MAX): the frames are in the spill file,
+//!                             whose length follows as a u64; REPORTED: see crate::report
+//! offset 4     frames  [u8; 4076]
+//! offset 4080  hint    u64    1 if the thread's last result outgrew the page
+//! offset 4088  calls   u64    the thread's call counter
+//! ```
+//!
+//! Every access is volatile: other processes map the page and may write it
+//! at any time. The parent copies bytes out once each before it checks
+//! them, and a child checks bytes it moves out against the checksum taken
+//! as it wrote them.
+
+use core::cell::Cell;
+use core::marker::PhantomData;
+use core::ptr::NonNull;
+
+use postcard::ser_flavors::Flavor;
+use rustix::fd::BorrowedFd;
+use rustix::io::Errno;
+use rustix::process::Pid;
+
+use super::{Collect, Feed};
+use crate::sink::Sink;
+use crate::sys::{self, KeptFile, SharedMapping};
+use crate::wire::{self, Checksum, END_FRAME_LEN, HEADER_LEN, Outcome};
+
+/// The page's layout (see the module docs).
+#[repr(C)]
+struct Layout {
+    length: u32,
+    frames: [u8; FRAMES],
+    hint: u64,
+    calls: u64,
+}
+
+/// Bytes of frames the page holds.
+pub(crate) const FRAMES: usize = SharedMapping::LEN - 4 - 16;
+
+const _: () = assert!(core::mem::size_of::<Layout>() == SharedMapping::LEN);
+
+/// Where the frames start.
+const FRAMES_AT: usize = core::mem::offset_of!(Layout, frames);
+
+/// The length word that announces frames in the spill file.
+pub(crate) const SPILLED: u32 = u32::MAX;
+
+/// A view of a live shared page: volatile accessors for its named fields.
+///
+/// It is `Send`: it only ever touches memory that other processes share
+/// anyway, through volatile byte and word accesses, never through a Rust
+/// reference; the lifetime ties it to the [`SharedPage`] that maps it.
+#[derive(Clone, Copy)]
+pub(crate) struct PageView<'a> {
+    ptr: NonNull<Layout>,
+    _page: PhantomData<&'a ()>,
+}
+
+// SAFETY: see the type's docs.
+unsafe impl Send for PageView<'_> {}
+
+impl PageView<'_> {
+    /// # Safety
+    ///
+    /// `ptr` must be the first byte of a live shared mapping of
+    /// [`SharedMapping::LEN`] bytes, for the view's lifetime.
+    pub(crate) unsafe fn new(ptr: NonNull<u8>) -> Self {
+        Self {
+            ptr: ptr.cast(),
+            _page: PhantomData,
+        }
+    }
+
+    /// The page's first byte (for [`crate::report`], which shares it).
+    pub(crate) fn as_ptr(self) -> *mut u8 {
+        self.ptr.as_ptr().cast()
+    }
+
+    fn length(self) -> u32 {
+        // SAFETY: a field of the live mapping (see `new`).
+        unsafe { (&raw const (*self.ptr.as_ptr()).length).read_volatile() }
+    }
+
+    /// Clears the length word, before a fork: a value left by an earlier
+    /// call can no longer be read.
+    pub(crate) fn clear(self) {
+        // SAFETY: a field of the live mapping (see `new`).
+        unsafe { (&raw mut (*self.ptr.as_ptr()).length).write_volatile(0) };
+    }
+
+    /// Byte `i` of the frames area, as it is at this moment.
+    fn frame_byte(self, i: usize) -> u8 {
+        assert!(i < FRAMES);
+        // SAFETY: inside the frames array of the live mapping.
+        unsafe { self.as_ptr().add(FRAMES_AT + i).read_volatile() }
+    }
+
+    /// The spill file's length announced after [`SPILLED`], if it is.
+    #[cfg(any(target_os = "linux", target_os = "android", test))]
+    pub(crate) fn spilled(self) -> Option<u64> {
+        (self.length() == SPILLED)
+            .then(|| u64::from_le_bytes(core::array::from_fn(|i| self.frame_byte(i))))
+    }
+
+    /// Whether the thread's last result outgrew the page.
+    fn hint(self) -> bool {
+        // SAFETY: a field of the live mapping (see `new`).
+        unsafe { (&raw const (*self.ptr.as_ptr()).hint).read_volatile() != 0 }
+    }
+
+    fn set_hint(self, outgrew: bool) {
+        // SAFETY: a field of the live mapping (see `new`).
+        unsafe { (&raw mut (*self.ptr.as_ptr()).hint).write_volatile(u64::from(outgrew)) };
+    }
+
+    /// The call counter, incremented; returns the old value.
+    fn next_call(self) -> u64 {
+        // SAFETY: a field of the live mapping (see `new`).
+        unsafe {
+            let at = &raw mut (*self.ptr.as_ptr()).calls;
+            let n = at.read_volatile();
+            at.write_volatile(n.wrapping_add(1));
+            n
+        }
+    }
+}
+
+/// A thread's shared page (see the module docs), with the spill file that
+/// comes with it on Linux.
+pub(crate) struct SharedPage {
+    mapping: SharedMapping,
+    /// The process that made it.
+    #[cfg_attr(not(feature = "std"), allow(dead_code))]
+    owner: Pid,
+    /// The spill file, kept by number and checked before every use.
+    #[cfg_attr(not(any(target_os = "linux", target_os = "android")), allow(dead_code))]
+    spill: Cell<Option<KeptFile>>,
+}
+
+impl SharedPage {
+    /// Thread-local pages need `std`.
+    #[cfg_attr(not(feature = "std"), allow(dead_code))]
+    pub(crate) fn new() -> Result<Self, Errno> {
+        Ok(Self {
+            mapping: SharedMapping::new()?,
+            owner: sys::getpid(),
+            spill: Cell::new(super::new_spill_file()),
+        })
+    }
+
+    /// The process that made the page: in its children the page is shared
+    /// with it.
+    #[cfg_attr(not(feature = "std"), allow(dead_code))]
+    pub(crate) fn owner(&self) -> Pid {
+        self.owner
+    }
+
+    pub(crate) fn view(&self) -> PageView<'_> {
+        // SAFETY: the mapping lives as long as `self`.
+        unsafe { PageView::new(self.mapping.as_ptr()) }
+    }
+
+    /// The spill file that comes with this page, checked to still be the
+    /// crate's (see [`KeptFile`]). If its number was closed or now names
+    /// another file, the number is forgotten (never closed) and a fresh
+    /// spill file made.
+    pub(crate) fn spill(&self) -> Option<(BorrowedFd<'_>, KeptFile)> {
+        let mut kept = self.spill.get()?;
+        if kept.get().is_none() {
+            kept = super::new_spill_file()?;
+            self.spill.set(Some(kept));
+        }
+        // SAFETY: checked above (or just made); the page keeps it open for
+        // as long as it lives.
+        Some((unsafe { kept.borrow() }, kept))
+    }
+
+    /// This thread's call counter, incremented: part of each call's nonce.
+    /// It lives in the page because the page is shared: `fork` does not
+    /// write-protect it, so unlike a counter in the parent's own memory,
+    /// updating it after a fork costs no page fault. A child can change it,
+    /// which can only make a later nonce repeat an earlier one if the clock
+    /// and the stack, mixed in with it, repeat too.
+    pub(crate) fn next_call(&self) -> u64 {
+        self.view().next_call()
+    }
+
+    /// Whether this thread's last blocking call returned more than the
+    /// page holds, so that the next one should stream through a pipe (see
+    /// [`crate::call::plan`]).
+    pub(crate) fn prefers_pipe(&self) -> bool {
+        self.view().hint()
+    }
+}
+
+impl Drop for SharedPage {
+    fn drop(&mut self) {
+        if let Some(spill) = self.spill.get() {
+            spill.close();
+        }
+    }
+}
+
+/// The parent side: copies the frames a child left in the page, once the
+/// child has exited.
+pub(crate) struct Reader<'a> {
+    page: PageView<'a>,
+    /// The page held a whole, accepted value.
+    pub(crate) delivered: bool,
+}
+
+impl<'a> Reader<'a> {
+    pub(crate) fn new(page: PageView<'a>) -> Self {
+        Self {
+            page,
+            delivered: false,
+        }
+    }
+
+    /// Records for the thread's next call whether this call's result
+    /// outgrew the page.
+    pub(crate) fn record_hint(&self) {
+        self.page.set_hint(!self.delivered);
+    }
+}
+
+impl Collect for Reader<'_> {
+    /// Only after the exit, and only if nothing else carried frames: the
+    /// bytes are copied out before the decoder sees them, a small buffer at
+    /// a time (every stack page the parent touches after a fork costs a
+    /// fault), so nothing that still maps the page can change what was
+    /// checked.
+    fn collect<S: Sink>(&mut self, feed: &mut Feed<'_, S>, ended: bool) -> bool {
+        if !ended {
+            return false;
+        }
+        if !feed.decoder.untouched() {
+            return true;
+        }
+        let len = self.page.length() as usize;
+        if len == 0 || len > FRAMES {
+            return true;
+        }
+        let mut chunk = [0u8; 256];
+        let mut at = 0;
+        while at < len && !feed.finished() {
+            let n = chunk.len().min(len - at);
+            for (i, slot) in chunk[..n].iter_mut().enumerate() {
+                *slot = self.page.frame_byte(at + i);
+            }
+            at += n;
+            feed.bytes(&chunk[..n]);
+        }
+        self.delivered = feed.decoder.end().is_some();
+        true
+    }
+}
+
+/// The child side: a postcard [`Flavor`] that encodes a small value
+/// straight into the page as the frames [`FrameWriter`](crate::child::FrameWriter)
+/// would send for it (one `DATA` frame, unless the encoding is empty, then
+/// `END`), and writes the length word last. It fails with
+/// `SerializeBufferFull` as soon as the frames would not fit, leaving the
+/// length word unwritten (the parent cleared it before the fork).
+///
+/// The checksum is taken from the bytes as they are written, never read
+/// back from the page: whatever else maps the page cannot get its own
+/// bytes vouched for. It is borrowed, not held, to keep the writer small
+/// enough to move without a `memcpy` call (which would cost the child a
+/// page fault for the C library's code).
+pub(crate) struct Writer<'c> {
+    page: *mut u8,
+    pub(crate) filled: usize,
+    pub(crate) checksum: &'c mut Checksum,
+}
+
+/// Where the `DATA` body starts in the page.
+const BODY_AT: usize = FRAMES_AT + HEADER_LEN;
+
+/// The most body bytes that leave room for the header and `END`.
+pub(crate) const BODY_MAX: usize = FRAMES - HEADER_LEN - END_FRAME_LEN;
+
+impl<'c> Writer<'c> {
+    /// `checksum` must be fresh, seeded with the call's nonce.
+    ///
+    /// # Safety
+    ///
+    /// `page` must be a live shared mapping of [`SharedMapping::LEN`]
+    /// bytes.
+    #[inline]
+    pub(crate) unsafe fn new(page: *mut u8, checksum: &'c mut Checksum) -> Self {
+        Self {
+            page,
+            filled: 0,
+            checksum,
+        }
+    }
+
+    /// Stores `bytes` at `at` in the page, one volatile store each: a loop
+    /// the compiler could turn into a `memcpy` call would cost the child a
+    /// page fault for the C library's code.
+    #[inline]
+    fn store(&self, at: usize, bytes: &[u8]) {
+        for (i, &b) in bytes.iter().enumerate() {
+            // SAFETY: every caller keeps `at + bytes.len()` within the
+            // length word and the frames (see `new`).
+            unsafe { self.page.add(at + i).write_volatile(b) };
+        }
+    }
+
+    /// Body byte `i` as it is in the page now (volatile: other processes
+    /// map the page).
+    #[inline]
+    pub(crate) fn body(&self, i: usize) -> u8 {
+        // SAFETY: `i < filled <= BODY_MAX`, inside the page.
+        unsafe { self.page.add(BODY_AT + i).read_volatile() }
+    }
+
+    #[inline]
+    pub(crate) fn fits(&self, data: &[u8]) -> bool {
+        data.len() <= BODY_MAX - self.filled
+    }
+}
+
+impl Flavor for Writer<'_> {
+    /// Unused: success is the length word in the page.
+    type Output = ();
+
+    #[inline]
+    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+        self.try_extend(&[byte])
+    }
+
+    #[inline]
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        if !self.fits(data) {
+            return Err(postcard::Error::SerializeBufferFull);
+        }
+        self.store(BODY_AT + self.filled, data);
+        self.checksum.update(data);
+        self.filled += data.len();
+        Ok(())
+    }
+
+    #[inline]
+    fn finalize(self) -> postcard::Result<()> {
+        let mut frames = 0;
+        if self.filled > 0 {
+            #[allow(clippy::cast_possible_truncation)] // below one page
+            self.store(FRAMES_AT, &wire::data_header(self.filled as u32));
+            frames = HEADER_LEN + self.filled;
+        }
+        let end = wire::end_frame(
+            Outcome::Value,
+            [0; 7],
+            self.filled as u64,
+            self.checksum.finish(),
+        );
+        self.store(FRAMES_AT + frames, &end);
+        frames += END_FRAME_LEN;
+        #[allow(clippy::cast_possible_truncation)] // below one page
+        self.store(0, &(frames as u32).to_le_bytes());
+        Ok(())
+    }
+}
+
+/// In the child, on its way out: announces frames written to the spill
+/// file (`len` bytes of them) in the page, marker last.
+///
+/// # Safety
+///
+/// `page` must be a live shared mapping of [`SharedMapping::LEN`] bytes.
+#[inline]
+pub(crate) unsafe fn announce_spill(page: *mut u8, len: u64) {
+    let mark = SPILLED.to_le_bytes();
+    let len = len.to_le_bytes();
+    // SAFETY: the caller's promise; 12 bytes fit.
+    unsafe {
+        core::ptr::copy_nonoverlapping(len.as_ptr(), page.add(FRAMES_AT), 8);
+        core::ptr::copy_nonoverlapping(mark.as_ptr(), page, 4);
+    }
+}
+
+#[cfg(all(test, feature = "alloc"))]
+mod tests {
+    extern crate std;
+
+    use super::*;
+    use crate::sink::VecSink;
+    use crate::wire::Decoder;
+
+    /// Runs a page `Writer` over `value` in a page-sized buffer; returns
+    /// whether it fit, and the buffer.
+    fn to_page<T: serde::Serialize>(value: &T, nonce: u64) -> (bool, std::vec::Vec<u64>) {
+        // u64s, for the layout's alignment.
+        let mut page = std::vec![0u64; SharedMapping::LEN / 8];
+        let mut checksum = Checksum::new(nonce);
+        // SAFETY: a buffer of SharedMapping::LEN bytes, alive for the call.
+        let writer = unsafe { Writer::new(page.as_mut_ptr().cast(), &mut checksum) };
+        let fit = crate::child::serialize(value, writer).is_ok();
+        (fit, page)
+    }
+
+    /// What the parent's `Reader` makes of the page: the decoded payload,
+    /// if the frames are complete and verify.
+    fn parent_reads(page: &mut [u64], nonce: u64) -> Option<std::vec::Vec<u8>> {
+        // SAFETY: a buffer of SharedMapping::LEN bytes, alive for the call.
+        let view = unsafe { PageView::new(NonNull::new(page.as_mut_ptr().cast()).unwrap()) };
+        let mut decoder = Decoder::new(nonce);
+        let mut sink = VecSink::new(usize::MAX);
+        let mut read_error = None;
+        let mut feed = Feed {
+            decoder: &mut decoder,
+            sink: &mut sink,
+            read_error: &mut read_error,
+        };
+        let mut reader = Reader::new(view);
+        assert!(reader.collect(&mut feed, true));
+        reader.delivered.then(|| sink.bytes().to_vec())
+    }
+
+    #[test]
+    fn a_small_value_in_the_page_is_what_postcard_writes_and_verifies() {
+        let nonce = 0x1234_5678_9ABC_DEF0;
+        let longest = BODY_MAX - 2; // a two-byte length prefix
+        let cases: [std::vec::Vec<u8>; 5] = [
+            postcard::to_allocvec(&()).unwrap(),
+            postcard::to_allocvec(&7u64).unwrap(),
+            postcard::to_allocvec(&(1u8, "two", 3.0f64)).unwrap(),
+            postcard::to_allocvec(&std::vec![9u8; 300]).unwrap(),
+            postcard::to_allocvec(&std::vec![5u8; longest]).unwrap(),
+        ];
+        let (_, p0) = to_page(&(), nonce);
+        let (_, p1) = to_page(&7u64, nonce);
+        let (_, p2) = to_page(&(1u8, "two", 3.0f64), nonce);
+        let (_, p3) = to_page(&std::vec![9u8; 300], nonce);
+        let (fit, p4) = to_page(&std::vec![5u8; longest], nonce);
+        assert!(fit, "the largest value that fits");
+        for (mut page, expected) in [p0, p1, p2, p3, p4].into_iter().zip(&cases) {
+            assert_eq!(parent_reads(&mut page, nonce).as_ref(), Some(expected));
+            // Another call's nonce does not verify it.
+            assert_eq!(parent_reads(&mut page, nonce ^ 1), None);
+        }
+    }
+
+    #[test]
+    fn a_value_one_byte_too_large_leaves_the_length_word_alone() {
+        let (fit, page) = to_page(&std::vec![5u8; BODY_MAX - 1], 3);
+        assert!(!fit);
+        assert_eq!(page[0] & 0xFFFF_FFFF, 0);
+    }
+
+    #[test]
+    fn the_named_fields_sit_where_the_protocol_says() {
+        let mut page = std::vec![0u64; SharedMapping::LEN / 8];
+        // SAFETY: a buffer of SharedMapping::LEN bytes, alive for the test.
+        let view = unsafe { PageView::new(NonNull::new(page.as_mut_ptr().cast()).unwrap()) };
+        view.set_hint(true);
+        assert_eq!(view.next_call(), 0);
+        assert_eq!(view.next_call(), 1);
+        // SAFETY: as above.
+        unsafe { announce_spill(view.as_ptr(), 0xABCD) };
+        assert_eq!(view.spilled(), Some(0xABCD));
+        assert!(view.hint());
+        assert_eq!(page[SharedMapping::LEN / 8 - 2], 1, "hint at 4080");
+        assert_eq!(page[SharedMapping::LEN / 8 - 1], 2, "calls at 4088");
+        assert_eq!(page[0] & 0xFFFF_FFFF, u64::from(SPILLED));
+        view.clear();
+        assert_eq!(view.spilled(), None);
+    }
+}
