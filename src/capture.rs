@@ -98,7 +98,11 @@ where
     T: Serialize + ?Sized,
     F: postcard::ser_flavors::Flavor,
 {
-    CHILD_MESSAGE.pending.store(false, Ordering::Relaxed);
+    // Cleared only if set: a store would cost the child a copy-on-write
+    // fault on every call, and a child starts with it clear.
+    if CHILD_MESSAGE.pending.load(Ordering::Relaxed) {
+        CHILD_MESSAGE.pending.store(false, Ordering::Relaxed);
+    }
     value
         .serialize(Ser(serializer))
         .map_err(|SerError| postcard::Error::SerdeSerCustom)
