@@ -240,7 +240,9 @@ impl<T: DeserializeOwned> IsolatedChild<T> {
 ///
 /// # Example
 ///
-/// ```
+// Without `std`, rustix's `AsFd` is its own trait rather than std's.
+#[cfg_attr(feature = "std", doc = "```")]
+#[cfg_attr(not(feature = "std"), doc = "```ignore")]
 /// use std::os::fd::{AsFd, AsRawFd};
 /// use mem_isolate::Isolate;
 ///
