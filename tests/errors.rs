@@ -168,24 +168,28 @@ fn watch_setup_failed_when_only_the_pipe_fits() {
     );
 }
 
+/// In a sealed child: makes an isolated call with a process limit of zero,
+/// so that `fork` fails. Root is exempt from `RLIMIT_NPROC`, so it becomes
+/// nobody first.
+fn call_with_no_process_left() -> Result<u8, MemIsolateError> {
+    // SAFETY: credential and limit changes, only ever in a sealed child.
+    unsafe {
+        if libc::getuid() == 0 {
+            assert_eq!(libc::setgid(65534), 0);
+            assert_eq!(libc::setuid(65534), 0);
+        }
+        let zero = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NPROC, &raw const zero), 0);
+    }
+    execute_in_isolated_process(|| 1u8)
+}
+
 #[test]
 fn fork_failed_under_a_process_limit() {
-    let r: Result<u8, MemIsolateError> = common::sealed(|| {
-        // Root is exempt from RLIMIT_NPROC, so become nobody first.
-        // SAFETY: credential changes in the sealed child only.
-        unsafe {
-            if libc::getuid() == 0 {
-                assert_eq!(libc::setgid(65534), 0);
-                assert_eq!(libc::setuid(65534), 0);
-            }
-            let zero = libc::rlimit {
-                rlim_cur: 0,
-                rlim_max: 0,
-            };
-            assert_eq!(libc::setrlimit(libc::RLIMIT_NPROC, &raw const zero), 0);
-        }
-        execute_in_isolated_process(|| 1u8)
-    });
+    let r: Result<u8, MemIsolateError> = common::sealed(call_with_no_process_left);
     assert_eq!(
         r,
         Err(MemIsolateError::CallableDidNotExecute(NotRun::ForkFailed(
@@ -802,21 +806,7 @@ fn last_source<'a>(
 fn each_level_says_only_its_own_part_and_the_chain_ends_at_the_errno() {
     // Real errors, one of each level-two shape: an errno, an errno from
     // the child's own report, a code, a message, and none.
-    let fork_failed: Result<u8, MemIsolateError> = common::sealed(|| {
-        // SAFETY: credential and limit changes in the sealed child only.
-        unsafe {
-            if libc::getuid() == 0 {
-                assert_eq!(libc::setgid(65534), 0);
-                assert_eq!(libc::setuid(65534), 0);
-            }
-            let zero = libc::rlimit {
-                rlim_cur: 0,
-                rlim_max: 0,
-            };
-            assert_eq!(libc::setrlimit(libc::RLIMIT_NPROC, &raw const zero), 0);
-        }
-        execute_in_isolated_process(|| 1u8)
-    });
+    let fork_failed: Result<u8, MemIsolateError> = common::sealed(call_with_no_process_left);
     let write_failed = execute_in_isolated_process(|| {
         for fd in 3..4096 {
             // SAFETY: closing descriptors in the child only.

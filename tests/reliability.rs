@@ -133,18 +133,25 @@ mod stopped_children {
         }
     }
 
+    /// A spawned child that has stopped itself (and that the parent has
+    /// had the chance to see stopped), with its pid.
+    fn stopped_child(traced: bool) -> (mem_isolate::IsolatedChild<u8>, i32) {
+        let words = common::SharedWords::new();
+        let mut child = Isolate::new().spawn(stops(traced, words.addr(0))).unwrap();
+        let pid = child.pid().as_raw_nonzero().get();
+        while words.get(0) == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // Let it stop, and the parent see the stop if it can.
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(child.try_join(), Ok(None), "traced: {traced}");
+        (child, pid)
+    }
+
     #[test]
     fn kill_and_drop_end_a_stopped_child() {
         for traced in [true, false] {
-            let words = common::SharedWords::new();
-            let mut child = Isolate::new().spawn(stops(traced, words.addr(0))).unwrap();
-            let pid = child.pid().as_raw_nonzero().get();
-            while words.get(0) == 0 {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            // Let it stop, and the parent see the stop if it can.
-            std::thread::sleep(Duration::from_millis(50));
-            assert_eq!(child.try_join(), Ok(None), "traced: {traced}");
+            let (mut child, pid) = stopped_child(traced);
             child.kill().unwrap();
             assert_eq!(
                 child.join(),
@@ -152,14 +159,7 @@ mod stopped_children {
             );
             assert!(!exists(pid), "traced: {traced}: child {pid} left behind");
 
-            let words = common::SharedWords::new();
-            let mut child = Isolate::new().spawn(stops(traced, words.addr(0))).unwrap();
-            let pid = child.pid().as_raw_nonzero().get();
-            while words.get(0) == 0 {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-            assert_eq!(child.try_join(), Ok(None), "traced: {traced}");
+            let (child, pid) = stopped_child(traced);
             drop(child);
             assert!(
                 !exists(pid),
@@ -378,6 +378,19 @@ mod descendants {
         }
     }
 
+    /// Spawns a sleeper with a 100 ms deadline, and joins it only once all
+    /// its descendants have started: the deadline is enforced with every
+    /// generation certainly there.
+    fn joined_after_the_deadline(isolate: &Isolate, words: &common::SharedWords) -> String {
+        let child = isolate
+            .clone()
+            .timeout(Duration::from_millis(100))
+            .spawn(sleeper(words.addr(0)))
+            .unwrap();
+        all_started(words);
+        format!("{:?}", child.join())
+    }
+
     #[test]
     fn the_deadline_ends_three_generations_of_descendants() {
         // As a user writes it: a 100 ms deadline.
@@ -392,14 +405,8 @@ mod descendants {
 
         // The same with every generation certainly started before the
         // deadline is enforced (the handle is joined after it).
-        let (outcome, started, left) = survivors(|words| {
-            let child = Isolate::new()
-                .timeout(Duration::from_millis(100))
-                .spawn(sleeper(words.addr(0)))
-                .unwrap();
-            all_started(words);
-            format!("{:?}", child.join())
-        });
+        let (outcome, started, left) =
+            survivors(|words| joined_after_the_deadline(&Isolate::new(), words));
         assert_eq!(outcome, "Err(CallableStatusUnknown(TimedOut(100ms)))");
         assert_eq!(started, GENERATIONS);
         assert!(left.is_empty(), "still running: {left:?}");
@@ -442,13 +449,7 @@ mod descendants {
     #[test]
     fn without_the_option_descendants_are_left_running() {
         let (outcome, n, left) = survivors(|words| {
-            let child = Isolate::new()
-                .kill_descendants(false)
-                .timeout(Duration::from_millis(100))
-                .spawn(sleeper(words.addr(0)))
-                .unwrap();
-            all_started(words);
-            format!("{:?}", child.join())
+            joined_after_the_deadline(&Isolate::new().kill_descendants(false), words)
         });
         assert_eq!(outcome, "Err(CallableStatusUnknown(TimedOut(100ms)))");
         assert_eq!(n, GENERATIONS);

@@ -505,6 +505,12 @@ mod tests {
         child: true,
         exiting: false,
     };
+    /// What the blocking driver hands back once it has killed the child.
+    const KILLED: Ready = Ready {
+        pipe: false,
+        child: true,
+        exiting: true,
+    };
 
     #[test]
     fn a_value_then_the_exit() {
@@ -577,16 +583,7 @@ mod tests {
         os.now += Duration::from_millis(10);
         let wait = call.on(&mut os, Ready::default()).unwrap();
         assert!(wait.reap_now && wait.until.is_none() && os.killed);
-        assert!(
-            call.on(
-                &mut os,
-                Ready {
-                    exiting: true,
-                    ..CHILD
-                }
-            )
-            .is_none()
-        );
+        assert!(call.on(&mut os, KILLED).is_none());
         assert_eq!(
             call.outcome::<u8>(),
             Err(CallableStatusUnknownError::TimedOut(Duration::from_millis(10)).into())
@@ -617,16 +614,7 @@ mod tests {
         for (call, os) in [(&mut call, &mut os), (&mut call2, &mut os2)] {
             let wait = call.on(os, PIPE).unwrap();
             assert!(wait.reap_now && os.killed);
-            assert!(
-                call.on(
-                    os,
-                    Ready {
-                        exiting: true,
-                        ..CHILD
-                    }
-                )
-                .is_none()
-            );
+            assert!(call.on(os, KILLED).is_none());
             assert_eq!(
                 call.outcome::<u8>(),
                 Err(CallableStatusUnknownError::ResultStreamCorrupted.into())
