@@ -36,6 +36,10 @@ impl Watch {
     /// `epoll_ctl(ADD, pipe)`—Made before `fork`, so that a failure here
     /// means the callable never started. [`WaitMode::Direct`] makes nothing
     /// and cannot fail.
+    ///
+    /// # References
+    ///  - [Linux `epoll_create1(2)`](https://man7.org/linux/man-pages/man2/epoll_create.2.html)
+    ///  - [Linux `epoll_ctl(2)`](https://man7.org/linux/man-pages/man2/epoll_ctl.2.html)
     pub(crate) fn new(pipe: BorrowedFd<'_>, mode: WaitMode) -> Result<Self, Errno> {
         let queue = match mode {
             WaitMode::Direct => None,
@@ -57,7 +61,7 @@ impl Watch {
         })
     }
 
-    /// A watch for a child that sends no stream (its result comes back
+    /// No call—A watch for a child that sends no stream (its result comes back
     /// through the shared page and the spill file, which it can always
     /// write without the parent's help). With a deadline the parent waits
     /// on the pidfd alone; without one there is nothing to wait for but
@@ -72,25 +76,33 @@ impl Watch {
         })
     }
 
-    /// In the child, straight after `fork`: closes the child's copy of the
-    /// epoll instance, so neither the callable nor anything it forks can
-    /// add to or drain the parent's queue.
+    /// `close(epfd)`—In the child, straight after `fork`: closes the
+    /// child's copy of the epoll instance, so neither the callable nor
+    /// anything it forks can add to or drain the parent's queue.
+    ///
+    /// # References
+    ///  - [Linux `close(2)`](https://man7.org/linux/man-pages/man2/close.2.html)
     #[inline]
     pub(crate) fn leave_in_child(self) {
         drop(self);
     }
 
-    /// The epoll descriptor, for [`WaitMode::Queue`].
+    /// No call—The epoll descriptor, for [`WaitMode::Queue`].
     #[cfg_attr(not(feature = "alloc"), allow(dead_code))]
     pub(crate) fn queue(&self) -> Option<BorrowedFd<'_>> {
         use rustix::fd::AsFd;
         self.queue.as_ref().map(AsFd::as_fd)
     }
 
-    /// Starts watching the child `pid`, straight after `fork`. Cannot fail:
-    /// if the kernel has no pidfd (before 5.3, or a seccomp filter refuses
-    /// it) the watch falls back to checking the child every
-    /// [`FALLBACK_TICK`](super::FALLBACK_TICK).
+    /// `pidfd_open(pid, 0)`, and for [`WaitMode::Queue`]
+    /// `epoll_ctl(ADD, pidfd)`—Starts watching the child `pid`, straight
+    /// after `fork`. Cannot fail: if the kernel has no pidfd (before 5.3, or
+    /// a seccomp filter refuses it) the watch falls back to checking the
+    /// child every [`FALLBACK_TICK`](super::FALLBACK_TICK).
+    ///
+    /// # References
+    ///  - [Linux `pidfd_open(2)`](https://man7.org/linux/man-pages/man2/pidfd_open.2.html)
+    ///  - [Linux `epoll_ctl(2)`](https://man7.org/linux/man-pages/man2/epoll_ctl.2.html)
     pub(crate) fn watch_child(&mut self, pid: Pid) {
         if self.reap_only {
             return;
@@ -115,8 +127,13 @@ impl Watch {
         }
     }
 
-    /// Stops watching the pipe (after the stream ended or was rejected), so
-    /// that a grandchild writing to it cannot keep waking the parent.
+    /// `epoll_ctl(DEL, pipe)` (for [`WaitMode::Queue`]; a `poll` simply
+    /// stops being given the pipe)—Stops watching the pipe (after the stream
+    /// ended or was rejected), so that a grandchild writing to it cannot
+    /// keep waking the parent.
+    ///
+    /// # References
+    ///  - [Linux `epoll_ctl(2)`](https://man7.org/linux/man-pages/man2/epoll_ctl.2.html)
     pub(crate) fn forget_pipe(&mut self, pipe: BorrowedFd<'_>) {
         if let Some(queue) = &self.queue {
             // Failure only means it was not registered.
@@ -124,10 +141,16 @@ impl Watch {
         }
     }
 
-    /// Waits until the pipe (`pipe`, while the caller still reads it) is
-    /// readable, the child ends, or `timeout` passes (an empty [`Ready`]).
+    /// `epoll_wait(epfd, timeout)` for [`WaitMode::Queue`], otherwise
+    /// `poll([pipe, pidfd], timeout)`—Waits until the pipe (`pipe`, while
+    /// the caller still reads it) is readable, the child ends, or `timeout`
+    /// passes (an empty [`Ready`]).
     /// `EINTR` is reported as an empty [`Ready`] too: the caller recomputes
     /// its deadline and waits again.
+    ///
+    /// # References
+    ///  - [Linux `epoll_wait(2)`](https://man7.org/linux/man-pages/man2/epoll_wait.2.html)
+    ///  - [Linux `poll(2)`](https://man7.org/linux/man-pages/man2/poll.2.html)
     pub(crate) fn wait(
         &mut self,
         pipe: Option<BorrowedFd<'_>>,
@@ -173,10 +196,15 @@ impl Watch {
         Ok(ready)
     }
 
-    /// `pidfd_send_signal(SIGKILL)`—Kills the child. Through the pidfd when
-    /// there is one, so the signal cannot reach a process that reused the
-    /// pid; otherwise by pid (the caller has not reaped it, so the pid is
-    /// still the child's unless someone else reaped it).
+    /// `pidfd_send_signal(pidfd, SIGKILL)`, or `kill(pid, SIGKILL)`—Kills
+    /// the child. Through the pidfd when there is one, so the signal cannot
+    /// reach a process that reused the pid; otherwise by pid (the caller has
+    /// not reaped it, so the pid is still the child's unless someone else
+    /// reaped it).
+    ///
+    /// # References
+    ///  - [Linux `pidfd_send_signal(2)`](https://man7.org/linux/man-pages/man2/pidfd_send_signal.2.html)
+    ///  - [Linux `kill(2)`](https://man7.org/linux/man-pages/man2/kill.2.html)
     pub(crate) fn kill(&self, pid: Pid) -> Result<(), Errno> {
         let r = match &self.pidfd {
             Some(fd) => pidfd_send_signal(fd, Signal::KILL),
@@ -190,9 +218,12 @@ impl Watch {
     }
 }
 
-/// One `poll` over the pipe and the pidfd, whichever are given. Any event
-/// on the pipe (data, hang-up, error) is worth a read; any on the pidfd
-/// means the child has exited (or is gone).
+/// `poll([pipe, pidfd], timeout)`—One `poll` over the pipe and the pidfd,
+/// whichever are given. Any event on the pipe (data, hang-up, error) is
+/// worth a read; any on the pidfd means the child has exited (or is gone).
+///
+/// # References
+///  - [Linux `poll(2)`](https://man7.org/linux/man-pages/man2/poll.2.html)
 fn poll_both(
     pipe: Option<BorrowedFd<'_>>,
     pidfd: Option<&OwnedFd>,
@@ -222,13 +253,19 @@ fn poll_both(
     Ok(ready)
 }
 
-/// `prctl(PR_SET_PDEATHSIG, SIGKILL)`—In the child: die with the parent.
+/// `prctl(PR_SET_PDEATHSIG, SIGKILL)`, then `getppid()`—In the child: die
+/// with the parent.
 /// `Ok(false)` if the parent is already gone.
 ///
 /// The signal fires when the *thread* that forked exits, not the whole
 /// parent process; a child whose forking thread ends first is killed too,
 /// which is the safe side. A parent that died before the call leaves the
 /// child with a different parent pid, which the second check catches.
+///
+/// # References
+///  - [Linux `prctl(2)`](https://man7.org/linux/man-pages/man2/prctl.2.html)
+///  - [Linux `PR_SET_PDEATHSIG(2const)`](https://man7.org/linux/man-pages/man2/PR_SET_PDEATHSIG.2const.html)
+///  - [POSIX `getppid`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/getppid.html)
 #[inline]
 pub(crate) fn on_parent_death(parent: Pid) -> Result<bool, Errno> {
     rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
@@ -239,14 +276,21 @@ pub(crate) fn on_parent_death(parent: Pid) -> Result<bool, Errno> {
 /// a child whose result outgrows the shared page writes it, at offsets
 /// from 0, with `pwrite`. Made once per thread and kept, emptied after
 /// each call that used it.
+///
+/// # References
+///  - [Linux `memfd_create(2)`](https://man7.org/linux/man-pages/man2/memfd_create.2.html)
 pub(crate) fn spill_file() -> Result<OwnedFd, Errno> {
     use rustix::fs::{MemfdFlags, memfd_create};
     super::above_stdio(memfd_create(c"mem-isolate-spill", MemfdFlags::CLOEXEC)?)
 }
 
-/// `pwrite(fd, buf, offset)` until all of `buf` is written, retrying on
+/// `pwrite(fd, buf, offset)`—Writes all of `buf` at `offset`, retrying on
 /// `EINTR`. Allocation-free and async-signal-safe: the child writes its
 /// result into the spill file with it.
+///
+/// # References
+///  - [POSIX](https://pubs.opengroup.org/onlinepubs/9799919799/functions/pwrite.html)
+///  - [Linux](https://man7.org/linux/man-pages/man2/pwrite.2.html)
 pub(crate) fn pwrite_all(fd: BorrowedFd<'_>, mut buf: &[u8], mut offset: u64) -> Result<(), Errno> {
     while !buf.is_empty() {
         match rustix::io::pwrite(fd, buf, offset) {
@@ -262,8 +306,12 @@ pub(crate) fn pwrite_all(fd: BorrowedFd<'_>, mut buf: &[u8], mut offset: u64) ->
     Ok(())
 }
 
-/// `pread(fd, buf, offset)` into a possibly uninitialized buffer, retrying
-/// on `EINTR`. Returns the bytes read, empty at end-of-file.
+/// `pread(fd, buf, offset)`—Reads into a possibly uninitialized buffer,
+/// retrying on `EINTR`. Returns the bytes read, empty at end-of-file.
+///
+/// # References
+///  - [POSIX](https://pubs.opengroup.org/onlinepubs/9799919799/functions/read.html)
+///  - [Linux](https://man7.org/linux/man-pages/man2/pread.2.html)
 pub(crate) fn pread_into<'b>(
     fd: BorrowedFd<'_>,
     buf: &'b mut [MaybeUninit<u8>],
@@ -287,8 +335,12 @@ pub(crate) fn pread_into<'b>(
 /// Memory limits are enforced with `RLIMIT_AS`.
 pub(crate) const MEMORY_LIMIT_SUPPORTED: bool = true;
 
-/// The process's current address-space size, from `/proc/self/statm`
-/// (first field, in pages). Allocation-free: it runs in the child.
+/// `open("/proc/self/statm")`, `read`, `close`—The process's current
+/// address-space size, from `/proc/self/statm` (first field, in pages).
+/// Allocation-free: it runs in the child.
+///
+/// # References
+///  - [Linux `proc_pid_statm(5)`](https://man7.org/linux/man-pages/man5/proc_pid_statm.5.html)
 pub(crate) fn address_space_size() -> Result<u64, Errno> {
     use rustix::fs::{Mode, OFlags, open};
     let fd = super::above_stdio(open(
