@@ -14,9 +14,10 @@ use rustix::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use rustix::io::Errno;
 use rustix::process::{Pid, Signal};
 
-use super::{Ready, WaitMode, tick};
+use super::{ChildWatch, Ready, WaitMode, tick};
 
-/// The parent's view of one child: a kqueue over the pipe and the process.
+/// The parent's view of one child ([`ChildWatch`]): a kqueue over the pipe
+/// and the process.
 pub(crate) struct Watch {
     pub(super) queue: OwnedFd,
     proc_watched: bool,
@@ -24,7 +25,7 @@ pub(crate) struct Watch {
     exited_early: bool,
 }
 
-impl Watch {
+impl ChildWatch for Watch {
     /// `kqueue()` and `kevent(EV_ADD, EVFILT_READ, pipe)`—Made before
     /// `fork`, so that a failure here means the callable never started.
     /// Both wait modes use the kqueue: there is no cheaper way to wait for a
@@ -33,7 +34,7 @@ impl Watch {
     /// # References
     ///  - [FreeBSD `kqueue(2)`](https://man.freebsd.org/cgi/man.cgi?query=kqueue&sektion=2)
     ///  - [Apple `kqueue(2)`](https://developer.apple.com/library/archive/documentation/System/Conceptual/ManPages_iPhoneOS/man2/kqueue.2.html)
-    pub(crate) fn new(pipe: BorrowedFd<'_>, _mode: WaitMode) -> Result<Self, Errno> {
+    fn new(pipe: BorrowedFd<'_>, _mode: WaitMode) -> Result<Self, Errno> {
         let queue = super::above_stdio(kqueue()?)?;
         let read = Event::new(
             EventFilter::Read(pipe.as_raw_fd()),
@@ -58,7 +59,7 @@ impl Watch {
     /// # References
     ///  - [FreeBSD `kqueue(2)`](https://man.freebsd.org/cgi/man.cgi?query=kqueue&sektion=2)
     ///  - [Apple `kqueue(2)`](https://developer.apple.com/library/archive/documentation/System/Conceptual/ManPages_iPhoneOS/man2/kqueue.2.html)
-    pub(crate) fn child_only(_deadline: bool) -> Result<Self, Errno> {
+    fn child_only(_deadline: bool) -> Result<Self, Errno> {
         Ok(Self {
             queue: super::above_stdio(kqueue()?)?,
             proc_watched: false,
@@ -70,14 +71,12 @@ impl Watch {
     /// inherited, so
     /// the number may already be free (or reused later); it must not be
     /// closed here.
-    pub(crate) fn leave_in_child(self) {
+    fn leave_in_child(self) {
         core::mem::forget(self);
     }
 
     /// No call—The kqueue descriptor.
-    #[allow(clippy::unnecessary_wraps)] // mirrors Linux, where it is optional
-    #[cfg_attr(not(feature = "alloc"), allow(dead_code))]
-    pub(crate) fn queue(&self) -> Option<BorrowedFd<'_>> {
+    fn queue(&self) -> Option<BorrowedFd<'_>> {
         use rustix::fd::AsFd;
         Some(self.queue.as_fd())
     }
@@ -96,7 +95,7 @@ impl Watch {
     /// # References
     ///  - [FreeBSD `kevent(2)`](https://man.freebsd.org/cgi/man.cgi?query=kevent&sektion=2)
     ///  - [Apple `kevent(2)`](https://developer.apple.com/library/archive/documentation/System/Conceptual/ManPages_iPhoneOS/man2/kevent.2.html)
-    pub(crate) fn watch_child(&mut self, pid: Pid) {
+    fn watch_child(&mut self, pid: Pid) {
         let exit = Event::new(
             EventFilter::Proc {
                 pid,
@@ -125,7 +124,7 @@ impl Watch {
     /// # References
     ///  - [FreeBSD `kevent(2)`](https://man.freebsd.org/cgi/man.cgi?query=kevent&sektion=2)
     ///  - [Apple `kevent(2)`](https://developer.apple.com/library/archive/documentation/System/Conceptual/ManPages_iPhoneOS/man2/kevent.2.html)
-    pub(crate) fn forget_pipe(&mut self, pipe: BorrowedFd<'_>) {
+    fn forget_pipe(&mut self, pipe: BorrowedFd<'_>) {
         self.proc_watched = false;
         let del = Event::new(
             EventFilter::Read(pipe.as_raw_fd()),
@@ -145,7 +144,7 @@ impl Watch {
     /// # References
     ///  - [FreeBSD `kevent(2)`](https://man.freebsd.org/cgi/man.cgi?query=kevent&sektion=2)
     ///  - [Apple `kevent(2)`](https://developer.apple.com/library/archive/documentation/System/Conceptual/ManPages_iPhoneOS/man2/kevent.2.html)
-    pub(crate) fn wait(
+    fn wait(
         &mut self,
         _pipe: Option<BorrowedFd<'_>>,
         timeout: Option<Duration>,
@@ -194,9 +193,7 @@ impl Watch {
     /// # References
     ///  - [POSIX `kill`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/kill.html)
     ///  - [FreeBSD `kill(2)`](https://man.freebsd.org/cgi/man.cgi?query=kill&sektion=2)
-    // `&self` keeps the signature the same as on Linux, where it is used.
-    #[allow(clippy::unused_self)]
-    pub(crate) fn kill(&self, pid: Pid) -> Result<(), Errno> {
+    fn kill(&self, pid: Pid) -> Result<(), Errno> {
         match rustix::process::kill_process(pid, Signal::KILL) {
             Ok(()) | Err(Errno::SRCH) => Ok(()),
             Err(e) => Err(e),

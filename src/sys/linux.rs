@@ -16,12 +16,12 @@ use rustix::process::{Pid, Signal};
 #[cfg(target_os = "linux")]
 use rustix::process::{PidfdFlags, pidfd_open, pidfd_send_signal};
 
-use super::{Ready, WaitMode, tick};
+use super::{ChildWatch, Ready, WaitMode, tick};
 
 const PIPE_TOKEN: u64 = 1;
 const CHILD_TOKEN: u64 = 2;
 
-/// The parent's view of one child: its pidfd, and for
+/// The parent's view of one child ([`ChildWatch`]): its pidfd, and for
 /// [`WaitMode::Queue`] an epoll instance over the pipe and the pidfd.
 pub(crate) struct Watch {
     queue: Option<OwnedFd>,
@@ -31,7 +31,7 @@ pub(crate) struct Watch {
     reap_only: bool,
 }
 
-impl Watch {
+impl ChildWatch for Watch {
     /// For [`WaitMode::Queue`], `epoll_create1(EPOLL_CLOEXEC)` and
     /// `epoll_ctl(ADD, pipe)`—Made before `fork`, so that a failure here
     /// means the callable never started. [`WaitMode::Direct`] makes nothing
@@ -40,7 +40,7 @@ impl Watch {
     /// # References
     ///  - [Linux `epoll_create1(2)`](https://man7.org/linux/man-pages/man2/epoll_create.2.html)
     ///  - [Linux `epoll_ctl(2)`](https://man7.org/linux/man-pages/man2/epoll_ctl.2.html)
-    pub(crate) fn new(pipe: BorrowedFd<'_>, mode: WaitMode) -> Result<Self, Errno> {
+    fn new(pipe: BorrowedFd<'_>, mode: WaitMode) -> Result<Self, Errno> {
         let queue = match mode {
             WaitMode::Direct => None,
             WaitMode::Queue => {
@@ -67,8 +67,7 @@ impl Watch {
     /// on the pidfd alone; without one there is nothing to wait for but
     /// the exit itself, so [`Watch::wait`] reports the child at once and
     /// the caller blocks in `wait4`, which no grandchild can prolong.
-    #[allow(clippy::unnecessary_wraps)] // mirrors kqueue, where it can fail
-    pub(crate) fn child_only(deadline: bool) -> Result<Self, Errno> {
+    fn child_only(deadline: bool) -> Result<Self, Errno> {
         Ok(Self {
             queue: None,
             pidfd: None,
@@ -83,13 +82,12 @@ impl Watch {
     /// # References
     ///  - [Linux `close(2)`](https://man7.org/linux/man-pages/man2/close.2.html)
     #[inline]
-    pub(crate) fn leave_in_child(self) {
+    fn leave_in_child(self) {
         drop(self);
     }
 
     /// No call—The epoll descriptor, for [`WaitMode::Queue`].
-    #[cfg_attr(not(feature = "alloc"), allow(dead_code))]
-    pub(crate) fn queue(&self) -> Option<BorrowedFd<'_>> {
+    fn queue(&self) -> Option<BorrowedFd<'_>> {
         use rustix::fd::AsFd;
         self.queue.as_ref().map(AsFd::as_fd)
     }
@@ -103,7 +101,7 @@ impl Watch {
     /// # References
     ///  - [Linux `pidfd_open(2)`](https://man7.org/linux/man-pages/man2/pidfd_open.2.html)
     ///  - [Linux `epoll_ctl(2)`](https://man7.org/linux/man-pages/man2/epoll_ctl.2.html)
-    pub(crate) fn watch_child(&mut self, pid: Pid) {
+    fn watch_child(&mut self, pid: Pid) {
         if self.reap_only {
             return;
         }
@@ -134,7 +132,7 @@ impl Watch {
     ///
     /// # References
     ///  - [Linux `epoll_ctl(2)`](https://man7.org/linux/man-pages/man2/epoll_ctl.2.html)
-    pub(crate) fn forget_pipe(&mut self, pipe: BorrowedFd<'_>) {
+    fn forget_pipe(&mut self, pipe: BorrowedFd<'_>) {
         if let Some(queue) = &self.queue {
             // Failure only means it was not registered.
             let _ = epoll::delete(queue, pipe);
@@ -151,7 +149,7 @@ impl Watch {
     /// # References
     ///  - [Linux `epoll_wait(2)`](https://man7.org/linux/man-pages/man2/epoll_wait.2.html)
     ///  - [Linux `poll(2)`](https://man7.org/linux/man-pages/man2/poll.2.html)
-    pub(crate) fn wait(
+    fn wait(
         &mut self,
         pipe: Option<BorrowedFd<'_>>,
         timeout: Option<Duration>,
@@ -205,7 +203,7 @@ impl Watch {
     /// # References
     ///  - [Linux `pidfd_send_signal(2)`](https://man7.org/linux/man-pages/man2/pidfd_send_signal.2.html)
     ///  - [Linux `kill(2)`](https://man7.org/linux/man-pages/man2/kill.2.html)
-    pub(crate) fn kill(&self, pid: Pid) -> Result<(), Errno> {
+    fn kill(&self, pid: Pid) -> Result<(), Errno> {
         let r = match &self.pidfd {
             Some(fd) => pidfd_send_signal(fd, Signal::KILL),
             None => rustix::process::kill_process(pid, Signal::KILL),

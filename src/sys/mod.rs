@@ -824,7 +824,13 @@ fn usage_from(u: &libc::rusage) -> ResourceUsage {
     }
 }
 
-/// What a readiness wait saw.
+/// What a readiness wait ([`ChildWatch::wait`]) saw: hints for the
+/// caller, never a verdict. Every flag may be set when there turns out to
+/// be nothing to do (a read finds no data, a non-blocking reap finds the
+/// child running), and the caller must take that in its stride; what it
+/// may not be is unset while the pipe has data or the child has ended,
+/// beyond the fallback tick (see [`ChildWatch`]). All unset: the timeout
+/// passed, or a signal interrupted the wait.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Ready {
     /// The pipe has data or reached end-of-file.
@@ -871,4 +877,82 @@ pub(crate) enum WaitMode {
     /// `poll` over the pipe and the pidfd, with no queue to create;
     /// elsewhere the same as [`WaitMode::Queue`].
     Direct,
+}
+
+/// The parent's watch over one child, from before `fork` to the reap:
+/// what the blocking driver ([`crate::drive`]) waits in, and what a spawned
+/// handle lends an async runtime to poll. One implementation per platform,
+/// [`Watch`]: a pidfd with `poll` or epoll on Linux and Android
+/// (`linux.rs`), a kqueue on macOS and FreeBSD (`kqueue.rs`).
+///
+/// A watch's life: made in the parent before `fork` ([`new`] for a call
+/// with a pipe, [`child_only`] for one without), so that a failure means
+/// the callable never started; straight after `fork`, left behind in the
+/// child ([`leave_in_child`]) and pointed at the child in the parent
+/// ([`watch_child`]); then waited in ([`wait`]) until the child is reaped,
+/// told when the stream is done ([`forget_pipe`]), and used to end the
+/// child at a deadline or on the caller's request ([`kill`]). Dropping it
+/// releases whatever it made.
+///
+/// Only making a watch, waiting in it and killing through it may fail.
+/// Everything done after `fork` cannot: a platform that cannot watch the
+/// child itself (no pidfd, a refused registration) falls back to
+/// reporting the child as possibly ended after at most [`FALLBACK_TICK`]
+/// of every wait (see [`tick`]), so the child's end is never missed, only
+/// noticed later.
+///
+/// [`new`]: ChildWatch::new
+/// [`child_only`]: ChildWatch::child_only
+/// [`leave_in_child`]: ChildWatch::leave_in_child
+/// [`watch_child`]: ChildWatch::watch_child
+/// [`wait`]: ChildWatch::wait
+/// [`forget_pipe`]: ChildWatch::forget_pipe
+/// [`kill`]: ChildWatch::kill
+pub(crate) trait ChildWatch: Sized {
+    /// A watch over the result pipe's read end `pipe`, waited in as `mode`
+    /// says. Made before `fork`; may fail, and a failure means the callable
+    /// never started.
+    fn new(pipe: BorrowedFd<'_>, mode: WaitMode) -> Result<Self, Errno>;
+
+    /// A watch for a child that sends no stream (its result comes back in
+    /// shared memory and the spill file), with a `deadline` or without.
+    /// Made before `fork`; may fail, like [`ChildWatch::new`].
+    fn child_only(deadline: bool) -> Result<Self, Errno>;
+
+    /// In the child, straight after `fork`: gives up the child's copy of
+    /// the watch, so that neither the callable nor anything it forks can
+    /// touch the parent's. Cannot fail, allocates nothing, and must not
+    /// close a descriptor the child did not inherit.
+    fn leave_in_child(self);
+
+    /// The descriptor an async runtime polls: readable when a
+    /// [`ChildWatch::wait`] would not block. `None` when the watch has
+    /// none (a blocking call's [`WaitMode::Direct`] on Linux).
+    #[cfg_attr(not(feature = "alloc"), allow(dead_code))]
+    fn queue(&self) -> Option<BorrowedFd<'_>>;
+
+    /// In the parent, straight after `fork`: starts watching the child
+    /// `pid`. Cannot fail: a platform that refuses falls back to the tick.
+    fn watch_child(&mut self, pid: Pid);
+
+    /// Stops watching `pipe`, once the stream is complete or rejected, so
+    /// that a grandchild still writing to it cannot keep waking the parent.
+    /// Cannot fail.
+    fn forget_pipe(&mut self, pipe: BorrowedFd<'_>);
+
+    /// Waits until `pipe` (given while the caller still reads it) is worth
+    /// reading, the child may have ended, or `timeout` passes (`None`:
+    /// no limit), and says which in a [`Ready`]. `EINTR` is an empty
+    /// [`Ready`], never an error: the caller recomputes its deadline and
+    /// waits again. May fail, for the wait's own errors.
+    fn wait(
+        &mut self,
+        pipe: Option<BorrowedFd<'_>>,
+        timeout: Option<Duration>,
+    ) -> Result<Ready, Errno>;
+
+    /// Sends the unreaped child `pid` `SIGKILL`, as surely as the platform
+    /// allows only to the child. A child already gone (`ESRCH`) is success;
+    /// any other refusal is the error.
+    fn kill(&self, pid: Pid) -> Result<(), Errno>;
 }
