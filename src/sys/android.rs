@@ -66,3 +66,14 @@ pub(super) fn pidfd_send_signal<Fd: AsFd>(pidfd: Fd, sig: Signal) -> Result<(), 
         Ok(())
     }
 }
+
+/// `errno`, through Bionic's `__errno()`—The calling thread's last error
+/// number, read after a libc call that failed.
+///
+/// # References
+///  - [POSIX `errno`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/errno.html)
+///  - [Linux `errno(3)`](https://man7.org/linux/man-pages/man3/errno.3.html)
+pub(super) fn last_errno() -> i32 {
+    // SAFETY: `__errno` returns this thread's errno slot.
+    unsafe { *libc::__errno() }
+}

@@ -201,9 +201,26 @@ impl ChildWatch for Watch {
     }
 }
 
-/// `procctl(P_PID, 0, PROC_PDEATHSIG_CTL, SIGKILL)` (FreeBSD), then
-/// `getppid()`—In the child: die with the parent. `Ok(false)` if the
-/// parent is already gone.
+/// `procctl(P_PID, 0, PROC_PDEATHSIG_CTL, SIGKILL)`, then `getppid()`—In
+/// the child: die with the parent. `Ok(false)` if the parent is already
+/// gone.
+///
+/// `PROC_PDEATHSIG_CTL` delivers `SIGKILL` when the parent exits. A parent
+/// that died before the call leaves the child with a different parent pid,
+/// which the second check catches.
+///
+/// # References
+///  - [FreeBSD `procctl(2)`](https://man.freebsd.org/cgi/man.cgi?query=procctl&sektion=2)
+///  - [POSIX `getppid`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/getppid.html)
+#[cfg(target_os = "freebsd")]
+#[inline]
+pub(crate) fn on_parent_death(parent: Pid) -> Result<bool, Errno> {
+    rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
+    Ok(rustix::process::getppid() == Some(parent))
+}
+
+/// `getppid()`—In the child: whether the parent is still there.
+/// `Ok(false)` if it is already gone.
 ///
 /// FreeBSD has `procctl(PROC_PDEATHSIG_CTL)`, which delivers `SIGKILL` when
 /// the parent exits. macOS has no such call: there an orphaned child runs on
@@ -212,16 +229,35 @@ impl ChildWatch for Watch {
 /// macOS.
 ///
 /// # References
-///  - [FreeBSD `procctl(2)`](https://man.freebsd.org/cgi/man.cgi?query=procctl&sektion=2)
 ///  - [POSIX `getppid`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/getppid.html)
-// On macOS nothing here can fail; the signature is FreeBSD's and Linux's.
-#[cfg_attr(not(target_os = "freebsd"), allow(clippy::unnecessary_wraps))]
+// Nothing here can fail; the signature is FreeBSD's and Linux's.
+#[cfg(target_vendor = "apple")]
+#[allow(clippy::unnecessary_wraps)]
 #[inline]
 pub(crate) fn on_parent_death(parent: Pid) -> Result<bool, Errno> {
-    #[cfg(target_os = "freebsd")]
-    rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
     Ok(rustix::process::getppid() == Some(parent))
 }
+
+/// `errno`, through `__error()`—The calling thread's last error number,
+/// read after a libc call that failed.
+///
+/// # References
+///  - [POSIX `errno`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/errno.html)
+///  - [FreeBSD `errno(2)`](https://man.freebsd.org/cgi/man.cgi?query=errno&sektion=2)
+pub(super) fn last_errno() -> i32 {
+    // SAFETY: `__error` returns this thread's errno slot.
+    unsafe { *libc::__error() }
+}
+
+/// No call—How many bytes a pipe can hold: all that a writer that has
+/// ended can have left in it. These systems do not say; their pipes hold
+/// at most 64 KiB, and 1 MiB is assumed.
+pub(crate) fn pipe_capacity(_pipe: BorrowedFd<'_>) -> usize {
+    super::ASSUMED_PIPE_CAPACITY
+}
+
+/// No call—Pipes here have a fixed size: there is nothing to widen.
+pub(crate) fn widen_pipe(_fd: BorrowedFd<'_>, _size: usize) {}
 
 /// FreeBSD enforces `RLIMIT_AS`; macOS accepts it but does not enforce it.
 pub(crate) const MEMORY_LIMIT_SUPPORTED: bool = cfg!(target_os = "freebsd");
@@ -252,7 +288,7 @@ pub(crate) fn address_space_size() -> Result<u64, Errno> {
         )
     };
     if r != 0 {
-        return Err(Errno::from_raw_os_error(super::last_errno()));
+        return Err(Errno::from_raw_os_error(last_errno()));
     }
     Ok(info.ki_size as u64)
 }

@@ -330,6 +330,37 @@ pub(crate) fn pread_into<'b>(
     }
 }
 
+/// `errno`, through glibc's or musl's `__errno_location()`—The calling
+/// thread's last error number, read after a libc call that failed.
+///
+/// # References
+///  - [POSIX `errno`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/errno.html)
+///  - [Linux `errno(3)`](https://man7.org/linux/man-pages/man3/errno.3.html)
+#[cfg(target_os = "linux")]
+pub(super) fn last_errno() -> i32 {
+    // SAFETY: `__errno_location` returns this thread's errno slot.
+    unsafe { *libc::__errno_location() }
+}
+
+/// `fcntl(fd, F_GETPIPE_SZ)`—How many bytes `pipe` can hold: all that a
+/// writer that has ended can have left in it. Should the kernel not say,
+/// 1 MiB is assumed, as elsewhere.
+///
+/// # References
+///  - [Linux](https://man7.org/linux/man-pages/man2/fcntl.2.html)
+pub(crate) fn pipe_capacity(pipe: BorrowedFd<'_>) -> usize {
+    rustix::pipe::fcntl_getpipe_size(pipe).unwrap_or(super::ASSUMED_PIPE_CAPACITY)
+}
+
+/// `fcntl(fd, F_SETPIPE_SZ, size)`—Asks for a wider pipe, best effort: the
+/// system's `pipe-max-size` may refuse it.
+///
+/// # References
+///  - [Linux](https://man7.org/linux/man-pages/man2/fcntl.2.html)
+pub(crate) fn widen_pipe(fd: BorrowedFd<'_>, size: usize) {
+    let _ = rustix::pipe::fcntl_setpipe_size(fd, size);
+}
+
 /// Memory limits are enforced with `RLIMIT_AS`.
 pub(crate) const MEMORY_LIMIT_SUPPORTED: bool = true;
 

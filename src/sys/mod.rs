@@ -6,8 +6,11 @@
 //! child of a threaded parent could not safely allocate), and rustix has no
 //! call that reaps one child *and* returns its resource usage. Everything
 //! else goes through rustix. Platform differences live in whole files:
-//! `linux.rs` (pidfd, epoll, the spill file) and `kqueue.rs` (macOS and
-//! FreeBSD).
+//! `linux.rs` (pidfd, epoll, the spill file, pipe sizes; Linux and
+//! Android), `android.rs` (what rustix lacks there) and `kqueue.rs` (macOS
+//! and FreeBSD), each with its `errno`: rustix's `Errno` has no "last
+//! error" accessor on the `linux_raw` backend, and libc exposes errno's
+//! location under a different name on each platform.
 
 use core::time::Duration;
 
@@ -19,19 +22,26 @@ use rustix::process::Pid;
 mod android;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 mod linux;
+#[cfg(target_os = "android")]
+use android::last_errno;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 use linux::address_space_size;
+#[cfg(target_os = "linux")]
+use linux::last_errno;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub(crate) use linux::{
-    MEMORY_LIMIT_SUPPORTED, Watch, on_parent_death, pread_into, pwrite_all, spill_file,
+    MEMORY_LIMIT_SUPPORTED, Watch, on_parent_death, pipe_capacity, pread_into, pwrite_all,
+    spill_file, widen_pipe,
 };
 
 #[cfg(any(target_vendor = "apple", target_os = "freebsd"))]
 mod kqueue;
 #[cfg(any(target_vendor = "apple", target_os = "freebsd"))]
-use kqueue::address_space_size;
+pub(crate) use kqueue::{
+    MEMORY_LIMIT_SUPPORTED, Watch, on_parent_death, pipe_capacity, widen_pipe,
+};
 #[cfg(any(target_vendor = "apple", target_os = "freebsd"))]
-pub(crate) use kqueue::{MEMORY_LIMIT_SUPPORTED, Watch, on_parent_death};
+use kqueue::{address_space_size, last_errno};
 
 #[cfg(not(any(
     target_os = "linux",
@@ -83,31 +93,6 @@ pub(crate) fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-/// `errno`—The calling thread's last error number, read after a libc call
-/// that failed.
-///
-/// # References
-///  - [POSIX](https://pubs.opengroup.org/onlinepubs/9799919799/functions/errno.html)
-///  - [Linux](https://man7.org/linux/man-pages/man3/errno.3.html)
-fn last_errno() -> i32 {
-    // rustix's `Errno` has no "last error" accessor on the linux_raw backend,
-    // and libc exposes errno's location under a different name on each
-    // platform.
-    #[cfg(target_os = "linux")]
-    // SAFETY: `__errno_location` returns this thread's errno slot.
-    let e = unsafe { *libc::__errno_location() };
-    #[cfg(target_os = "android")]
-    // SAFETY: `__errno` returns this thread's errno slot.
-    let e = unsafe { *libc::__errno() };
-    #[cfg(target_vendor = "apple")]
-    // SAFETY: `__error` returns this thread's errno slot.
-    let e = unsafe { *libc::__error() };
-    #[cfg(target_os = "freebsd")]
-    // SAFETY: `__error` returns this thread's errno slot.
-    let e = unsafe { *libc::__error() };
-    e
-}
-
 /// `fcntl(fd, F_DUPFD_CLOEXEC, 3)`—Moves a descriptor the crate just made
 /// off 0, 1 and 2, closing the original; a descriptor already at 3 or above
 /// is returned as it is, at no cost.
@@ -138,6 +123,27 @@ pub(crate) fn above_stdio(fd: OwnedFd) -> Result<OwnedFd, Errno> {
 /// not inherit them. The read end is non-blocking, so the parent only ever
 /// blocks in its readiness wait, where deadlines apply.
 ///
+/// # References
+///  - [POSIX `pipe`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/pipe.html)
+///  - [Linux `pipe2(2)`](https://man7.org/linux/man-pages/man2/pipe2.2.html)
+///  - [FreeBSD `pipe2(2)`](https://man.freebsd.org/cgi/man.cgi?query=pipe2&sektion=2)
+#[cfg(not(target_vendor = "apple"))]
+pub(crate) fn result_pipe() -> Result<(OwnedFd, OwnedFd), Errno> {
+    // Non-blocking from birth, which saves two `fcntl` calls per call.
+    // The flag lives on each end's open file; the write end's copy only
+    // makes the child's `write_all` wait in `poll` instead of `write`.
+    use rustix::pipe::PipeFlags;
+    let (r, w) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?;
+    Ok((above_stdio(r)?, above_stdio(w)?))
+}
+
+/// `pipe()`, then `fcntl(F_SETFD, FD_CLOEXEC)` on both ends and
+/// `fcntl(F_SETFL, O_NONBLOCK)` on the read end—The result pipe: `(read
+/// end, write end)`, both numbered 3 or above (see [`above_stdio`]) and
+/// both close-on-exec, so that a program the callable `exec`s does not
+/// inherit them. The read end is non-blocking, so the parent only ever
+/// blocks in its readiness wait, where deadlines apply.
+///
 /// macOS has no `pipe2`: there the flags are set with `fcntl` straight
 /// after (`O_NONBLOCK` on the read end only).
 /// Another thread forking between the two calls could leak the descriptors
@@ -146,30 +152,18 @@ pub(crate) fn above_stdio(fd: OwnedFd) -> Result<OwnedFd, Errno> {
 ///
 /// # References
 ///  - [POSIX `pipe`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/pipe.html)
-///  - [Linux `pipe2(2)`](https://man7.org/linux/man-pages/man2/pipe2.2.html)
-///  - [FreeBSD `pipe2(2)`](https://man.freebsd.org/cgi/man.cgi?query=pipe2&sektion=2)
+///  - [POSIX `fcntl`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/fcntl.html)
 ///  - [Apple `pipe(2)`](https://developer.apple.com/library/archive/documentation/System/Conceptual/ManPages_iPhoneOS/man2/pipe.2.html)
 ///  - [Apple `fcntl(2)`](https://developer.apple.com/library/archive/documentation/System/Conceptual/ManPages_iPhoneOS/man2/fcntl.2.html)
+#[cfg(target_vendor = "apple")]
 pub(crate) fn result_pipe() -> Result<(OwnedFd, OwnedFd), Errno> {
-    #[cfg(not(target_vendor = "apple"))]
-    {
-        // Non-blocking from birth, which saves two `fcntl` calls per call.
-        // The flag lives on each end's open file; the write end's copy only
-        // makes the child's `write_all` wait in `poll` instead of `write`.
-        use rustix::pipe::PipeFlags;
-        let (r, w) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?;
-        Ok((above_stdio(r)?, above_stdio(w)?))
-    }
-    #[cfg(target_vendor = "apple")]
-    {
-        use rustix::fs::{OFlags, fcntl_getfl, fcntl_setfl};
-        let (r, w) = rustix::pipe::pipe()?;
-        let (r, w) = (above_stdio(r)?, above_stdio(w)?);
-        rustix::io::fcntl_setfd(&r, rustix::io::FdFlags::CLOEXEC)?;
-        rustix::io::fcntl_setfd(&w, rustix::io::FdFlags::CLOEXEC)?;
-        fcntl_setfl(&r, fcntl_getfl(&r)? | OFlags::NONBLOCK)?;
-        Ok((r, w))
-    }
+    use rustix::fs::{OFlags, fcntl_getfl, fcntl_setfl};
+    let (r, w) = rustix::pipe::pipe()?;
+    let (r, w) = (above_stdio(r)?, above_stdio(w)?);
+    rustix::io::fcntl_setfd(&r, rustix::io::FdFlags::CLOEXEC)?;
+    rustix::io::fcntl_setfd(&w, rustix::io::FdFlags::CLOEXEC)?;
+    fcntl_setfl(&r, fcntl_getfl(&r)? | OFlags::NONBLOCK)?;
+    Ok((r, w))
 }
 
 /// `write(fd, buf)`, and `poll(fd, POLLOUT)` while it is full—Writes all
@@ -249,21 +243,10 @@ pub(crate) fn read_into<'b>(
     }))
 }
 
-/// `fcntl(fd, F_GETPIPE_SZ)` (Linux)—How many bytes `pipe` can hold: all
-/// that a writer that has ended can have left in it. Linux reports it;
-/// elsewhere pipes hold at most 64 KiB, and 1 MiB is assumed without a
-/// call.
-///
-/// # References
-///  - [Linux](https://man7.org/linux/man-pages/man2/fcntl.2.html)
-pub(crate) fn pipe_capacity(pipe: BorrowedFd<'_>) -> usize {
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    if let Ok(n) = rustix::pipe::fcntl_getpipe_size(pipe) {
-        return n;
-    }
-    let _ = pipe;
-    1 << 20
-}
+/// What a pipe is taken to hold where the system does not say (see
+/// `pipe_capacity`): Linux says, and macOS and FreeBSD pipes hold at most
+/// 64 KiB, so this is more than enough.
+const ASSUMED_PIPE_CAPACITY: usize = 1 << 20;
 
 /// `getrlimit(RLIMIT_FSIZE)`—Whether this process may write files of any
 /// size (`RLIMIT_FSIZE` unlimited). Writes to the spill file count against
@@ -462,18 +445,6 @@ impl<'a> CheckedFd<'a> {
             Err(Errno::BADF)
         }
     }
-}
-
-/// `fcntl(fd, F_SETPIPE_SZ, size)`—Asks for a wider pipe (Linux), best
-/// effort: the system's `pipe-max-size` may refuse it. Elsewhere pipes
-/// have a fixed size, and this does nothing.
-///
-/// # References
-///  - [Linux](https://man7.org/linux/man-pages/man2/fcntl.2.html)
-pub(crate) fn widen_pipe(fd: BorrowedFd<'_>, size: usize) {
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    let _ = rustix::pipe::fcntl_setpipe_size(fd, size);
-    let _ = (fd, size);
 }
 
 /// `ftruncate(fd, 0)`—Empties a file, best effort: a file that could not
@@ -795,6 +766,13 @@ pub(crate) fn reap(
     }
 }
 
+/// Bytes per unit of `ru_maxrss`: it is in kilobytes on Linux and FreeBSD.
+#[cfg(not(target_vendor = "apple"))]
+const MAXRSS_UNIT: u64 = 1024;
+/// Bytes per unit of `ru_maxrss`: it is in bytes on macOS.
+#[cfg(target_vendor = "apple")]
+const MAXRSS_UNIT: u64 = 1;
+
 /// No call—The part of `wait4`'s `struct rusage` that
 /// [`ResourceUsage`] reports, in its units.
 ///
@@ -811,14 +789,10 @@ fn usage_from(u: &libc::rusage) -> ResourceUsage {
                 .min(999_999_999),
         )
     };
-    // ru_maxrss is in kilobytes on Linux and FreeBSD, in bytes on macOS.
-    let rss = u64::try_from(u.ru_maxrss).unwrap_or(0);
-    #[cfg(target_vendor = "apple")]
-    let max_rss_bytes = rss;
-    #[cfg(not(target_vendor = "apple"))]
-    let max_rss_bytes = rss.saturating_mul(1024);
     ResourceUsage {
-        max_rss_bytes,
+        max_rss_bytes: u64::try_from(u.ru_maxrss)
+            .unwrap_or(0)
+            .saturating_mul(MAXRSS_UNIT),
         user_time: tv(u.ru_utime),
         system_time: tv(u.ru_stime),
     }
