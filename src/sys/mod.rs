@@ -801,10 +801,11 @@ fn usage_from(u: &libc::rusage) -> ResourceUsage {
 /// What a readiness wait ([`ChildWatch::wait`]) saw: hints for the
 /// caller, never a verdict. Every flag may be set when there turns out to
 /// be nothing to do (a read finds no data, a non-blocking reap finds the
-/// child running), and the caller must take that in its stride; what it
-/// may not be is unset while the pipe has data or the child has ended,
-/// beyond the fallback tick (see [`ChildWatch`]). All unset: the timeout
-/// passed, or a signal interrupted the wait.
+/// child running), and the caller must take that in its stride. What a
+/// wait must not do is leave a flag unset when the pipe had data or the
+/// child had ended before it returned; only an unwatched child's end may
+/// show a tick late (see [`ChildWatch`]). All unset: the timeout passed,
+/// or a signal interrupted the wait.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Ready {
     /// The pipe has data or reached end-of-file.
