@@ -13,6 +13,7 @@ use rustix::process::Pid;
 use crate::call::Call;
 use crate::call::state::Process;
 use crate::sink::Sink;
+use crate::sys::ChildWatch;
 use crate::sys::{self, Exit, Ready, ResourceUsage, Watch};
 
 /// How long the driver keeps checking for a child whose pipe just reached

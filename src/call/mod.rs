@@ -25,6 +25,7 @@ use crate::child::{self, ChildPlan};
 use crate::drive::Driven;
 use crate::errors::{CallableDidNotExecuteError as NotRun, MemIsolateError};
 use crate::sink::Sink;
+use crate::sys::ChildWatch;
 use crate::sys::{self, SharedMapping, WaitMode};
 use crate::transport::Out;
 use crate::transport::page::{PageView, SharedPage};

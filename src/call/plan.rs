@@ -19,6 +19,7 @@ use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use crate::errors::CallableDidNotExecuteError as NotRun;
 use crate::sink::Sink;
+use crate::sys::ChildWatch;
 use crate::sys::{self, KeptFile, WaitMode, Watch};
 use crate::transport::page::{self, PageView, SharedPage};
 use crate::transport::pipe::PipeCollect;

@@ -14,9 +14,10 @@ use rustix::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use rustix::io::Errno;
 use rustix::process::{Pid, Signal};
 
-use super::{Ready, WaitMode, tick};
+use super::{ChildWatch, Ready, WaitMode, tick};
 
-/// The parent's view of one child: a kqueue over the pipe and the process.
+/// The parent's view of one child ([`ChildWatch`]): a kqueue over the pipe
+/// and the process.
 pub(crate) struct Watch {
     pub(super) queue: OwnedFd,
     proc_watched: bool,
@@ -24,12 +25,16 @@ pub(crate) struct Watch {
     exited_early: bool,
 }
 
-impl Watch {
-    /// `kqueue()` and `EVFILT_READ` on the pipe—Made before `fork`, so that
-    /// a failure here means the callable never started. Both wait modes use
-    /// the kqueue: there is no cheaper way to wait for a pipe and a process
-    /// at once.
-    pub(crate) fn new(pipe: BorrowedFd<'_>, _mode: WaitMode) -> Result<Self, Errno> {
+impl ChildWatch for Watch {
+    /// `kqueue()` and `kevent(EV_ADD, EVFILT_READ, pipe)`—Made before
+    /// `fork`, so that a failure here means the callable never started.
+    /// Both wait modes use the kqueue: there is no cheaper way to wait for a
+    /// pipe and a process at once.
+    ///
+    /// # References
+    ///  - [FreeBSD `kqueue(2)`](https://man.freebsd.org/cgi/man.cgi?query=kqueue&sektion=2)
+    ///  - [Apple `kqueue(2)`](https://developer.apple.com/library/archive/documentation/System/Conceptual/ManPages_iPhoneOS/man2/kqueue.2.html)
+    fn new(pipe: BorrowedFd<'_>, _mode: WaitMode) -> Result<Self, Errno> {
         let queue = super::above_stdio(kqueue()?)?;
         let read = Event::new(
             EventFilter::Read(pipe.as_raw_fd()),
@@ -47,10 +52,14 @@ impl Watch {
         })
     }
 
-    /// A kqueue for the child alone, for a child that sends no stream.
-    /// Unused here (only Linux has the spill file that needs it), but kept
-    /// in step with Linux.
-    pub(crate) fn child_only(_deadline: bool) -> Result<Self, Errno> {
+    /// `kqueue()`—A kqueue for the child alone, for a child that sends no
+    /// stream. Unused here (only Linux has the spill file that needs it),
+    /// but kept in step with Linux.
+    ///
+    /// # References
+    ///  - [FreeBSD `kqueue(2)`](https://man.freebsd.org/cgi/man.cgi?query=kqueue&sektion=2)
+    ///  - [Apple `kqueue(2)`](https://developer.apple.com/library/archive/documentation/System/Conceptual/ManPages_iPhoneOS/man2/kqueue.2.html)
+    fn child_only(_deadline: bool) -> Result<Self, Errno> {
         Ok(Self {
             queue: super::above_stdio(kqueue()?)?,
             proc_watched: false,
@@ -58,22 +67,22 @@ impl Watch {
         })
     }
 
-    /// In the child, straight after `fork`: a kqueue is not inherited, so
+    /// No call—In the child, straight after `fork`: a kqueue is not
+    /// inherited, so
     /// the number may already be free (or reused later); it must not be
     /// closed here.
-    pub(crate) fn leave_in_child(self) {
+    fn leave_in_child(self) {
         core::mem::forget(self);
     }
 
-    /// The kqueue descriptor.
-    #[allow(clippy::unnecessary_wraps)] // mirrors Linux, where it is optional
-    #[cfg_attr(not(feature = "alloc"), allow(dead_code))]
-    pub(crate) fn queue(&self) -> Option<BorrowedFd<'_>> {
+    /// No call—The kqueue descriptor.
+    fn queue(&self) -> Option<BorrowedFd<'_>> {
         use rustix::fd::AsFd;
         Some(self.queue.as_fd())
     }
 
-    /// Starts watching the child `pid`, straight after `fork`. Cannot fail.
+    /// `kevent(EV_ADD | EV_ONESHOT, EVFILT_PROC, pid, NOTE_EXIT)`—Starts
+    /// watching the child `pid`, straight after `fork`. Cannot fail.
     ///
     /// Registering `EVFILT_PROC` for a child that has already exited may
     /// fire at once, fail with `ESRCH`, or (XNU) succeed without ever
@@ -82,7 +91,11 @@ impl Watch {
     /// case is covered by [`Watch::forget_pipe`], since such a child's pipe
     /// reaches end-of-file. Any other refusal falls back to checking the
     /// child every [`FALLBACK_TICK`](super::FALLBACK_TICK).
-    pub(crate) fn watch_child(&mut self, pid: Pid) {
+    ///
+    /// # References
+    ///  - [FreeBSD `kevent(2)`](https://man.freebsd.org/cgi/man.cgi?query=kevent&sektion=2)
+    ///  - [Apple `kevent(2)`](https://developer.apple.com/library/archive/documentation/System/Conceptual/ManPages_iPhoneOS/man2/kevent.2.html)
+    fn watch_child(&mut self, pid: Pid) {
         let exit = Event::new(
             EventFilter::Proc {
                 pid,
@@ -100,13 +113,18 @@ impl Watch {
         }
     }
 
-    /// Stops watching the pipe (after the stream ended or was rejected).
+    /// `kevent(EV_DELETE, EVFILT_READ, pipe)`—Stops watching the pipe
+    /// (after the stream ended or was rejected).
     ///
     /// From here on waits are also capped at the fallback tick: XNU may
     /// accept an `EVFILT_PROC` registration made just after the child
     /// exited and then never post its `NOTE_EXIT`, and with the pipe gone
     /// nothing else would wake the parent.
-    pub(crate) fn forget_pipe(&mut self, pipe: BorrowedFd<'_>) {
+    ///
+    /// # References
+    ///  - [FreeBSD `kevent(2)`](https://man.freebsd.org/cgi/man.cgi?query=kevent&sektion=2)
+    ///  - [Apple `kevent(2)`](https://developer.apple.com/library/archive/documentation/System/Conceptual/ManPages_iPhoneOS/man2/kevent.2.html)
+    fn forget_pipe(&mut self, pipe: BorrowedFd<'_>) {
         self.proc_watched = false;
         let del = Event::new(
             EventFilter::Read(pipe.as_raw_fd()),
@@ -118,10 +136,15 @@ impl Watch {
         let _ = unsafe { kevent(&self.queue, &[del], &mut none, Some(Duration::ZERO)) };
     }
 
-    /// Waits until the pipe is readable, the child ends, or `timeout`
-    /// passes (an empty [`Ready`]). `EINTR` is reported as an empty
-    /// [`Ready`]: the caller recomputes its deadline and waits again.
-    pub(crate) fn wait(
+    /// `kevent(kq, timeout)`—Waits until the pipe is readable, the child
+    /// ends, or `timeout` passes (an empty [`Ready`]). `EINTR` is reported
+    /// as an empty [`Ready`]: the caller recomputes its deadline and waits
+    /// again.
+    ///
+    /// # References
+    ///  - [FreeBSD `kevent(2)`](https://man.freebsd.org/cgi/man.cgi?query=kevent&sektion=2)
+    ///  - [Apple `kevent(2)`](https://developer.apple.com/library/archive/documentation/System/Conceptual/ManPages_iPhoneOS/man2/kevent.2.html)
+    fn wait(
         &mut self,
         _pipe: Option<BorrowedFd<'_>>,
         timeout: Option<Duration>,
@@ -166,9 +189,11 @@ impl Watch {
     /// `kill(pid, SIGKILL)`—Kills the child. The caller has not reaped it,
     /// so the pid still names the child (these systems have no pidfd to
     /// make that airtight when something else reaps it first).
-    // `&self` keeps the signature the same as on Linux, where it is used.
-    #[allow(clippy::unused_self)]
-    pub(crate) fn kill(&self, pid: Pid) -> Result<(), Errno> {
+    ///
+    /// # References
+    ///  - [POSIX `kill`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/kill.html)
+    ///  - [FreeBSD `kill(2)`](https://man.freebsd.org/cgi/man.cgi?query=kill&sektion=2)
+    fn kill(&self, pid: Pid) -> Result<(), Errno> {
         match rustix::process::kill_process(pid, Signal::KILL) {
             Ok(()) | Err(Errno::SRCH) => Ok(()),
             Err(e) => Err(e),
@@ -176,29 +201,74 @@ impl Watch {
     }
 }
 
-/// In the child: die with the parent. `Ok(false)` if the parent is
-/// already gone.
+/// `procctl(P_PID, 0, PROC_PDEATHSIG_CTL, SIGKILL)`, then `getppid()`—In
+/// the child: die with the parent. `Ok(false)` if the parent is already
+/// gone.
+///
+/// `PROC_PDEATHSIG_CTL` delivers `SIGKILL` when the parent exits. A parent
+/// that died before the call leaves the child with a different parent pid,
+/// which the second check catches.
+///
+/// # References
+///  - [FreeBSD `procctl(2)`](https://man.freebsd.org/cgi/man.cgi?query=procctl&sektion=2)
+///  - [POSIX `getppid`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/getppid.html)
+#[cfg(target_os = "freebsd")]
+#[inline]
+pub(crate) fn on_parent_death(parent: Pid) -> Result<bool, Errno> {
+    rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
+    Ok(rustix::process::getppid() == Some(parent))
+}
+
+/// `getppid()`—In the child: whether the parent is still there.
+/// `Ok(false)` if it is already gone.
 ///
 /// FreeBSD has `procctl(PROC_PDEATHSIG_CTL)`, which delivers `SIGKILL` when
 /// the parent exits. macOS has no such call: there an orphaned child runs on
 /// until it finishes, then fails to write its result to a pipe nobody reads
 /// and exits. Have long-running work check `getppid()` if that matters on
 /// macOS.
-// On macOS nothing here can fail; the signature is FreeBSD's and Linux's.
-#[cfg_attr(not(target_os = "freebsd"), allow(clippy::unnecessary_wraps))]
+///
+/// # References
+///  - [POSIX `getppid`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/getppid.html)
+// Nothing here can fail; the signature is FreeBSD's and Linux's.
+#[cfg(target_vendor = "apple")]
+#[allow(clippy::unnecessary_wraps)]
 #[inline]
 pub(crate) fn on_parent_death(parent: Pid) -> Result<bool, Errno> {
-    #[cfg(target_os = "freebsd")]
-    rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
     Ok(rustix::process::getppid() == Some(parent))
 }
+
+/// `errno`, through `__error()`—The calling thread's last error number,
+/// read after a libc call that failed.
+///
+/// # References
+///  - [POSIX `errno`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/errno.html)
+///  - [FreeBSD `errno(2)`](https://man.freebsd.org/cgi/man.cgi?query=errno&sektion=2)
+pub(super) fn last_errno() -> i32 {
+    // SAFETY: `__error` returns this thread's errno slot.
+    unsafe { *libc::__error() }
+}
+
+/// No call—How many bytes a pipe can hold: all that a writer that has
+/// ended can have left in it. These systems do not say; their pipes hold
+/// at most 64 KiB, and 1 MiB is assumed.
+pub(crate) fn pipe_capacity(_pipe: BorrowedFd<'_>) -> usize {
+    super::ASSUMED_PIPE_CAPACITY
+}
+
+/// No call—Pipes here have a fixed size: there is nothing to widen.
+pub(crate) fn widen_pipe(_fd: BorrowedFd<'_>, _size: usize) {}
 
 /// FreeBSD enforces `RLIMIT_AS`; macOS accepts it but does not enforce it.
 pub(crate) const MEMORY_LIMIT_SUPPORTED: bool = cfg!(target_os = "freebsd");
 
-/// The process's current address-space size: `ki_size` from
-/// `sysctl(KERN_PROC_PID)`, a single syscall into a stack buffer (it runs in
-/// the child). rustix has no sysctl, so this is libc's.
+/// `sysctl(CTL_KERN, KERN_PROC, KERN_PROC_PID, pid)`—The process's
+/// current address-space size: `ki_size` from the `kinfo_proc` it fills, a
+/// single syscall into a stack buffer (it runs in the child). rustix has no
+/// sysctl, so this is libc's.
+///
+/// # References
+///  - [FreeBSD `sysctl(3)`](https://man.freebsd.org/cgi/man.cgi?query=sysctl&sektion=3)
 #[cfg(target_os = "freebsd")]
 pub(crate) fn address_space_size() -> Result<u64, Errno> {
     let pid = rustix::process::getpid().as_raw_nonzero().get();
@@ -218,13 +288,13 @@ pub(crate) fn address_space_size() -> Result<u64, Errno> {
         )
     };
     if r != 0 {
-        return Err(Errno::from_raw_os_error(super::last_errno()));
+        return Err(Errno::from_raw_os_error(last_errno()));
     }
     Ok(info.ki_size as u64)
 }
 
-/// macOS does not enforce address-space limits; the parent refuses the
-/// option before forking, so this is never reached.
+/// No call—macOS does not enforce address-space limits; the parent
+/// refuses the option before forking, so this is never reached.
 #[cfg(not(target_os = "freebsd"))]
 pub(crate) fn address_space_size() -> Result<u64, Errno> {
     Err(Errno::NOTSUP)

@@ -16,12 +16,12 @@ use rustix::process::{Pid, Signal};
 #[cfg(target_os = "linux")]
 use rustix::process::{PidfdFlags, pidfd_open, pidfd_send_signal};
 
-use super::{Ready, WaitMode, tick};
+use super::{ChildWatch, Ready, WaitMode, tick};
 
 const PIPE_TOKEN: u64 = 1;
 const CHILD_TOKEN: u64 = 2;
 
-/// The parent's view of one child: its pidfd, and for
+/// The parent's view of one child ([`ChildWatch`]): its pidfd, and for
 /// [`WaitMode::Queue`] an epoll instance over the pipe and the pidfd.
 pub(crate) struct Watch {
     queue: Option<OwnedFd>,
@@ -31,12 +31,16 @@ pub(crate) struct Watch {
     reap_only: bool,
 }
 
-impl Watch {
+impl ChildWatch for Watch {
     /// For [`WaitMode::Queue`], `epoll_create1(EPOLL_CLOEXEC)` and
     /// `epoll_ctl(ADD, pipe)`—Made before `fork`, so that a failure here
     /// means the callable never started. [`WaitMode::Direct`] makes nothing
     /// and cannot fail.
-    pub(crate) fn new(pipe: BorrowedFd<'_>, mode: WaitMode) -> Result<Self, Errno> {
+    ///
+    /// # References
+    ///  - [Linux `epoll_create1(2)`](https://man7.org/linux/man-pages/man2/epoll_create.2.html)
+    ///  - [Linux `epoll_ctl(2)`](https://man7.org/linux/man-pages/man2/epoll_ctl.2.html)
+    fn new(pipe: BorrowedFd<'_>, mode: WaitMode) -> Result<Self, Errno> {
         let queue = match mode {
             WaitMode::Direct => None,
             WaitMode::Queue => {
@@ -57,14 +61,13 @@ impl Watch {
         })
     }
 
-    /// A watch for a child that sends no stream (its result comes back
+    /// No call—A watch for a child that sends no stream (its result comes back
     /// through the shared page and the spill file, which it can always
     /// write without the parent's help). With a deadline the parent waits
     /// on the pidfd alone; without one there is nothing to wait for but
     /// the exit itself, so [`Watch::wait`] reports the child at once and
     /// the caller blocks in `wait4`, which no grandchild can prolong.
-    #[allow(clippy::unnecessary_wraps)] // mirrors kqueue, where it can fail
-    pub(crate) fn child_only(deadline: bool) -> Result<Self, Errno> {
+    fn child_only(deadline: bool) -> Result<Self, Errno> {
         Ok(Self {
             queue: None,
             pidfd: None,
@@ -72,26 +75,33 @@ impl Watch {
         })
     }
 
-    /// In the child, straight after `fork`: closes the child's copy of the
-    /// epoll instance, so neither the callable nor anything it forks can
-    /// add to or drain the parent's queue.
+    /// `close(epfd)`—In the child, straight after `fork`: closes the
+    /// child's copy of the epoll instance, so neither the callable nor
+    /// anything it forks can add to or drain the parent's queue.
+    ///
+    /// # References
+    ///  - [Linux `close(2)`](https://man7.org/linux/man-pages/man2/close.2.html)
     #[inline]
-    pub(crate) fn leave_in_child(self) {
+    fn leave_in_child(self) {
         drop(self);
     }
 
-    /// The epoll descriptor, for [`WaitMode::Queue`].
-    #[cfg_attr(not(feature = "alloc"), allow(dead_code))]
-    pub(crate) fn queue(&self) -> Option<BorrowedFd<'_>> {
+    /// No call—The epoll descriptor, for [`WaitMode::Queue`].
+    fn queue(&self) -> Option<BorrowedFd<'_>> {
         use rustix::fd::AsFd;
         self.queue.as_ref().map(AsFd::as_fd)
     }
 
-    /// Starts watching the child `pid`, straight after `fork`. Cannot fail:
-    /// if the kernel has no pidfd (before 5.3, or a seccomp filter refuses
-    /// it) the watch falls back to checking the child every
-    /// [`FALLBACK_TICK`](super::FALLBACK_TICK).
-    pub(crate) fn watch_child(&mut self, pid: Pid) {
+    /// `pidfd_open(pid, 0)`, and for [`WaitMode::Queue`]
+    /// `epoll_ctl(ADD, pidfd)`—Starts watching the child `pid`, straight
+    /// after `fork`. Cannot fail: if the kernel has no pidfd (before 5.3, or
+    /// a seccomp filter refuses it) the watch falls back to checking the
+    /// child every [`FALLBACK_TICK`](super::FALLBACK_TICK).
+    ///
+    /// # References
+    ///  - [Linux `pidfd_open(2)`](https://man7.org/linux/man-pages/man2/pidfd_open.2.html)
+    ///  - [Linux `epoll_ctl(2)`](https://man7.org/linux/man-pages/man2/epoll_ctl.2.html)
+    fn watch_child(&mut self, pid: Pid) {
         if self.reap_only {
             return;
         }
@@ -115,20 +125,31 @@ impl Watch {
         }
     }
 
-    /// Stops watching the pipe (after the stream ended or was rejected), so
-    /// that a grandchild writing to it cannot keep waking the parent.
-    pub(crate) fn forget_pipe(&mut self, pipe: BorrowedFd<'_>) {
+    /// `epoll_ctl(DEL, pipe)` (for [`WaitMode::Queue`]; a `poll` simply
+    /// stops being given the pipe)—Stops watching the pipe (after the stream
+    /// ended or was rejected), so that a grandchild writing to it cannot
+    /// keep waking the parent.
+    ///
+    /// # References
+    ///  - [Linux `epoll_ctl(2)`](https://man7.org/linux/man-pages/man2/epoll_ctl.2.html)
+    fn forget_pipe(&mut self, pipe: BorrowedFd<'_>) {
         if let Some(queue) = &self.queue {
             // Failure only means it was not registered.
             let _ = epoll::delete(queue, pipe);
         }
     }
 
-    /// Waits until the pipe (`pipe`, while the caller still reads it) is
-    /// readable, the child ends, or `timeout` passes (an empty [`Ready`]).
+    /// `epoll_wait(epfd, timeout)` for [`WaitMode::Queue`], otherwise
+    /// `poll([pipe, pidfd], timeout)`—Waits until the pipe (`pipe`, while
+    /// the caller still reads it) is readable, the child ends, or `timeout`
+    /// passes (an empty [`Ready`]).
     /// `EINTR` is reported as an empty [`Ready`] too: the caller recomputes
     /// its deadline and waits again.
-    pub(crate) fn wait(
+    ///
+    /// # References
+    ///  - [Linux `epoll_wait(2)`](https://man7.org/linux/man-pages/man2/epoll_wait.2.html)
+    ///  - [Linux `poll(2)`](https://man7.org/linux/man-pages/man2/poll.2.html)
+    fn wait(
         &mut self,
         pipe: Option<BorrowedFd<'_>>,
         timeout: Option<Duration>,
@@ -173,11 +194,16 @@ impl Watch {
         Ok(ready)
     }
 
-    /// `pidfd_send_signal(SIGKILL)`—Kills the child. Through the pidfd when
-    /// there is one, so the signal cannot reach a process that reused the
-    /// pid; otherwise by pid (the caller has not reaped it, so the pid is
-    /// still the child's unless someone else reaped it).
-    pub(crate) fn kill(&self, pid: Pid) -> Result<(), Errno> {
+    /// `pidfd_send_signal(pidfd, SIGKILL)`, or `kill(pid, SIGKILL)`—Kills
+    /// the child. Through the pidfd when there is one, so the signal cannot
+    /// reach a process that reused the pid; otherwise by pid (the caller has
+    /// not reaped it, so the pid is still the child's unless someone else
+    /// reaped it).
+    ///
+    /// # References
+    ///  - [Linux `pidfd_send_signal(2)`](https://man7.org/linux/man-pages/man2/pidfd_send_signal.2.html)
+    ///  - [Linux `kill(2)`](https://man7.org/linux/man-pages/man2/kill.2.html)
+    fn kill(&self, pid: Pid) -> Result<(), Errno> {
         let r = match &self.pidfd {
             Some(fd) => pidfd_send_signal(fd, Signal::KILL),
             None => rustix::process::kill_process(pid, Signal::KILL),
@@ -190,9 +216,12 @@ impl Watch {
     }
 }
 
-/// One `poll` over the pipe and the pidfd, whichever are given. Any event
-/// on the pipe (data, hang-up, error) is worth a read; any on the pidfd
-/// means the child has exited (or is gone).
+/// `poll([pipe, pidfd], timeout)`—One `poll` over the pipe and the pidfd,
+/// whichever are given. Any event on the pipe (data, hang-up, error) is
+/// worth a read; any on the pidfd means the child has exited (or is gone).
+///
+/// # References
+///  - [Linux `poll(2)`](https://man7.org/linux/man-pages/man2/poll.2.html)
 fn poll_both(
     pipe: Option<BorrowedFd<'_>>,
     pidfd: Option<&OwnedFd>,
@@ -222,13 +251,19 @@ fn poll_both(
     Ok(ready)
 }
 
-/// `prctl(PR_SET_PDEATHSIG, SIGKILL)`—In the child: die with the parent.
+/// `prctl(PR_SET_PDEATHSIG, SIGKILL)`, then `getppid()`—In the child: die
+/// with the parent.
 /// `Ok(false)` if the parent is already gone.
 ///
 /// The signal fires when the *thread* that forked exits, not the whole
 /// parent process; a child whose forking thread ends first is killed too,
 /// which is the safe side. A parent that died before the call leaves the
 /// child with a different parent pid, which the second check catches.
+///
+/// # References
+///  - [Linux `prctl(2)`](https://man7.org/linux/man-pages/man2/prctl.2.html)
+///  - [Linux `PR_SET_PDEATHSIG(2const)`](https://man7.org/linux/man-pages/man2/PR_SET_PDEATHSIG.2const.html)
+///  - [POSIX `getppid`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/getppid.html)
 #[inline]
 pub(crate) fn on_parent_death(parent: Pid) -> Result<bool, Errno> {
     rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
@@ -239,14 +274,21 @@ pub(crate) fn on_parent_death(parent: Pid) -> Result<bool, Errno> {
 /// a child whose result outgrows the shared page writes it, at offsets
 /// from 0, with `pwrite`. Made once per thread and kept, emptied after
 /// each call that used it.
+///
+/// # References
+///  - [Linux `memfd_create(2)`](https://man7.org/linux/man-pages/man2/memfd_create.2.html)
 pub(crate) fn spill_file() -> Result<OwnedFd, Errno> {
     use rustix::fs::{MemfdFlags, memfd_create};
     super::above_stdio(memfd_create(c"mem-isolate-spill", MemfdFlags::CLOEXEC)?)
 }
 
-/// `pwrite(fd, buf, offset)` until all of `buf` is written, retrying on
+/// `pwrite(fd, buf, offset)`—Writes all of `buf` at `offset`, retrying on
 /// `EINTR`. Allocation-free and async-signal-safe: the child writes its
 /// result into the spill file with it.
+///
+/// # References
+///  - [POSIX](https://pubs.opengroup.org/onlinepubs/9799919799/functions/pwrite.html)
+///  - [Linux](https://man7.org/linux/man-pages/man2/pwrite.2.html)
 pub(crate) fn pwrite_all(fd: BorrowedFd<'_>, mut buf: &[u8], mut offset: u64) -> Result<(), Errno> {
     while !buf.is_empty() {
         match rustix::io::pwrite(fd, buf, offset) {
@@ -262,8 +304,12 @@ pub(crate) fn pwrite_all(fd: BorrowedFd<'_>, mut buf: &[u8], mut offset: u64) ->
     Ok(())
 }
 
-/// `pread(fd, buf, offset)` into a possibly uninitialized buffer, retrying
-/// on `EINTR`. Returns the bytes read, empty at end-of-file.
+/// `pread(fd, buf, offset)`—Reads into a possibly uninitialized buffer,
+/// retrying on `EINTR`. Returns the bytes read, empty at end-of-file.
+///
+/// # References
+///  - [POSIX](https://pubs.opengroup.org/onlinepubs/9799919799/functions/read.html)
+///  - [Linux](https://man7.org/linux/man-pages/man2/pread.2.html)
 pub(crate) fn pread_into<'b>(
     fd: BorrowedFd<'_>,
     buf: &'b mut [MaybeUninit<u8>],
@@ -284,11 +330,46 @@ pub(crate) fn pread_into<'b>(
     }
 }
 
+/// `errno`, through glibc's or musl's `__errno_location()`—The calling
+/// thread's last error number, read after a libc call that failed.
+///
+/// # References
+///  - [POSIX `errno`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/errno.html)
+///  - [Linux `errno(3)`](https://man7.org/linux/man-pages/man3/errno.3.html)
+#[cfg(target_os = "linux")]
+pub(super) fn last_errno() -> i32 {
+    // SAFETY: `__errno_location` returns this thread's errno slot.
+    unsafe { *libc::__errno_location() }
+}
+
+/// `fcntl(fd, F_GETPIPE_SZ)`—How many bytes `pipe` can hold: all that a
+/// writer that has ended can have left in it. Should the kernel not say,
+/// 1 MiB is assumed, as elsewhere.
+///
+/// # References
+///  - [Linux](https://man7.org/linux/man-pages/man2/fcntl.2.html)
+pub(crate) fn pipe_capacity(pipe: BorrowedFd<'_>) -> usize {
+    rustix::pipe::fcntl_getpipe_size(pipe).unwrap_or(super::ASSUMED_PIPE_CAPACITY)
+}
+
+/// `fcntl(fd, F_SETPIPE_SZ, size)`—Asks for a wider pipe, best effort: the
+/// system's `pipe-max-size` may refuse it.
+///
+/// # References
+///  - [Linux](https://man7.org/linux/man-pages/man2/fcntl.2.html)
+pub(crate) fn widen_pipe(fd: BorrowedFd<'_>, size: usize) {
+    let _ = rustix::pipe::fcntl_setpipe_size(fd, size);
+}
+
 /// Memory limits are enforced with `RLIMIT_AS`.
 pub(crate) const MEMORY_LIMIT_SUPPORTED: bool = true;
 
-/// The process's current address-space size, from `/proc/self/statm`
-/// (first field, in pages). Allocation-free: it runs in the child.
+/// `open("/proc/self/statm")`, `read`, `close`—The process's current
+/// address-space size, from `/proc/self/statm` (first field, in pages).
+/// Allocation-free: it runs in the child.
+///
+/// # References
+///  - [Linux `proc_pid_statm(5)`](https://man7.org/linux/man-pages/man5/proc_pid_statm.5.html)
 pub(crate) fn address_space_size() -> Result<u64, Errno> {
     use rustix::fs::{Mode, OFlags, open};
     let fd = super::above_stdio(open(

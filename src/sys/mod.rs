@@ -6,8 +6,11 @@
 //! child of a threaded parent could not safely allocate), and rustix has no
 //! call that reaps one child *and* returns its resource usage. Everything
 //! else goes through rustix. Platform differences live in whole files:
-//! `linux.rs` (pidfd, epoll, the spill file) and `kqueue.rs` (macOS and
-//! FreeBSD).
+//! `linux.rs` (pidfd, epoll, the spill file, pipe sizes; Linux and
+//! Android), `android.rs` (what rustix lacks there) and `kqueue.rs` (macOS
+//! and FreeBSD), each with its `errno`: rustix's `Errno` has no "last
+//! error" accessor on the `linux_raw` backend, and libc exposes errno's
+//! location under a different name on each platform.
 
 use core::time::Duration;
 
@@ -19,19 +22,26 @@ use rustix::process::Pid;
 mod android;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 mod linux;
+#[cfg(target_os = "android")]
+use android::last_errno;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 use linux::address_space_size;
+#[cfg(target_os = "linux")]
+use linux::last_errno;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub(crate) use linux::{
-    MEMORY_LIMIT_SUPPORTED, Watch, on_parent_death, pread_into, pwrite_all, spill_file,
+    MEMORY_LIMIT_SUPPORTED, Watch, on_parent_death, pipe_capacity, pread_into, pwrite_all,
+    spill_file, widen_pipe,
 };
 
 #[cfg(any(target_vendor = "apple", target_os = "freebsd"))]
 mod kqueue;
 #[cfg(any(target_vendor = "apple", target_os = "freebsd"))]
-use kqueue::address_space_size;
+pub(crate) use kqueue::{
+    MEMORY_LIMIT_SUPPORTED, Watch, on_parent_death, pipe_capacity, widen_pipe,
+};
 #[cfg(any(target_vendor = "apple", target_os = "freebsd"))]
-pub(crate) use kqueue::{MEMORY_LIMIT_SUPPORTED, Watch, on_parent_death};
+use kqueue::{address_space_size, last_errno};
 
 #[cfg(not(any(
     target_os = "linux",
@@ -49,6 +59,11 @@ compile_error!("mem-isolate supports Linux, Android, macOS and FreeBSD");
 /// In the child of a multi-threaded parent only async-signal-safe work is
 /// sound until `_exit`; the caller must keep to that (the crate's own child
 /// path does; the user's callable is the user's business).
+///
+/// # References
+///  - [POSIX](https://pubs.opengroup.org/onlinepubs/9799919799/functions/fork.html)
+///  - [Linux](https://man7.org/linux/man-pages/man2/fork.2.html)
+///  - [FreeBSD](https://man.freebsd.org/cgi/man.cgi?query=fork&sektion=2)
 // Inlined, so that the child returns into its caller's page of code, not
 // into one of its own: a page of code a child has not run yet costs it a
 // page fault.
@@ -67,29 +82,15 @@ pub(crate) unsafe fn fork() -> Result<Option<Pid>, Errno> {
 
 /// `_exit(code)`—Ends the process at once: no atexit handlers, no stdio
 /// flush, no destructors. The only way the child leaves.
+///
+/// # References
+///  - [POSIX](https://pubs.opengroup.org/onlinepubs/9799919799/functions/_exit.html)
+///  - [Linux](https://man7.org/linux/man-pages/man2/_exit.2.html)
+///  - [FreeBSD](https://man.freebsd.org/cgi/man.cgi?query=_exit&sektion=2)
 #[inline]
 pub(crate) fn exit_now(code: i32) -> ! {
     // SAFETY: `_exit` is async-signal-safe and never returns.
     unsafe { libc::_exit(code) }
-}
-
-fn last_errno() -> i32 {
-    // rustix's `Errno` has no "last error" accessor on the linux_raw backend,
-    // and libc exposes errno's location under a different name on each
-    // platform.
-    #[cfg(target_os = "linux")]
-    // SAFETY: `__errno_location` returns this thread's errno slot.
-    let e = unsafe { *libc::__errno_location() };
-    #[cfg(target_os = "android")]
-    // SAFETY: `__errno` returns this thread's errno slot.
-    let e = unsafe { *libc::__errno() };
-    #[cfg(target_vendor = "apple")]
-    // SAFETY: `__error` returns this thread's errno slot.
-    let e = unsafe { *libc::__error() };
-    #[cfg(target_os = "freebsd")]
-    // SAFETY: `__error` returns this thread's errno slot.
-    let e = unsafe { *libc::__error() };
-    e
 }
 
 /// `fcntl(fd, F_DUPFD_CLOEXEC, 3)`—Moves a descriptor the crate just made
@@ -106,6 +107,8 @@ fn last_errno() -> i32 {
 /// # References
 ///  - [POSIX `fcntl`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/fcntl.html)
 ///  - [Linux `fcntl(2)`](https://man7.org/linux/man-pages/man2/fcntl.2.html)
+///  - [FreeBSD `fcntl(2)`](https://man.freebsd.org/cgi/man.cgi?query=fcntl&sektion=2)
+///  - [Apple `fcntl(2)`](https://developer.apple.com/library/archive/documentation/System/Conceptual/ManPages_iPhoneOS/man2/fcntl.2.html)
 pub(crate) fn above_stdio(fd: OwnedFd) -> Result<OwnedFd, Errno> {
     use rustix::fd::AsRawFd;
     if fd.as_raw_fd() > 2 {
@@ -120,36 +123,63 @@ pub(crate) fn above_stdio(fd: OwnedFd) -> Result<OwnedFd, Errno> {
 /// not inherit them. The read end is non-blocking, so the parent only ever
 /// blocks in its readiness wait, where deadlines apply.
 ///
+/// # References
+///  - [POSIX `pipe`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/pipe.html)
+///  - [Linux `pipe2(2)`](https://man7.org/linux/man-pages/man2/pipe2.2.html)
+///  - [FreeBSD `pipe2(2)`](https://man.freebsd.org/cgi/man.cgi?query=pipe2&sektion=2)
+#[cfg(not(target_vendor = "apple"))]
+pub(crate) fn result_pipe() -> Result<(OwnedFd, OwnedFd), Errno> {
+    // Non-blocking from birth, which saves two `fcntl` calls per call.
+    // The flag lives on each end's open file; the write end's copy only
+    // makes the child's `write_all` wait in `poll` instead of `write`.
+    use rustix::pipe::PipeFlags;
+    let (r, w) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?;
+    Ok((above_stdio(r)?, above_stdio(w)?))
+}
+
+/// `pipe()`, then `fcntl(F_SETFD, FD_CLOEXEC)` on both ends and
+/// `fcntl(F_SETFL, O_NONBLOCK)` on the read end—The result pipe: `(read
+/// end, write end)`, both numbered 3 or above (see [`above_stdio`]) and
+/// both close-on-exec, so that a program the callable `exec`s does not
+/// inherit them. The read end is non-blocking, so the parent only ever
+/// blocks in its readiness wait, where deadlines apply.
+///
 /// macOS has no `pipe2`: there the flags are set with `fcntl` straight
 /// after (`O_NONBLOCK` on the read end only).
 /// Another thread forking between the two calls could leak the descriptors
 /// into its child; that child would hold the write end open, which the
 /// parent tolerates (it never waits for end-of-file).
+///
+/// # References
+///  - [POSIX `pipe`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/pipe.html)
+///  - [POSIX `fcntl`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/fcntl.html)
+///  - [Apple `pipe(2)`](https://developer.apple.com/library/archive/documentation/System/Conceptual/ManPages_iPhoneOS/man2/pipe.2.html)
+///  - [Apple `fcntl(2)`](https://developer.apple.com/library/archive/documentation/System/Conceptual/ManPages_iPhoneOS/man2/fcntl.2.html)
+#[cfg(target_vendor = "apple")]
 pub(crate) fn result_pipe() -> Result<(OwnedFd, OwnedFd), Errno> {
-    #[cfg(not(target_vendor = "apple"))]
-    {
-        // Non-blocking from birth, which saves two `fcntl` calls per call.
-        // The flag lives on each end's open file; the write end's copy only
-        // makes the child's `write_all` wait in `poll` instead of `write`.
-        use rustix::pipe::PipeFlags;
-        let (r, w) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?;
-        Ok((above_stdio(r)?, above_stdio(w)?))
-    }
-    #[cfg(target_vendor = "apple")]
-    {
-        use rustix::fs::{OFlags, fcntl_getfl, fcntl_setfl};
-        let (r, w) = rustix::pipe::pipe()?;
-        let (r, w) = (above_stdio(r)?, above_stdio(w)?);
-        rustix::io::fcntl_setfd(&r, rustix::io::FdFlags::CLOEXEC)?;
-        rustix::io::fcntl_setfd(&w, rustix::io::FdFlags::CLOEXEC)?;
-        fcntl_setfl(&r, fcntl_getfl(&r)? | OFlags::NONBLOCK)?;
-        Ok((r, w))
-    }
+    use rustix::fs::{OFlags, fcntl_getfl, fcntl_setfl};
+    let (r, w) = rustix::pipe::pipe()?;
+    let (r, w) = (above_stdio(r)?, above_stdio(w)?);
+    rustix::io::fcntl_setfd(&r, rustix::io::FdFlags::CLOEXEC)?;
+    rustix::io::fcntl_setfd(&w, rustix::io::FdFlags::CLOEXEC)?;
+    fcntl_setfl(&r, fcntl_getfl(&r)? | OFlags::NONBLOCK)?;
+    Ok((r, w))
 }
 
-/// `write(fd, buf)` until all of `buf` is written, retrying on `EINTR` and
-/// waiting in `poll` while a non-blocking `fd` is full. Allocation-free and
-/// async-signal-safe: the child writes its result with it.
+/// `write(fd, buf)`, and `poll(fd, POLLOUT)` while it is full—Writes all
+/// of `buf`, retrying on `EINTR` and waiting in `poll` while a non-blocking
+/// `fd` is full. Allocation-free and async-signal-safe: the child writes its
+/// result with it.
+///
+/// # References
+///  - [POSIX `write`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/write.html)
+///  - [POSIX `poll`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/poll.html)
+///  - [Linux `write(2)`](https://man7.org/linux/man-pages/man2/write.2.html)
+///  - [Linux `poll(2)`](https://man7.org/linux/man-pages/man2/poll.2.html)
+///  - [FreeBSD `write(2)`](https://man.freebsd.org/cgi/man.cgi?query=write&sektion=2)
+///  - [FreeBSD `poll(2)`](https://man.freebsd.org/cgi/man.cgi?query=poll&sektion=2)
+///  - [Apple `write(2)`](https://developer.apple.com/library/archive/documentation/System/Conceptual/ManPages_iPhoneOS/man2/write.2.html)
+///  - [Apple `poll(2)`](https://developer.apple.com/library/archive/documentation/System/Conceptual/ManPages_iPhoneOS/man2/poll.2.html)
 pub(crate) fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> Result<(), Errno> {
     use rustix::event::{PollFd, PollFlags, poll};
     while !buf.is_empty() {
@@ -175,15 +205,26 @@ pub(crate) fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> Result<(), Errno>
 /// `fstat(fd)`—The `(device, inode)` pair naming the file behind `fd`.
 /// Allocation-free: the child uses it to notice that its result
 /// descriptor number was closed and reused for some other file.
+///
+/// # References
+///  - [POSIX](https://pubs.opengroup.org/onlinepubs/9799919799/functions/fstat.html)
+///  - [Linux](https://man7.org/linux/man-pages/man2/fstat.2.html)
+///  - [FreeBSD](https://man.freebsd.org/cgi/man.cgi?query=fstat&sektion=2)
 #[allow(clippy::unnecessary_cast, clippy::cast_sign_loss)] // field types differ by platform (macOS: i32 st_dev)
 pub(crate) fn file_id(fd: BorrowedFd<'_>) -> Result<(u64, u64), Errno> {
     let st = rustix::fs::fstat(fd)?;
     Ok((st.st_dev as u64, st.st_ino as u64))
 }
 
-/// `read(fd, buf)` into a possibly uninitialized buffer, retrying on
+/// `read(fd, buf)`—Reads into a possibly uninitialized buffer, retrying on
 /// `EINTR`. Returns the bytes read (empty at end-of-file), or `None` when
 /// no data is ready.
+///
+/// # References
+///  - [POSIX](https://pubs.opengroup.org/onlinepubs/9799919799/functions/read.html)
+///  - [Linux](https://man7.org/linux/man-pages/man2/read.2.html)
+///  - [FreeBSD](https://man.freebsd.org/cgi/man.cgi?query=read&sektion=2)
+///  - [Apple](https://developer.apple.com/library/archive/documentation/System/Conceptual/ManPages_iPhoneOS/man2/read.2.html)
 pub(crate) fn read_into<'b>(
     fd: BorrowedFd<'_>,
     buf: &'b mut [core::mem::MaybeUninit<u8>],
@@ -202,27 +243,27 @@ pub(crate) fn read_into<'b>(
     }))
 }
 
-/// How many bytes `pipe` can hold: all that a writer that has ended can
-/// have left in it. Linux reports it; elsewhere pipes hold at most 64 KiB,
-/// and 1 MiB is assumed.
-pub(crate) fn pipe_capacity(pipe: BorrowedFd<'_>) -> usize {
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    if let Ok(n) = rustix::pipe::fcntl_getpipe_size(pipe) {
-        return n;
-    }
-    let _ = pipe;
-    1 << 20
-}
+/// What a pipe is taken to hold where the system does not say (see
+/// `pipe_capacity`): Linux says, and macOS and FreeBSD pipes hold at most
+/// 64 KiB, so this is more than enough.
+const ASSUMED_PIPE_CAPACITY: usize = 1 << 20;
 
-/// Whether this process may write files of any size (`RLIMIT_FSIZE`
-/// unlimited). Writes to the spill file count against that limit, writes to
-/// a pipe do not, so under a limit results take the pipe.
+/// `getrlimit(RLIMIT_FSIZE)`—Whether this process may write files of any
+/// size (`RLIMIT_FSIZE` unlimited). Writes to the spill file count against
+/// that limit, writes to a pipe do not, so under a limit results take the
+/// pipe.
+///
+/// # References
+///  - [POSIX](https://pubs.opengroup.org/onlinepubs/9799919799/functions/getrlimit.html)
+///  - [Linux](https://man7.org/linux/man-pages/man2/getrlimit.2.html)
+///  - [FreeBSD](https://man.freebsd.org/cgi/man.cgi?query=getrlimit&sektion=2)
 pub(crate) fn file_size_unlimited() -> bool {
     use rustix::process::{Resource, getrlimit};
     getrlimit(Resource::Fsize).current.is_none()
 }
 
-/// In the child, before its first write to the spill file: raises the
+/// `setrlimit(RLIMIT_FSIZE)` and `sigaction(SIGXFSZ, SIG_IGN)`—In the
+/// child, before its first write to the spill file: raises the
 /// soft `RLIMIT_FSIZE` to the hard one, in case the callable lowered it (the
 /// parent chose the spill file because it had no limit). The callable is
 /// done by then, so nothing of its own is written under the raised limit.
@@ -230,6 +271,12 @@ pub(crate) fn file_size_unlimited() -> bool {
 /// write past it must fail with `EFBIG`, reported as a failed write,
 /// rather than kill the child with `SIGXFSZ`: the signal is ignored.
 /// Allocation-free and async-signal-safe (`setrlimit`, `sigaction`).
+///
+/// # References
+///  - [POSIX `setrlimit`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/getrlimit.html)
+///  - [POSIX `sigaction`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/sigaction.html)
+///  - [Linux `setrlimit(2)`](https://man7.org/linux/man-pages/man2/getrlimit.2.html)
+///  - [Linux `sigaction(2)`](https://man7.org/linux/man-pages/man2/sigaction.2.html)
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub(crate) fn lift_file_size_limit() {
     use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
@@ -255,12 +302,18 @@ pub(crate) fn lift_file_size_limit() {
     }
 }
 
-/// In the child: caps the address space at its current size plus `extra`
-/// bytes (`setrlimit(RLIMIT_AS)`), so the limit means the same in a small
+/// `getrlimit(RLIMIT_AS)` and `setrlimit(RLIMIT_AS)`, after the platform's
+/// `address_space_size`—In the child: caps the address space at its
+/// current size plus `extra` bytes, so the limit means the same in a small
 /// process and in one that already maps gigabytes. Allocation-free.
 ///
 /// Asking for more than the hard limit fails with `EINVAL` rather than
 /// being quietly lowered.
+///
+/// # References
+///  - [POSIX](https://pubs.opengroup.org/onlinepubs/9799919799/functions/getrlimit.html)
+///  - [Linux](https://man7.org/linux/man-pages/man2/getrlimit.2.html)
+///  - [FreeBSD](https://man.freebsd.org/cgi/man.cgi?query=getrlimit&sektion=2)
 pub(crate) fn limit_memory(extra: u64) -> Result<(), Errno> {
     use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
     let soft = address_space_size()?.saturating_add(extra);
@@ -285,8 +338,11 @@ pub(crate) fn limit_memory(extra: u64) -> Result<(), Errno> {
 /// drop.
 ///
 /// # References
-///  - [POSIX](https://pubs.opengroup.org/onlinepubs/9799919799/functions/mmap.html)
+///  - [POSIX `mmap`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/mmap.html)
+///  - [POSIX `munmap`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/munmap.html)
 ///  - [Linux](https://man7.org/linux/man-pages/man2/mmap.2.html)
+///  - [FreeBSD](https://man.freebsd.org/cgi/man.cgi?query=mmap&sektion=2)
+///  - [Apple](https://developer.apple.com/library/archive/documentation/System/Conceptual/ManPages_iPhoneOS/man2/mmap.2.html)
 pub(crate) struct SharedMapping(core::ptr::NonNull<u8>);
 
 // SAFETY: the mapping is owned, and only ever accessed through volatile
@@ -297,6 +353,15 @@ impl SharedMapping {
     /// Bytes of the mapping: one page on every supported system.
     pub(crate) const LEN: usize = 4096;
 
+    /// `mmap(NULL, LEN, PROT_READ | PROT_WRITE, MAP_SHARED |
+    /// MAP_ANONYMOUS)`—Maps the page. Before the fork, so that a failure
+    /// means the callable never started.
+    ///
+    /// # References
+    ///  - [POSIX](https://pubs.opengroup.org/onlinepubs/9799919799/functions/mmap.html)
+    ///  - [Linux](https://man7.org/linux/man-pages/man2/mmap.2.html)
+    ///  - [FreeBSD](https://man.freebsd.org/cgi/man.cgi?query=mmap&sektion=2)
+    ///  - [Apple](https://developer.apple.com/library/archive/documentation/System/Conceptual/ManPages_iPhoneOS/man2/mmap.2.html)
     pub(crate) fn new() -> Result<Self, Errno> {
         use rustix::mm::{MapFlags, ProtFlags, mmap_anonymous};
         // SAFETY: a fresh anonymous mapping at an address of the kernel's
@@ -314,13 +379,19 @@ impl SharedMapping {
             .ok_or(Errno::NOMEM)
     }
 
-    /// The first byte.
+    /// No call—The first byte.
     pub(crate) fn as_ptr(&self) -> core::ptr::NonNull<u8> {
         self.0
     }
 }
 
 impl Drop for SharedMapping {
+    /// `munmap(ptr, LEN)`—Unmaps the page; any child still running keeps
+    /// its own mapping of it.
+    ///
+    /// # References
+    ///  - [POSIX](https://pubs.opengroup.org/onlinepubs/9799919799/functions/munmap.html)
+    ///  - [Linux](https://man7.org/linux/man-pages/man2/munmap.2.html)
     fn drop(&mut self) {
         // SAFETY: the mapping made in `new`, unmapped once.
         let _ = unsafe { rustix::mm::munmap(self.0.as_ptr().cast(), Self::LEN) };
@@ -339,7 +410,13 @@ pub(crate) struct CheckedFd<'a> {
 }
 
 impl<'a> CheckedFd<'a> {
-    /// Takes the identity of the file behind `fd` now.
+    /// `fstat(fd)`—Takes the identity of the file behind `fd` now; a
+    /// failure leaves no identity, so that every [`CheckedFd::get`] fails.
+    ///
+    /// # References
+    ///  - [POSIX](https://pubs.opengroup.org/onlinepubs/9799919799/functions/fstat.html)
+    ///  - [Linux](https://man7.org/linux/man-pages/man2/fstat.2.html)
+    ///  - [FreeBSD](https://man.freebsd.org/cgi/man.cgi?query=fstat&sektion=2)
     pub(crate) fn now(fd: BorrowedFd<'a>) -> Self {
         Self {
             fd,
@@ -347,13 +424,20 @@ impl<'a> CheckedFd<'a> {
         }
     }
 
-    /// `fd`, which must name the file whose identity is `id`.
+    /// No call—`fd`, which must name the file whose identity is `id`
+    /// (taken before, by [`file_id`]).
     #[cfg(any(target_os = "linux", target_os = "android"))]
     pub(crate) fn known(fd: BorrowedFd<'a>, id: (u64, u64)) -> Self {
         Self { fd, id: Some(id) }
     }
 
-    /// The descriptor, if it still names its file.
+    /// `fstat(fd)`—The descriptor, if it still names its file; `EBADF`
+    /// otherwise.
+    ///
+    /// # References
+    ///  - [POSIX](https://pubs.opengroup.org/onlinepubs/9799919799/functions/fstat.html)
+    ///  - [Linux](https://man7.org/linux/man-pages/man2/fstat.2.html)
+    ///  - [FreeBSD](https://man.freebsd.org/cgi/man.cgi?query=fstat&sektion=2)
     pub(crate) fn get(self) -> Result<BorrowedFd<'a>, Errno> {
         if self.id.is_some() && file_id(self.fd).ok() == self.id {
             Ok(self.fd)
@@ -363,23 +447,12 @@ impl<'a> CheckedFd<'a> {
     }
 }
 
-/// `fcntl(fd, F_SETPIPE_SZ, size)`—Asks for a wider pipe (Linux), best
-/// effort: the system's `pipe-max-size` may refuse it. Elsewhere pipes
-/// have a fixed size, and this does nothing.
-///
-/// # References
-///  - [Linux](https://man7.org/linux/man-pages/man2/fcntl.2.html)
-pub(crate) fn widen_pipe(fd: BorrowedFd<'_>, size: usize) {
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    let _ = rustix::pipe::fcntl_setpipe_size(fd, size);
-    let _ = (fd, size);
-}
-
 /// `ftruncate(fd, 0)`—Empties a file, best effort: a file that could not
 /// be emptied is overwritten by its next use.
 ///
 /// # References
 ///  - [POSIX](https://pubs.opengroup.org/onlinepubs/9799919799/functions/ftruncate.html)
+///  - [Linux](https://man7.org/linux/man-pages/man2/ftruncate.2.html)
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub(crate) fn truncate(fd: BorrowedFd<'_>) {
     let _ = rustix::fs::ftruncate(fd, 0);
@@ -389,6 +462,7 @@ pub(crate) fn truncate(fd: BorrowedFd<'_>) {
 ///
 /// # References
 ///  - [POSIX](https://pubs.opengroup.org/onlinepubs/9799919799/functions/fstat.html)
+///  - [Linux](https://man7.org/linux/man-pages/man2/fstat.2.html)
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub(crate) fn file_size(fd: BorrowedFd<'_>) -> Result<u64, Errno> {
     Ok(u64::try_from(rustix::fs::fstat(fd)?.st_size).unwrap_or(0))
@@ -398,6 +472,8 @@ pub(crate) fn file_size(fd: BorrowedFd<'_>) -> Result<u64, Errno> {
 ///
 /// # References
 ///  - [POSIX](https://pubs.opengroup.org/onlinepubs/9799919799/functions/getpid.html)
+///  - [Linux](https://man7.org/linux/man-pages/man2/getpid.2.html)
+///  - [FreeBSD](https://man.freebsd.org/cgi/man.cgi?query=getpid&sektion=2)
 pub(crate) fn getpid() -> Pid {
     rustix::process::getpid()
 }
@@ -407,6 +483,8 @@ pub(crate) fn getpid() -> Pid {
 ///
 /// # References
 ///  - [POSIX](https://pubs.opengroup.org/onlinepubs/9799919799/functions/clock_gettime.html)
+///  - [Linux](https://man7.org/linux/man-pages/man2/clock_gettime.2.html)
+///  - [FreeBSD](https://man.freebsd.org/cgi/man.cgi?query=clock_gettime&sektion=2)
 pub(crate) fn now() -> Duration {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
     Duration::new(
@@ -419,6 +497,8 @@ pub(crate) fn now() -> Duration {
 ///
 /// # References
 ///  - [POSIX](https://pubs.opengroup.org/onlinepubs/9799919799/functions/sched_yield.html)
+///  - [Linux](https://man7.org/linux/man-pages/man2/sched_yield.2.html)
+///  - [FreeBSD](https://man.freebsd.org/cgi/man.cgi?query=sched_yield&sektion=2)
 pub(crate) fn yield_now() {
     rustix::thread::sched_yield();
 }
@@ -444,7 +524,12 @@ pub(crate) struct KeptFile {
 // so that the parent's code is the same, but nothing is ever kept.
 #[cfg_attr(not(any(target_os = "linux", target_os = "android")), allow(dead_code))]
 impl KeptFile {
-    /// Takes over `fd`, noting the identity of its file.
+    /// `fstat(fd)`—Takes over `fd`, noting the identity of its file.
+    ///
+    /// # References
+    ///  - [POSIX](https://pubs.opengroup.org/onlinepubs/9799919799/functions/fstat.html)
+    ///  - [Linux](https://man7.org/linux/man-pages/man2/fstat.2.html)
+    ///  - [FreeBSD](https://man.freebsd.org/cgi/man.cgi?query=fstat&sektion=2)
     pub(crate) fn new(fd: OwnedFd) -> Result<Self, Errno> {
         use rustix::fd::{AsFd, IntoRawFd};
         let id = file_id(fd.as_fd())?;
@@ -454,7 +539,13 @@ impl KeptFile {
         })
     }
 
-    /// The descriptor, if its number still names the file it was made for.
+    /// `fstat(fd)`—The descriptor, if its number still names the file it
+    /// was made for.
+    ///
+    /// # References
+    ///  - [POSIX](https://pubs.opengroup.org/onlinepubs/9799919799/functions/fstat.html)
+    ///  - [Linux](https://man7.org/linux/man-pages/man2/fstat.2.html)
+    ///  - [FreeBSD](https://man.freebsd.org/cgi/man.cgi?query=fstat&sektion=2)
     pub(crate) fn get(&self) -> Option<BorrowedFd<'_>> {
         // SAFETY: only borrowed long enough to ask what it names; if the
         // number was closed, `fstat` fails with EBADF.
@@ -462,12 +553,12 @@ impl KeptFile {
         (file_id(fd).ok() == Some(self.id)).then_some(fd)
     }
 
-    /// The identity of the file it was made for.
+    /// No call—The identity of the file it was made for.
     pub(crate) fn id(&self) -> (u64, u64) {
         self.id
     }
 
-    /// The descriptor, unchecked, for `'a`.
+    /// No call—The descriptor, unchecked, for `'a`.
     ///
     /// # Safety
     ///
@@ -478,8 +569,13 @@ impl KeptFile {
         unsafe { BorrowedFd::borrow_raw(self.fd) }
     }
 
-    /// Closes it if it is still the crate's; otherwise leaves the number
-    /// to whoever holds it now.
+    /// `fstat(fd)`, then `close(fd)`—Closes it if it is still the crate's;
+    /// otherwise leaves the number to whoever holds it now.
+    ///
+    /// # References
+    ///  - [POSIX `fstat`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/fstat.html)
+    ///  - [POSIX `close`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/close.html)
+    ///  - [Linux `close(2)`](https://man7.org/linux/man-pages/man2/close.2.html)
     pub(crate) fn close(self) {
         if let Some(fd) = self.get() {
             use rustix::fd::AsRawFd;
@@ -543,7 +639,7 @@ pub struct ResourceUsage {
 ///
 /// # References
 ///  - [POSIX](https://pubs.opengroup.org/onlinepubs/9799919799/functions/setpgid.html)
-///  - [Linux](https://man7.org/linux/man-pages/man2/setpgid.2.html)
+///  - [Linux](%s2/setpgid.2.html)
 ///  - [FreeBSD](https://man.freebsd.org/cgi/man.cgi?query=setpgid&sektion=2)
 #[inline]
 pub(crate) fn lead_own_group(pid: Option<Pid>) {
@@ -560,6 +656,7 @@ pub(crate) fn lead_own_group(pid: Option<Pid>) {
 /// # References
 ///  - [POSIX](https://pubs.opengroup.org/onlinepubs/9799919799/functions/kill.html)
 ///  - [Linux](https://man7.org/linux/man-pages/man2/kill.2.html)
+///  - [FreeBSD](https://man.freebsd.org/cgi/man.cgi?query=kill&sektion=2)
 pub(crate) fn kill_group(leader: Pid) {
     let _ = rustix::process::kill_process_group(leader, rustix::process::Signal::KILL);
 }
@@ -573,6 +670,7 @@ pub(crate) fn kill_group(leader: Pid) {
 /// # References
 ///  - [POSIX](https://pubs.opengroup.org/onlinepubs/9799919799/functions/waitid.html)
 ///  - [Linux](https://man7.org/linux/man-pages/man2/waitid.2.html)
+///  - [FreeBSD](https://man.freebsd.org/cgi/man.cgi?query=waitid&sektion=2)
 fn has_exited(pid: Pid, block: bool) -> Result<bool, Errno> {
     use rustix::process::{WaitId, WaitIdOptions, waitid};
     let mut options = WaitIdOptions::EXITED | WaitIdOptions::NOWAIT;
@@ -599,16 +697,25 @@ fn has_exited(pid: Pid, block: bool) -> Result<bool, Errno> {
     }
 }
 
-/// `wait4(pid, WNOHANG?)`—Reaps the child, retrying on `EINTR`. With
+/// `wait4(pid, WNOHANG?)`, with `group` first `waitid` and
+/// `kill(-pid, SIGKILL)`—Reaps the child, retrying on `EINTR`. With
 /// `group` (the child leads its own process group), the group is killed
-/// once the child has exited and before it is reaped: descendants end
-/// with it.
+/// once the child has exited and before it is reaped (see
+/// [`kill_group`]): descendants end with it.
 /// `Ok(None)` when `block` is false and the child is still running.
 ///
 /// Only an exit or a death by signal counts: a stop (a traced child's
 /// stops are reported even without `WUNTRACED`) or a continue is consumed
 /// and the wait goes on, so a stopped child is waited for like a running
 /// one, and ended like one by the deadline, `kill` or drop.
+///
+/// `wait4` is not in POSIX (it is `waitpid` with resource usage); Linux,
+/// FreeBSD and macOS all have it.
+///
+/// # References
+///  - [POSIX `waitpid`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/waitpid.html)
+///  - [Linux](https://man7.org/linux/man-pages/man2/wait4.2.html)
+///  - [FreeBSD](https://man.freebsd.org/cgi/man.cgi?query=wait4&sektion=2)
 pub(crate) fn reap(
     pid: Pid,
     block: bool,
@@ -659,6 +766,19 @@ pub(crate) fn reap(
     }
 }
 
+/// Bytes per unit of `ru_maxrss`: it is in kilobytes on Linux and FreeBSD.
+#[cfg(not(target_vendor = "apple"))]
+const MAXRSS_UNIT: u64 = 1024;
+/// Bytes per unit of `ru_maxrss`: it is in bytes on macOS.
+#[cfg(target_vendor = "apple")]
+const MAXRSS_UNIT: u64 = 1;
+
+/// No call—The part of `wait4`'s `struct rusage` that
+/// [`ResourceUsage`] reports, in its units.
+///
+/// # References
+///  - [POSIX `<sys/resource.h>`](https://pubs.opengroup.org/onlinepubs/9799919799/basedefs/sys_resource.h.html)
+///  - [Linux `getrusage(2)`](https://man7.org/linux/man-pages/man2/getrusage.2.html)
 fn usage_from(u: &libc::rusage) -> ResourceUsage {
     let tv = |t: libc::timeval| {
         Duration::new(
@@ -669,20 +789,23 @@ fn usage_from(u: &libc::rusage) -> ResourceUsage {
                 .min(999_999_999),
         )
     };
-    // ru_maxrss is in kilobytes on Linux and FreeBSD, in bytes on macOS.
-    let rss = u64::try_from(u.ru_maxrss).unwrap_or(0);
-    #[cfg(target_vendor = "apple")]
-    let max_rss_bytes = rss;
-    #[cfg(not(target_vendor = "apple"))]
-    let max_rss_bytes = rss.saturating_mul(1024);
     ResourceUsage {
-        max_rss_bytes,
+        max_rss_bytes: u64::try_from(u.ru_maxrss)
+            .unwrap_or(0)
+            .saturating_mul(MAXRSS_UNIT),
         user_time: tv(u.ru_utime),
         system_time: tv(u.ru_stime),
     }
 }
 
-/// What a readiness wait saw.
+/// What a readiness wait ([`ChildWatch::wait`]) saw: hints for the
+/// caller, never a verdict. Every flag may be set when there turns out to
+/// be nothing to do (a read finds no data, a non-blocking reap finds the
+/// child running), and the caller must take that in its stride. What a
+/// wait must not do is leave a flag unset when the pipe had data or the
+/// child had ended before it returned; only an unwatched child's end may
+/// show a tick late (see [`ChildWatch`]). All unset: the timeout passed,
+/// or a signal interrupted the wait.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Ready {
     /// The pipe has data or reached end-of-file.
@@ -704,7 +827,7 @@ pub(crate) const FALLBACK_TICK: Duration = Duration::from_millis(5);
 /// `epoll_pwait2` (Linux 5.11) or overflows a platform's time type.
 const LONGEST_WAIT: Duration = Duration::from_secs(24 * 60 * 60);
 
-/// The timeout for one readiness wait, and whether the caller must check
+/// No call—The timeout for one readiness wait, and whether the caller must check
 /// the child afterwards whatever the wait reports: always when the child
 /// is not watched, in which case the wait is also capped at the fallback
 /// tick.
@@ -729,4 +852,82 @@ pub(crate) enum WaitMode {
     /// `poll` over the pipe and the pidfd, with no queue to create;
     /// elsewhere the same as [`WaitMode::Queue`].
     Direct,
+}
+
+/// The parent's watch over one child, from before `fork` to the reap:
+/// what the blocking driver ([`crate::drive`]) waits in, and what a spawned
+/// handle lends an async runtime to poll. One implementation per platform,
+/// [`Watch`]: a pidfd with `poll` or epoll on Linux and Android
+/// (`linux.rs`), a kqueue on macOS and FreeBSD (`kqueue.rs`).
+///
+/// A watch's life: made in the parent before `fork` ([`new`] for a call
+/// with a pipe, [`child_only`] for one without), so that a failure means
+/// the callable never started; straight after `fork`, left behind in the
+/// child ([`leave_in_child`]) and pointed at the child in the parent
+/// ([`watch_child`]); then waited in ([`wait`]) until the child is reaped,
+/// told when the stream is done ([`forget_pipe`]), and used to end the
+/// child at a deadline or on the caller's request ([`kill`]). Dropping it
+/// releases whatever it made.
+///
+/// Only making a watch, waiting in it and killing through it may fail.
+/// Everything done after `fork` cannot: a platform that cannot watch the
+/// child itself (no pidfd, a refused registration) falls back to
+/// reporting the child as possibly ended after at most [`FALLBACK_TICK`]
+/// of every wait (see [`tick`]), so the child's end is never missed, only
+/// noticed later.
+///
+/// [`new`]: ChildWatch::new
+/// [`child_only`]: ChildWatch::child_only
+/// [`leave_in_child`]: ChildWatch::leave_in_child
+/// [`watch_child`]: ChildWatch::watch_child
+/// [`wait`]: ChildWatch::wait
+/// [`forget_pipe`]: ChildWatch::forget_pipe
+/// [`kill`]: ChildWatch::kill
+pub(crate) trait ChildWatch: Sized {
+    /// A watch over the result pipe's read end `pipe`, waited in as `mode`
+    /// says. Made before `fork`; may fail, and a failure means the callable
+    /// never started.
+    fn new(pipe: BorrowedFd<'_>, mode: WaitMode) -> Result<Self, Errno>;
+
+    /// A watch for a child that sends no stream (its result comes back in
+    /// shared memory and the spill file), with a `deadline` or without.
+    /// Made before `fork`; may fail, like [`ChildWatch::new`].
+    fn child_only(deadline: bool) -> Result<Self, Errno>;
+
+    /// In the child, straight after `fork`: gives up the child's copy of
+    /// the watch, so that neither the callable nor anything it forks can
+    /// touch the parent's. Cannot fail, allocates nothing, and must not
+    /// close a descriptor the child did not inherit.
+    fn leave_in_child(self);
+
+    /// The descriptor an async runtime polls: readable when a
+    /// [`ChildWatch::wait`] would not block. `None` when the watch has
+    /// none (a blocking call's [`WaitMode::Direct`] on Linux).
+    #[cfg_attr(not(feature = "alloc"), allow(dead_code))]
+    fn queue(&self) -> Option<BorrowedFd<'_>>;
+
+    /// In the parent, straight after `fork`: starts watching the child
+    /// `pid`. Cannot fail: a platform that refuses falls back to the tick.
+    fn watch_child(&mut self, pid: Pid);
+
+    /// Stops watching `pipe`, once the stream is complete or rejected, so
+    /// that a grandchild still writing to it cannot keep waking the parent.
+    /// Cannot fail.
+    fn forget_pipe(&mut self, pipe: BorrowedFd<'_>);
+
+    /// Waits until `pipe` (given while the caller still reads it) is worth
+    /// reading, the child may have ended, or `timeout` passes (`None`:
+    /// no limit), and says which in a [`Ready`]. `EINTR` is an empty
+    /// [`Ready`], never an error: the caller recomputes its deadline and
+    /// waits again. May fail, for the wait's own errors.
+    fn wait(
+        &mut self,
+        pipe: Option<BorrowedFd<'_>>,
+        timeout: Option<Duration>,
+    ) -> Result<Ready, Errno>;
+
+    /// Sends the unreaped child `pid` `SIGKILL`, as surely as the platform
+    /// allows only to the child. A child already gone (`ESRCH`) is success;
+    /// any other refusal is the error.
+    fn kill(&self, pid: Pid) -> Result<(), Errno>;
 }
