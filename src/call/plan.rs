@@ -55,7 +55,7 @@ pub(crate) struct Route<'a> {
 
 impl Route<'_> {
     /// A route that only streams, for the state machine's tests.
-    #[cfg(test)]
+    #[cfg(all(test, feature = "alloc"))]
     pub(crate) fn pipe_only(pipe: PipeCollect) -> Self {
         Self {
             pipe: Some(pipe),

@@ -2,7 +2,7 @@
 //!
 //! [`Facts`] is everything the parent learned about one call; [`verdict`]
 //! turns it into `Result<T, MemIsolateError>`. The fuzz targets call
-//! [`judge_stream`], which drives the same decoder and the same
+//! `judge_stream`, which drives the same decoder and the same
 //! [`end_outcome`] without processes.
 
 use core::time::Duration;
