@@ -85,18 +85,19 @@ impl<'a, S: Sink> Driven<'a, S> {
             let Some(wait) = self.call.on(&mut os, ready) else {
                 return true;
             };
-            let t = sys::now();
-            if waited && until.is_some_and(|u| t >= u) {
-                return false;
-            }
             if wait.reap_now {
-                // Killed: its exit is imminent, and a blocking reap brief.
+                // Killed: its exit is imminent, and a blocking reap brief,
+                // so it is reaped now, whatever the budget.
                 ready = Ready {
                     pipe: false,
                     child: true,
                     exiting: true,
                 };
                 continue;
+            }
+            let t = sys::now();
+            if waited && until.is_some_and(|u| t >= u) {
+                return false;
             }
             if wait.exit_soon && wait.pipe.is_none() {
                 let from = *spin_from.get_or_insert(t);

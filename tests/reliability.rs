@@ -113,22 +113,65 @@ mod stopped_children {
         }
     }
 
+    /// Waits (up to 30 s) until the child whose pid lands in `word` has
+    /// recorded it and is stopped; returns the pid.
+    fn stopped(word: &common::SharedWords) -> i32 {
+        let give_up = Instant::now() + Duration::from_secs(30);
+        loop {
+            let pid = word.get(0) as i32;
+            let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok();
+            let is_stopped = state
+                .as_deref()
+                .and_then(|s| s.rsplit_once(')'))
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with(['t', 'T']));
+            // Without /proc (macOS, FreeBSD), the recorded pid and a pause.
+            if pid > 0
+                && (is_stopped
+                    || (!cfg!(target_os = "linux") && {
+                        std::thread::sleep(Duration::from_millis(200));
+                        true
+                    }))
+            {
+                return pid;
+            }
+            assert!(Instant::now() < give_up, "the child never stopped");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     #[test]
     fn a_stopped_child_has_not_finished_and_the_deadline_ends_it() {
         for traced in [true, false] {
+            // Blocking: the deadline is enforced while the parent waits.
             let words = common::SharedWords::new();
-            let start = Instant::now();
             let r = Isolate::new()
-                .timeout(Duration::from_millis(300))
+                .timeout(Duration::from_millis(500))
                 .run(stops(traced, words.addr(0)));
             assert_eq!(
                 r,
-                Err(Unknown::TimedOut(Duration::from_millis(300)).into()),
+                Err(Unknown::TimedOut(Duration::from_millis(500)).into()),
                 "traced: {traced}"
             );
-            assert!(start.elapsed() >= Duration::from_millis(300));
             let pid = words.get(0) as i32;
-            assert!(pid > 0);
+            assert!(
+                pid == 0 || !exists(pid),
+                "traced: {traced}: child {pid} left behind"
+            );
+
+            // Spawned, joined only once the child is certainly stopped and
+            // its deadline past: a stop is not an end.
+            let words = common::SharedWords::new();
+            let child = Isolate::new()
+                .timeout(Duration::from_millis(100))
+                .spawn(stops(traced, words.addr(0)))
+                .unwrap();
+            let pid = stopped(&words);
+            std::thread::sleep(Duration::from_millis(100));
+            assert_eq!(
+                child.join(),
+                Err(Unknown::TimedOut(Duration::from_millis(100)).into()),
+                "traced: {traced}"
+            );
             assert!(!exists(pid), "traced: {traced}: child {pid} left behind");
         }
     }
@@ -138,12 +181,9 @@ mod stopped_children {
     fn stopped_child(traced: bool) -> (mem_isolate::IsolatedChild<u8>, i32) {
         let words = common::SharedWords::new();
         let mut child = Isolate::new().spawn(stops(traced, words.addr(0))).unwrap();
-        let pid = child.pid().as_raw_nonzero().get();
-        while words.get(0) == 0 {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        // Let it stop, and the parent see the stop if it can.
-        std::thread::sleep(Duration::from_millis(50));
+        let pid = stopped(&words);
+        assert_eq!(pid, child.pid().as_raw_nonzero().get());
+        // The parent sees the stop if it can: it is not an end.
         assert_eq!(child.try_join(), Ok(None), "traced: {traced}");
         (child, pid)
     }

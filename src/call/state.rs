@@ -95,11 +95,12 @@ pub(crate) struct Call<'a, S: Sink> {
     started: Duration,
 }
 
-// SAFETY: the only field that is not `Send` is the shared page pointer in
-// `report`, which only blocking calls (`run`, `run_with_buffer`) set, and
-// their call never leaves the calling thread; spawned handles, whose calls
-// can move between threads, own their report page. Everything else is
-// owned descriptors, page views (see `PageView`) and plain data.
+// SAFETY: the fields that are not `Send` are the shared page's: the
+// pointer in `report` and the page views in `route`. Only blocking calls
+// (`run`, `run_with_buffer`) have them, and their call never leaves the
+// calling thread; spawned handles, whose calls can move between threads,
+// have no shared page and own their report page. Everything else is owned
+// descriptors and plain data.
 unsafe impl<S: Sink + Send> Send for Call<'_, S> {}
 
 impl<'a, S: Sink> Call<'a, S> {
@@ -435,9 +436,9 @@ mod tests {
         }
 
         fn kill(&mut self, _pid: Pid, _group: bool) -> Result<(), Errno> {
-            if !self.reaped {
-                self.killed = true;
-            }
+            // After the reap the pid may be anyone's: never signal it.
+            assert!(!self.reaped, "killed after the reap");
+            self.killed = true;
             Ok(())
         }
 

@@ -458,14 +458,21 @@ pub(crate) fn truncate(fd: BorrowedFd<'_>) {
     let _ = rustix::fs::ftruncate(fd, 0);
 }
 
-/// `fstat(fd).st_size`—The size of the file behind `fd`.
+/// `fstat(fd)`—The bytes the file behind `fd` really holds: its size, but
+/// no more than the storage allocated to it (`st_blocks`, in 512-byte
+/// units). A sparse file's holes read as zeros without costing anyone
+/// anything, so a writer could make a file of any size for free; what it
+/// really wrote, it paid for.
 ///
 /// # References
 ///  - [POSIX](https://pubs.opengroup.org/onlinepubs/9799919799/functions/fstat.html)
 ///  - [Linux](https://man7.org/linux/man-pages/man2/fstat.2.html)
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub(crate) fn file_size(fd: BorrowedFd<'_>) -> Result<u64, Errno> {
-    Ok(u64::try_from(rustix::fs::fstat(fd)?.st_size).unwrap_or(0))
+    let st = rustix::fs::fstat(fd)?;
+    let size = u64::try_from(st.st_size).unwrap_or(0);
+    let stored = u64::try_from(st.st_blocks).unwrap_or(0).saturating_mul(512);
+    Ok(size.min(stored))
 }
 
 /// `getpid()`—This process's id.
@@ -639,7 +646,7 @@ pub struct ResourceUsage {
 ///
 /// # References
 ///  - [POSIX](https://pubs.opengroup.org/onlinepubs/9799919799/functions/setpgid.html)
-///  - [Linux](%s2/setpgid.2.html)
+///  - [Linux](https://man7.org/linux/man-pages/man2/setpgid.2.html)
 ///  - [FreeBSD](https://man.freebsd.org/cgi/man.cgi?query=setpgid&sektion=2)
 #[inline]
 pub(crate) fn lead_own_group(pid: Option<Pid>) {
@@ -658,6 +665,35 @@ pub(crate) fn lead_own_group(pid: Option<Pid>) {
 ///  - [Linux](https://man7.org/linux/man-pages/man2/kill.2.html)
 ///  - [FreeBSD](https://man.freebsd.org/cgi/man.cgi?query=kill&sektion=2)
 pub(crate) fn kill_group(leader: Pid) {
+    // A leader that is already gone (reaped by something else in the
+    // process, or automatically, under `SIGCHLD` ignored) no longer holds
+    // its pid: the number may name a stranger's group by now.
+    if unreaped(leader) {
+        kill_unreaped_group(leader);
+    }
+}
+
+/// `waitid(P_PID, pid, WEXITED | WNOHANG | WNOWAIT)`—Whether `pid` is still
+/// this process's unreaped child (running, or exited and waiting to be
+/// reaped). Observes only: nothing is reaped.
+///
+/// # References
+///  - [POSIX](https://pubs.opengroup.org/onlinepubs/9799919799/functions/waitid.html)
+///  - [Linux](https://man7.org/linux/man-pages/man2/waitid.2.html)
+fn unreaped(pid: Pid) -> bool {
+    use rustix::process::{WaitId, WaitIdOptions, waitid};
+    let look = WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
+    loop {
+        match waitid(WaitId::Pid(pid), look) {
+            Err(Errno::INTR) => {}
+            r => return r.is_ok(),
+        }
+    }
+}
+
+/// `kill(-leader, SIGKILL)` for a leader known to be unreaped (see
+/// [`kill_group`]), without checking again.
+fn kill_unreaped_group(leader: Pid) {
     let _ = rustix::process::kill_process_group(leader, rustix::process::Signal::KILL);
 }
 
@@ -725,7 +761,7 @@ pub(crate) fn reap(
         if !has_exited(pid, block)? {
             return Ok(None);
         }
-        kill_group(pid);
+        kill_unreaped_group(pid);
     }
     let options = if block { 0 } else { libc::WNOHANG };
     loop {

@@ -59,18 +59,15 @@ const FRAMES_AT: usize = core::mem::offset_of!(Layout, frames);
 pub(crate) const SPILLED: u32 = u32::MAX;
 
 /// A view of a live shared page: volatile accessors for its named fields.
-///
-/// It is `Send`: it only ever touches memory that other processes share
-/// anyway, through volatile byte and word accesses, never through a Rust
-/// reference; the lifetime ties it to the [`SharedPage`] that maps it.
+/// It only ever touches the page through volatile byte and word accesses,
+/// never through a Rust reference; the lifetime ties it to the
+/// [`SharedPage`] that maps it, and it is not `Send` (the page is a
+/// thread's, and its counters are updated without atomics).
 #[derive(Clone, Copy)]
 pub(crate) struct PageView<'a> {
     ptr: NonNull<Layout>,
     _page: PhantomData<&'a ()>,
 }
-
-// SAFETY: see the type's docs.
-unsafe impl Send for PageView<'_> {}
 
 impl PageView<'_> {
     /// # Safety

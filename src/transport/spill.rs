@@ -88,9 +88,12 @@ impl<'a> SpillCollect<'a> {
 
 impl Collect for SpillCollect<'_> {
     /// After the exit, the length the page announces is the child's word:
-    /// no more is read than the file held when reading began (a grandchild
-    /// may still be extending it), nor past the sink's limit. The deadline
-    /// does not cut it short: a child found ended keeps its outcome.
+    /// no more is read than the file really stored when reading began (a
+    /// grandchild may still be extending it, and a sparse file's holes
+    /// would cost its writer nothing; see [`sys::file_size`]), nor past the
+    /// sink's limit. The deadline does not cut it short: a child found
+    /// ended keeps its outcome, and what it stored it wrote within its
+    /// time, as a pipe's writer does.
     fn collect<S: Sink>(&mut self, feed: &mut Feed<'_, S>, ended: bool) -> bool {
         if !ended {
             return false;
