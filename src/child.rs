@@ -166,7 +166,7 @@ where
         leave(0)
     };
     if plan.own_group {
-        sys::lead_own_group(None);
+        sys::lead_own_group();
     }
     match sys::on_parent_death(plan.parent) {
         Ok(true) => {}

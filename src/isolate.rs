@@ -89,10 +89,11 @@ impl Isolate {
     /// call. On by default.
     ///
     /// The child becomes the leader of a process group of its own
-    /// (`setpgid`, in the child and the parent both, before the callable
-    /// runs), and when the call ends, however it ends (a value, a panic,
-    /// the deadline, a spawned handle's `kill`, dropping the handle), the whole group is sent `SIGKILL` while the child is still
-    /// unreaped, so that the group's id cannot have been reused. A C library
+    /// (`setpgid`, first thing after the fork, before the callable runs),
+    /// and when the call ends, however it ends (a value, a panic, the
+    /// deadline, a spawned handle's `kill`, dropping the handle), the whole
+    /// group is sent `SIGKILL` while the child is still unreaped, so that
+    /// the group's id cannot have been reused. A C library
     /// that forks helpers, a shell-out, a worker pool: none of them outlives
     /// the call and keeps its memory.
     ///

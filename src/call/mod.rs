@@ -109,9 +109,6 @@ where
             // keep it, every child forked meanwhile (by any thread) would
             // inherit a way to write into this call's stream.
             drop(child_route.write);
-            if options.kill_descendants {
-                sys::lead_own_group(Some(pid));
-            }
             watch.watch_child(pid);
             trace!(pid = pid.as_raw_nonzero().get(), "forked");
             let call = Call::new(

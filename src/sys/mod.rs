@@ -636,21 +636,22 @@ pub struct ResourceUsage {
     pub system_time: Duration,
 }
 
-/// `setpgid(pid, pid)`—Makes the child `pid` (`None`: the calling
-/// process) the leader of a process group of its own, whose id is its pid.
-/// Both the child (straight after `fork`) and the parent call it, so the
-/// group exists before either goes on, whichever runs first. Failure
-/// leaves the child in its parent's group, where [`kill_group`] cannot
-/// reach it: `EACCES` once the child has called `exec`, `ESRCH` once it is
-/// gone.
+/// `setpgid(0, 0)`—In the child, straight after `fork`: makes it the
+/// leader of a process group of its own, whose id is its pid. The parent
+/// need not make the same call to close a race: the child does this before
+/// anything else, so no descendant of it can exist in any other group, and
+/// a group kill that comes first finds no group (`ESRCH`) while the child
+/// itself is killed through its pidfd. Failure (which a freshly forked
+/// child cannot meet) would leave it in its parent's group, where
+/// [`kill_group`] cannot reach it.
 ///
 /// # References
 ///  - [POSIX](https://pubs.opengroup.org/onlinepubs/9799919799/functions/setpgid.html)
 ///  - [Linux](https://man7.org/linux/man-pages/man2/setpgid.2.html)
 ///  - [FreeBSD](https://man.freebsd.org/cgi/man.cgi?query=setpgid&sektion=2)
 #[inline]
-pub(crate) fn lead_own_group(pid: Option<Pid>) {
-    let _ = rustix::process::setpgid(pid, pid);
+pub(crate) fn lead_own_group() {
+    let _ = rustix::process::setpgid(None, None);
 }
 
 /// `kill(-leader, SIGKILL)`—Kills every process left in the group that the
