@@ -33,9 +33,11 @@ use crate::sys::ResourceUsage;
 /// joined or polled after its deadline keeps its outcome (see
 /// [`Isolate::timeout`](crate::Isolate::timeout)).
 ///
-/// The handle is `Send`. On Linux the child is killed when the *thread*
-/// that spawned it exits (that is how `PR_SET_PDEATHSIG` works), so spawn
-/// from a thread that outlives the child. Readiness through [`AsFd`] needs
+/// The handle is `Send`, and the child lives as long as the handle, not
+/// as long as the thread that spawned it: a pool's worker or a runtime's
+/// thread may exit first. It dies with the parent *process* on Linux,
+/// Android and FreeBSD (on Linux and Android through a caught
+/// `SIGRTMAX`: see [Platforms](crate#platforms)). Readiness through [`AsFd`] needs
 /// the child to be watched (a pidfd, Linux 5.3 and later, or kqueue); on
 /// older kernels poll `try_join` instead.
 ///

@@ -222,17 +222,66 @@ fn poll_both(
     Ok(ready)
 }
 
-/// `prctl(PR_SET_PDEATHSIG, SIGKILL)`—In the child: die with the parent.
-/// `Ok(false)` if the parent is already gone.
+/// `sigaction(SIGRTMAX)` and `prctl(PR_SET_PDEATHSIG, SIGRTMAX)`—In the
+/// child: die with the parent *process*. `Ok(false)` if the parent is
+/// already gone.
 ///
-/// The signal fires when the *thread* that forked exits, not the whole
-/// parent process; a child whose forking thread ends first is killed too,
-/// which is the safe side. A parent that died before the call leaves the
-/// child with a different parent pid, which the second check catches.
+/// The kernel sends the parent-death signal whenever the child is
+/// reparented, and a thread that exits reparents the children it forked
+/// (to another thread of the same process, so `getppid()` does not
+/// change). `SIGKILL` there would end a spawned child as soon as the thread
+/// that spawned it exits: a pool's worker, a runtime's retired thread. So
+/// the signal is `SIGRTMAX`, caught by [`parent_death_handler`], which
+/// ends the child only once its parent process is really gone (`getppid()`
+/// no longer the parent's pid). The handler is the child's disposition of
+/// `SIGRTMAX` while the callable runs; a program the callable `exec`s gets
+/// the default back (terminate), so it dies with the spawning thread.
+///
+/// A parent that died before the signal was armed leaves the child with
+/// a different parent pid, which the check at the end catches.
+///
+/// # References
+///  - [Linux `PR_SET_PDEATHSIG`](https://man7.org/linux/man-pages/man2/PR_SET_PDEATHSIG.2const.html)
+///  - [Linux `sigaction(2)`](https://man7.org/linux/man-pages/man2/sigaction.2.html)
 #[inline]
 pub(crate) fn on_parent_death(parent: Pid) -> Result<bool, Errno> {
-    rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
+    use core::sync::atomic::Ordering;
+    let signal = libc::SIGRTMAX();
+    ORIGINAL_PARENT.store(parent.as_raw_nonzero().get(), Ordering::Relaxed);
+    // SAFETY: an all-zero `sigaction` is a valid value (no flags, empty
+    // mask) before its handler is set.
+    let mut action: libc::sigaction = unsafe { core::mem::zeroed() };
+    action.sa_sigaction = parent_death_handler as extern "C" fn(libc::c_int) as usize;
+    action.sa_flags = libc::SA_RESTART;
+    // SAFETY: the handler is async-signal-safe (see there); `action` is a
+    // valid `sigaction`, and the old one is not asked for.
+    if unsafe { libc::sigaction(signal, &raw const action, core::ptr::null_mut()) } != 0 {
+        return Err(Errno::from_raw_os_error(super::last_errno()));
+    }
+    // `Signal::from_raw_unchecked`: a real-time signal is not one of
+    // rustix's named signals.
+    // SAFETY: a valid signal number, and one libc leaves to the program
+    // (it reserves only numbers below `SIGRTMIN()`).
+    let signal = unsafe { Signal::from_raw_unchecked(signal) };
+    rustix::process::set_parent_process_death_signal(Some(signal))?;
     Ok(rustix::process::getppid() == Some(parent))
+}
+
+/// The pid of the process that forked this child (set in the child,
+/// before the parent-death signal is armed).
+static ORIGINAL_PARENT: core::sync::atomic::AtomicI32 = core::sync::atomic::AtomicI32::new(0);
+
+/// The child's parent-death handler: a thread of the parent exited (the
+/// child now belongs to another thread of the same process, and lives on)
+/// or the parent process did (the child is `SIGKILL`ed). Async-signal-safe:
+/// `getppid`, `getpid` and `kill` only.
+extern "C" fn parent_death_handler(_: libc::c_int) {
+    use core::sync::atomic::Ordering;
+    let parent = ORIGINAL_PARENT.load(Ordering::Relaxed);
+    let now = rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get());
+    if now != parent {
+        let _ = rustix::process::kill_process(rustix::process::getpid(), Signal::KILL);
+    }
 }
 
 /// `memfd_create("mem-isolate-spill", MFD_CLOEXEC)`—The spill file: where
