@@ -66,11 +66,42 @@ impl Watch {
     }
 
     /// The kqueue descriptor.
-    #[allow(clippy::unnecessary_wraps)] // mirrors Linux, where it is optional
-    #[cfg_attr(not(feature = "alloc"), allow(dead_code))]
+    #[allow(clippy::unnecessary_wraps)]
+    // mirrors Linux, where it is optional
+    // Handles ask for `queue_or_make`; this one makes nothing.
+    #[allow(dead_code)]
     pub(crate) fn queue(&self) -> Option<BorrowedFd<'_>> {
         use rustix::fd::AsFd;
         Some(self.queue.as_fd())
+    }
+
+    /// The kqueue descriptor (already made with the watch).
+    #[cfg_attr(not(feature = "alloc"), allow(dead_code))]
+    #[allow(clippy::unnecessary_wraps)] // mirrors Linux, where it is made now
+    pub(crate) fn queue_or_make(
+        &self,
+        _pipe: Option<BorrowedFd<'_>>,
+    ) -> Result<BorrowedFd<'_>, Errno> {
+        use rustix::fd::AsFd;
+        Ok(self.queue.as_fd())
+    }
+
+    /// The descriptor that becomes readable when the child ends: the
+    /// kqueue, which the pipe's readiness also wakes (see
+    /// [`WATCH_HOLDS_PIPE`]).
+    #[cfg(feature = "tokio")]
+    #[allow(clippy::unnecessary_wraps)] // mirrors Linux, where there may be none
+    pub(crate) fn child_fd(&self) -> Option<BorrowedFd<'_>> {
+        use rustix::fd::AsFd;
+        Some(self.queue.as_fd())
+    }
+
+    /// Whether a waiter must check the child on a timer
+    /// ([`FALLBACK_TICK`](super::FALLBACK_TICK)), the process filter not
+    /// (or no longer) being registered.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn needs_tick(&self) -> bool {
+        !self.proc_watched
     }
 
     /// Starts watching the child `pid`, straight after `fork`. Cannot fail.
@@ -175,6 +206,11 @@ impl Watch {
         }
     }
 }
+
+/// Whether [`Watch::child_fd`] also becomes readable for the pipe: yes,
+/// the kqueue watches both.
+#[cfg(feature = "tokio")]
+pub(crate) const WATCH_HOLDS_PIPE: bool = true;
 
 /// In the child: die with the parent. `Ok(false)` if the parent is
 /// already gone.

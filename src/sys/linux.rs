@@ -1,16 +1,19 @@
-//! Linux: the parent watches the child through a pidfd. A spawned handle
-//! gathers the pipe and the pidfd in one epoll instance, whose descriptor
-//! async runtimes poll; a blocking call needs no instance of its own and
-//! waits with one `poll` over both, which saves creating, filling and
-//! destroying an epoll instance on every call.
+//! Linux: the parent watches the child through a pidfd, and waits with one
+//! `poll` over the pipe and the pidfd, which saves creating, filling and
+//! destroying an epoll instance on every call. A spawned handle whose
+//! readiness descriptor is asked for (`AsFd`) gathers both in one epoll
+//! instance, made then; the `tokio` driver registers the two with the
+//! runtime's reactor instead.
 
 use core::mem::MaybeUninit;
 use core::time::Duration;
 
 #[cfg(target_os = "android")]
 use super::android::{PidfdFlags, pidfd_open, pidfd_send_signal};
+use core::sync::atomic::{AtomicI32, Ordering};
 use rustix::event::{PollFd, PollFlags, Timespec, epoll};
-use rustix::fd::{BorrowedFd, OwnedFd};
+
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::io::Errno;
 use rustix::process::{Pid, Signal};
 #[cfg(target_os = "linux")]
@@ -21,37 +24,76 @@ use super::{Ready, WaitMode, tick};
 const PIPE_TOKEN: u64 = 1;
 const CHILD_TOKEN: u64 = 2;
 
-/// The parent's view of one child: its pidfd, and for
-/// [`WaitMode::Queue`] an epoll instance over the pipe and the pidfd.
+/// The parent's view of one child: its pidfd, and, once a spawned
+/// handle's readiness descriptor is asked for ([`Watch::queue_or_make`]),
+/// an epoll instance over the pipe and the pidfd.
 pub(crate) struct Watch {
-    queue: Option<OwnedFd>,
+    queue: LazyQueue,
     pidfd: Option<OwnedFd>,
     /// Nothing to wait for but the child, and no deadline: the wait is a
     /// blocking reap (see [`Watch::child_only`]).
     reap_only: bool,
 }
 
-impl Watch {
-    /// For [`WaitMode::Queue`], `epoll_create1(EPOLL_CLOEXEC)` and
-    /// `epoll_ctl(ADD, pipe)`—Made before `fork`, so that a failure here
-    /// means the callable never started. [`WaitMode::Direct`] makes nothing
-    /// and cannot fail.
-    pub(crate) fn new(pipe: BorrowedFd<'_>, mode: WaitMode) -> Result<Self, Errno> {
-        let queue = match mode {
-            WaitMode::Direct => None,
-            WaitMode::Queue => {
-                let queue = super::above_stdio(epoll::create(epoll::CreateFlags::CLOEXEC)?)?;
-                epoll::add(
-                    &queue,
-                    pipe,
-                    epoll::EventData::new_u64(PIPE_TOKEN),
-                    epoll::EventFlags::IN,
-                )?;
-                Some(queue)
+/// An epoll instance made on first use, through `&self` (a handle's
+/// `as_fd`), so that a child awaited through an async runtime or joined
+/// holds no descriptor beyond its pipe and pidfd. Kept as a raw number in
+/// an atomic, so that the watch stays `Sync`; `-1` until made.
+struct LazyQueue(AtomicI32);
+
+impl LazyQueue {
+    fn get(&self) -> Option<BorrowedFd<'_>> {
+        let fd = self.0.load(Ordering::Acquire);
+        // SAFETY: a number stored here is an epoll instance this queue owns
+        // until it is dropped.
+        (fd >= 0).then(|| unsafe { BorrowedFd::borrow_raw(fd) })
+    }
+
+    fn get_or_make(
+        &self,
+        make: impl FnOnce() -> Result<OwnedFd, Errno>,
+    ) -> Result<BorrowedFd<'_>, Errno> {
+        use rustix::fd::{FromRawFd, IntoRawFd};
+        if let Some(fd) = self.get() {
+            return Ok(fd);
+        }
+        let new = make()?.into_raw_fd();
+        let fd = match self
+            .0
+            .compare_exchange(-1, new, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => new,
+            Err(first) => {
+                // SAFETY: `new` was just released from its `OwnedFd` and
+                // lost the race: nobody else has it.
+                drop(unsafe { OwnedFd::from_raw_fd(new) });
+                first
             }
         };
+        // SAFETY: as in `get`.
+        Ok(unsafe { BorrowedFd::borrow_raw(fd) })
+    }
+}
+
+impl Drop for LazyQueue {
+    fn drop(&mut self) {
+        use rustix::fd::FromRawFd;
+        let fd = *self.0.get_mut();
+        if fd >= 0 {
+            // SAFETY: the queue owns the instance it made.
+            drop(unsafe { OwnedFd::from_raw_fd(fd) });
+        }
+    }
+}
+
+impl Watch {
+    /// Makes nothing and cannot fail, whatever the mode: a spawned
+    /// handle's epoll instance is made only when its readiness descriptor
+    /// is first asked for ([`Watch::queue_or_make`]).
+    #[allow(clippy::unnecessary_wraps)] // mirrors kqueue, where it can fail
+    pub(crate) fn new(_pipe: BorrowedFd<'_>, _mode: WaitMode) -> Result<Self, Errno> {
         Ok(Self {
-            queue,
+            queue: LazyQueue(AtomicI32::new(-1)),
             pidfd: None,
             reap_only: false,
         })
@@ -66,7 +108,7 @@ impl Watch {
     #[allow(clippy::unnecessary_wraps)] // mirrors kqueue, where it can fail
     pub(crate) fn child_only(deadline: bool) -> Result<Self, Errno> {
         Ok(Self {
-            queue: None,
+            queue: LazyQueue(AtomicI32::new(-1)),
             pidfd: None,
             reap_only: !deadline,
         })
@@ -80,11 +122,59 @@ impl Watch {
         drop(self);
     }
 
-    /// The epoll descriptor, for [`WaitMode::Queue`].
-    #[cfg_attr(not(feature = "alloc"), allow(dead_code))]
+    /// The epoll descriptor, if it was made.
+    // Handles ask for `queue_or_make`; this one makes nothing.
+    #[allow(dead_code)]
     pub(crate) fn queue(&self) -> Option<BorrowedFd<'_>> {
-        use rustix::fd::AsFd;
-        self.queue.as_ref().map(AsFd::as_fd)
+        self.queue.get()
+    }
+
+    /// `epoll_create1(EPOLL_CLOEXEC)` and `epoll_ctl(ADD)` of the pipe
+    /// (`pipe`, while the call still reads it) and the pidfd—The readiness
+    /// descriptor of a spawned handle, made on first use and kept: readable
+    /// whenever the pipe is or the child has ended.
+    ///
+    /// # References
+    ///  - [Linux `epoll_create1(2)`](https://man7.org/linux/man-pages/man2/epoll_create1.2.html)
+    ///  - [Linux `epoll_ctl(2)`](https://man7.org/linux/man-pages/man2/epoll_ctl.2.html)
+    #[cfg_attr(not(feature = "alloc"), allow(dead_code))]
+    pub(crate) fn queue_or_make(
+        &self,
+        pipe: Option<BorrowedFd<'_>>,
+    ) -> Result<BorrowedFd<'_>, Errno> {
+        self.queue.get_or_make(|| {
+            let queue = super::above_stdio(epoll::create(epoll::CreateFlags::CLOEXEC)?)?;
+            let members = [
+                (pipe, PIPE_TOKEN),
+                (self.pidfd.as_ref().map(AsFd::as_fd), CHILD_TOKEN),
+            ];
+            for (fd, token) in members {
+                if let Some(fd) = fd {
+                    epoll::add(
+                        &queue,
+                        fd,
+                        epoll::EventData::new_u64(token),
+                        epoll::EventFlags::IN,
+                    )?;
+                }
+            }
+            Ok(queue)
+        })
+    }
+
+    /// The descriptor that becomes readable when the child ends: the
+    /// pidfd, if the kernel gave one. The pipe is not in it (see
+    /// [`WATCH_HOLDS_PIPE`]).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn child_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.pidfd.as_ref().map(AsFd::as_fd)
+    }
+
+    /// Whether a waiter must check the child on a timer
+    /// ([`FALLBACK_TICK`](super::FALLBACK_TICK)), having no pidfd to wake it.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn needs_tick(&self) -> bool {
+        self.pidfd.is_none() && !self.reap_only
     }
 
     /// Starts watching the child `pid`, straight after `fork`. Cannot fail:
@@ -98,27 +188,13 @@ impl Watch {
         let Ok(pidfd) = pidfd_open(pid, PidfdFlags::empty()).and_then(super::above_stdio) else {
             return;
         };
-        match &self.queue {
-            None => self.pidfd = Some(pidfd),
-            Some(queue) => {
-                if epoll::add(
-                    queue,
-                    &pidfd,
-                    epoll::EventData::new_u64(CHILD_TOKEN),
-                    epoll::EventFlags::IN,
-                )
-                .is_ok()
-                {
-                    self.pidfd = Some(pidfd);
-                }
-            }
-        }
+        self.pidfd = Some(pidfd);
     }
 
     /// Stops watching the pipe (after the stream ended or was rejected), so
     /// that a grandchild writing to it cannot keep waking the parent.
     pub(crate) fn forget_pipe(&mut self, pipe: BorrowedFd<'_>) {
-        if let Some(queue) = &self.queue {
+        if let Some(queue) = self.queue.get() {
             // Failure only means it was not registered.
             let _ = epoll::delete(queue, pipe);
         }
@@ -145,7 +221,7 @@ impl Watch {
             tv_sec: i64::try_from(t.as_secs()).unwrap_or(i64::MAX),
             tv_nsec: i64::from(t.subsec_nanos()),
         });
-        let mut ready = match &self.queue {
+        let mut ready = match self.queue.get() {
             Some(queue) => {
                 let mut events = [MaybeUninit::<epoll::Event>::uninit(); 2];
                 let mut ready = Ready::default();
@@ -221,6 +297,11 @@ fn poll_both(
     }
     Ok(ready)
 }
+
+/// Whether [`Watch::child_fd`] also becomes readable for the pipe: no,
+/// the pidfd is the child's alone.
+#[cfg(feature = "tokio")]
+pub(crate) const WATCH_HOLDS_PIPE: bool = false;
 
 /// `sigaction(SIGRTMAX)` and `prctl(PR_SET_PDEATHSIG, SIGRTMAX)`—In the
 /// child: die with the parent *process*. `Ok(false)` if the parent is

@@ -19,6 +19,8 @@ use rustix::process::Pid;
 mod android;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 mod linux;
+#[cfg(all(feature = "tokio", any(target_os = "linux", target_os = "android")))]
+pub(crate) use linux::WATCH_HOLDS_PIPE;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 use linux::address_space_size;
 #[cfg(any(target_os = "linux", target_os = "android"))]
@@ -28,6 +30,8 @@ pub(crate) use linux::{
 
 #[cfg(any(target_vendor = "apple", target_os = "freebsd"))]
 mod kqueue;
+#[cfg(all(feature = "tokio", any(target_vendor = "apple", target_os = "freebsd")))]
+pub(crate) use kqueue::WATCH_HOLDS_PIPE;
 #[cfg(any(target_vendor = "apple", target_os = "freebsd"))]
 use kqueue::address_space_size;
 #[cfg(any(target_vendor = "apple", target_os = "freebsd"))]
