@@ -5,10 +5,11 @@
 //! runtime as they are (`AsyncFd`): no thread, no `spawn_blocking` and no
 //! epoll instance per child. The deadline is a tokio timer.
 //!
-//! Readiness is only a hint here: on each wake the driver asks the watch
-//! what is really ready (a zero-timeout wait), feeds that to the call, and
-//! clears the runtime's readiness only for what was not, so no edge is
-//! lost between the two.
+//! The runtime's readiness is cleared as soon as it is seen, before the
+//! call reads or reaps, so no edge is lost and no extra check is made: the
+//! pipe wakes the reactor on every write, the pidfd when the child exits.
+//! A kqueue is asked what it holds (a zero-timeout `kevent`) whenever it
+//! wakes, and once at the start.
 
 use core::future::Future;
 use core::marker::PhantomData;
@@ -119,6 +120,8 @@ pub struct ChildFuture<T> {
     pipe: Option<AsyncFd<Registered>>,
     child: Option<AsyncFd<Registered>>,
     registered: bool,
+    /// The watch was asked once what it holds (kqueue).
+    checked: bool,
     timer: Option<Pin<Box<Sleep>>>,
     /// `None` once resolved or handed to the reaper.
     driven: Option<Driven<'static, VecSink>>,
@@ -135,6 +138,7 @@ impl<T: DeserializeOwned> ChildFuture<T> {
             pipe: None,
             child: None,
             registered: false,
+            checked: false,
             timer: None,
             driven: Some(driven),
             ready: Ready::default(),
@@ -229,54 +233,73 @@ impl<T: DeserializeOwned> ChildFuture<T> {
                     continue;
                 }
             }
-            // Ask the runtime first, so that an edge arriving after the
-            // check below leaves the readiness set.
-            let pipe_seen = match (&self.pipe, pipe) {
-                (Some(fd), Some(_)) => match fd.poll_read_ready(cx) {
-                    Poll::Ready(Ok(guard)) => Some(Some(guard)),
-                    Poll::Ready(Err(_)) | Poll::Pending => Some(None),
-                },
-                _ => None,
-            };
-            let child_seen = self.child.as_ref().map(|fd| match fd.poll_read_ready(cx) {
-                Poll::Ready(Ok(guard)) => Some(guard),
-                Poll::Ready(Err(_)) | Poll::Pending => None,
-            });
-            // SAFETY: `pipe` is the call's read end, open until the call
-            // closes it, which it does only inside `on` above or below.
-            let pipe_fd = pipe.map(|p| unsafe { BorrowedFd::borrow_raw(p) });
-            let seen = match watch.wait(pipe_fd, Some(Duration::ZERO)) {
-                Ok(seen) => seen,
-                Err(e) => {
-                    let mut os = Os {
-                        watch,
-                        pipe: &mut self.pipe,
-                    };
-                    call.wait_failed(&mut os, e);
-                    continue;
-                }
-            };
-            let woke = seen.pipe || seen.child;
-            let mut any_guard = false;
-            if let Some(Some(mut guard)) = pipe_seen {
-                any_guard = true;
-                if !seen.pipe {
-                    guard.clear_ready();
+            // The runtime's readiness, cleared as soon as it is seen and
+            // before the call reads or reaps: what arrives after the clear
+            // sets it again (each write to the pipe and the child's exit
+            // wake the reactor anew), what arrived before is what the call
+            // now reads, so nothing is lost and no check costs a syscall.
+            let mut seen = Ready::default();
+            let mut failed = None;
+            if let (Some(fd), Some(_)) = (&self.pipe, pipe) {
+                match fd.poll_read_ready(cx) {
+                    Poll::Ready(Ok(mut guard)) => {
+                        guard.clear_ready();
+                        seen.pipe = true;
+                    }
+                    Poll::Ready(Err(e)) => failed = Some(e),
+                    Poll::Pending => {}
                 }
             }
-            if let Some(Some(mut guard)) = child_seen {
-                any_guard = true;
-                // On kqueue the pipe's readiness wakes the watcher too.
-                if !(seen.child || sys::WATCH_HOLDS_PIPE && seen.pipe) {
-                    guard.clear_ready();
+            if let Some(fd) = &self.child {
+                match fd.poll_read_ready(cx) {
+                    Poll::Ready(Ok(mut guard)) => {
+                        guard.clear_ready();
+                        seen.child = true;
+                    }
+                    Poll::Ready(Err(e)) => failed = Some(e),
+                    Poll::Pending => {}
                 }
             }
-            if woke {
-                self.ready = seen;
+            if let Some(e) = failed {
+                // The reactor is gone (the runtime is shutting down): the
+                // child is killed, and reaped here, which is brief.
+                let mut os = Os {
+                    watch,
+                    pipe: &mut self.pipe,
+                };
+                call.wait_failed(&mut os, Errno::from_io_error(&e).unwrap_or(Errno::IO));
+                self.ready = Ready {
+                    pipe: false,
+                    child: true,
+                    exiting: true,
+                };
                 continue;
             }
-            if any_guard {
-                // Cleared: ask again, which sets the wakers.
+            // A kqueue says what it holds only when asked (and once asked,
+            // no more), and may have something from before it was
+            // registered (a child that exited before it was watched).
+            if sys::WATCH_HOLDS_PIPE && (seen.child || !self.checked) {
+                self.checked = true;
+                // SAFETY: `pipe` is the call's read end, open until the
+                // call closes it, which it does only inside `on`.
+                let pipe_fd = pipe.map(|p| unsafe { BorrowedFd::borrow_raw(p) });
+                seen = match watch.wait(pipe_fd, Some(Duration::ZERO)) {
+                    Ok(seen) => seen,
+                    Err(e) => {
+                        let mut os = Os {
+                            watch,
+                            pipe: &mut self.pipe,
+                        };
+                        call.wait_failed(&mut os, e);
+                        Ready::default()
+                    }
+                };
+                if seen.pipe || seen.child {
+                    self.ready = seen;
+                    continue;
+                }
+            } else if seen.pipe || seen.child {
+                self.ready = seen;
                 continue;
             }
             // Nothing ready: the timer, for the deadline or the fallback
