@@ -26,6 +26,7 @@ use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::time::{Instant, Sleep};
 
+use crate::call::Call;
 use crate::call::state::Process;
 use crate::call::verdict::Stopped;
 use crate::drive::Driven;
@@ -148,12 +149,8 @@ impl<T: DeserializeOwned> ChildFuture<T> {
     }
 
     /// Registers the pipe and the watcher with the runtime, once.
-    fn register(&mut self, driven: &mut Driven<'static, VecSink>) -> Result<(), Errno> {
-        if self.registered {
-            return Ok(());
-        }
+    fn register(&mut self, call: &Call<'static, VecSink>, watch: &Watch) -> Result<(), Errno> {
         self.registered = true;
-        let (call, watch) = driven.parts();
         if !sys::WATCH_HOLDS_PIPE {
             if let Some(pipe) = call.pipe_fd() {
                 // SAFETY: the call closes its pipe only after `forget_pipe`
@@ -198,14 +195,6 @@ impl<T: DeserializeOwned> ChildFuture<T> {
     /// something that is not ready yet (`Pending`, with wakers set).
     #[allow(clippy::too_many_lines)]
     fn drive(&mut self, driven: &mut Driven<'static, VecSink>, cx: &mut Context<'_>) -> Poll<()> {
-        if let Err(e) = self.register(driven) {
-            let (call, watch) = driven.parts();
-            let mut os = Os {
-                watch,
-                pipe: &mut self.pipe,
-            };
-            call.wait_failed(&mut os, e);
-        }
         let mut spin_from = None;
         loop {
             let (call, watch) = driven.parts();
@@ -238,6 +227,29 @@ impl<T: DeserializeOwned> ChildFuture<T> {
             // sets it again (each write to the pipe and the child's exit
             // wake the reactor anew), what arrived before is what the call
             // now reads, so nothing is lost and no check costs a syscall.
+            if !self.registered {
+                // A child that is already done (the future was polled
+                // late) needs no registration and no trip through the
+                // reactor: one zero-timeout check first.
+                // SAFETY: `pipe` is the call's read end, open until the
+                // call closes it, which it does only inside `on`.
+                let pipe_fd = pipe.map(|p| unsafe { BorrowedFd::borrow_raw(p) });
+                if let Ok(seen) = watch.wait(pipe_fd, Some(Duration::ZERO)) {
+                    self.checked = true;
+                    if seen.pipe || seen.child {
+                        self.ready = seen;
+                        continue;
+                    }
+                }
+                if let Err(e) = self.register(call, watch) {
+                    let mut os = Os {
+                        watch,
+                        pipe: &mut self.pipe,
+                    };
+                    call.wait_failed(&mut os, e);
+                    continue;
+                }
+            }
             let mut seen = Ready::default();
             let mut failed = None;
             if let (Some(fd), Some(_)) = (&self.pipe, pipe) {
