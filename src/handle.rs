@@ -17,9 +17,10 @@ use crate::sys::ResourceUsage;
 ///
 /// - [`join`](Self::join) blocks until the value (or the error) is in.
 /// - [`try_join`](Self::try_join) never blocks, for event loops.
-/// - [`AsFd`]: the descriptor is readable whenever `try_join` can make
-///   progress, so an async runtime can await it (for example with tokio's
-///   `AsyncFd`) without this crate depending on one.
+/// - With the `tokio` feature, `child.await` (see [`ChildFuture`]).
+/// - [`AsFd`] and [`AsRawFd`]: the descriptor is readable whenever
+///   `try_join` can make progress, so any other runtime (smol, async-io)
+///   can await it without this crate depending on one.
 /// - [`kill`](Self::kill) stops the child at once.
 /// - Dropping the handle kills and reaps the child: no child outlives its
 ///   handle and no zombie is left behind. With
@@ -53,6 +54,10 @@ use crate::sys::ResourceUsage;
 /// assert!(greeting.join()?.starts_with("hello from "));
 /// # Ok::<(), mem_isolate::MemIsolateError>(())
 /// ```
+#[cfg_attr(not(feature = "tokio"), doc = "")]
+#[cfg_attr(not(feature = "tokio"), doc = "[`ChildFuture`]: crate#async-code")]
+#[cfg_attr(feature = "tokio", doc = "")]
+#[cfg_attr(feature = "tokio", doc = "[`ChildFuture`]: crate::ChildFuture")]
 #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
 pub struct IsolatedChild<T> {
     call: Driven<'static, VecSink>,
