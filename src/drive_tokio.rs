@@ -121,7 +121,8 @@ pub struct ChildFuture<T> {
     pipe: Option<AsyncFd<Registered>>,
     child: Option<AsyncFd<Registered>>,
     registered: bool,
-    /// The watch was asked once what it holds (kqueue).
+    /// The watch was asked once what it holds, before registering (and,
+    /// for a kqueue, before its first wake).
     checked: bool,
     timer: Option<Pin<Box<Sleep>>>,
     /// `None` once resolved or handed to the reaper.
@@ -222,23 +223,21 @@ impl<T: DeserializeOwned> ChildFuture<T> {
                     continue;
                 }
             }
-            // The runtime's readiness, cleared as soon as it is seen and
-            // before the call reads or reaps: what arrives after the clear
-            // sets it again (each write to the pipe and the child's exit
-            // wake the reactor anew), what arrived before is what the call
-            // now reads, so nothing is lost and no check costs a syscall.
             if !self.registered {
                 // A child that is already done (the future was polled
                 // late) needs no registration and no trip through the
-                // reactor: one zero-timeout check first.
-                // SAFETY: `pipe` is the call's read end, open until the
-                // call closes it, which it does only inside `on`.
-                let pipe_fd = pipe.map(|p| unsafe { BorrowedFd::borrow_raw(p) });
-                if let Ok(seen) = watch.wait(pipe_fd, Some(Duration::ZERO)) {
+                // reactor: one zero-timeout check first, once (without a
+                // pidfd every check reports the child, to be looked at).
+                if !self.checked {
                     self.checked = true;
-                    if seen.pipe || seen.child {
-                        self.ready = seen;
-                        continue;
+                    // SAFETY: `pipe` is the call's read end, open until
+                    // the call closes it, which it does only inside `on`.
+                    let pipe_fd = pipe.map(|p| unsafe { BorrowedFd::borrow_raw(p) });
+                    if let Ok(seen) = watch.wait(pipe_fd, Some(Duration::ZERO)) {
+                        if seen.pipe || seen.child {
+                            self.ready = seen;
+                            continue;
+                        }
                     }
                 }
                 if let Err(e) = self.register(call, watch) {
@@ -250,6 +249,11 @@ impl<T: DeserializeOwned> ChildFuture<T> {
                     continue;
                 }
             }
+            // The runtime's readiness, cleared as soon as it is seen and
+            // before the call reads or reaps: what arrives after the clear
+            // sets it again (each write to the pipe and the child's exit
+            // wake the reactor anew), what arrived before is what the call
+            // now reads, so nothing is lost and no check costs a syscall.
             let mut seen = Ready::default();
             let mut failed = None;
             if let (Some(fd), Some(_)) = (&self.pipe, pipe) {
