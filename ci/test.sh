@@ -13,12 +13,18 @@ run cargo test
 say "setup: cargo-hack"
 ensure_cargo_hack
 
-# Features: std (default), alloc, tracing. --feature-powerset also covers
-# --no-default-features (the bare no_std build).
+# Features: std (default), alloc, tracing, full, tokio. --feature-powerset
+# also covers --no-default-features (the bare no_std build).
 say "check the library in every feature combination"
 run cargo hack check --feature-powerset --lib
 
-say "test in every feature combination (unit + integration tests)"
-run cargo hack test --feature-powerset --lib --tests
+# `tokio` implies `std` and changes nothing else the other features touch:
+# its tests (tests/async_tokio.rs) run once, with every feature, rather
+# than in each combination, which would double the powerset's time.
+say "test in every feature combination but tokio's (unit + integration tests)"
+run cargo hack test --feature-powerset --exclude-features tokio --lib --tests
+
+say "test with all features (tokio's tests, with tracing)"
+run cargo test --all-features --lib --tests
 
 say "test: all passed"

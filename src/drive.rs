@@ -142,11 +142,19 @@ impl<'a, S: Sink> Driven<'a, S> {
         self.advance(None);
     }
 
-    /// The readiness descriptor: readable when [`Self::advance`] with a
-    /// zero budget can make progress.
+    /// The readiness descriptor, made on first use (an epoll instance on
+    /// Linux): readable when [`Self::advance`] with a zero budget can make
+    /// progress.
     #[cfg(feature = "alloc")]
-    pub(crate) fn ready_fd(&self) -> Option<BorrowedFd<'_>> {
-        self.watch.queue()
+    pub(crate) fn ready_fd(&self) -> Result<BorrowedFd<'_>, Errno> {
+        self.watch.queue_or_make(self.call.pipe_fd())
+    }
+
+    /// The call and its watch, for a driver of another kind (the `tokio`
+    /// one) that waits in its own way.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn parts(&mut self) -> (&mut Call<'a, S>, &mut Watch) {
+        (&mut self.call, &mut self.watch)
     }
 }
 

@@ -488,8 +488,8 @@ pub enum CallableDidNotExecuteError {
 
     /// Setting up the parent's watch on the child failed before the
     /// callable was allowed to start (for example no descriptor was left
-    /// for the readiness queue: a spawned handle's epoll instance, or the
-    /// kqueue on macOS and FreeBSD).
+    /// for the kqueue on macOS and FreeBSD; on Linux the watch needs no
+    /// descriptor before the fork).
     #[error("setting up the watch on the child failed")]
     WatchSetupFailed(
         #[cfg_attr(feature = "std", source)]

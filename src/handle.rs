@@ -3,7 +3,7 @@
 use core::marker::PhantomData;
 use core::time::Duration;
 
-use rustix::fd::{AsFd, BorrowedFd};
+use rustix::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use rustix::process::Pid;
 use serde::de::DeserializeOwned;
 
@@ -17,9 +17,10 @@ use crate::sys::ResourceUsage;
 ///
 /// - [`join`](Self::join) blocks until the value (or the error) is in.
 /// - [`try_join`](Self::try_join) never blocks, for event loops.
-/// - [`AsFd`]: the descriptor is readable whenever `try_join` can make
-///   progress, so an async runtime can await it (for example with tokio's
-///   `AsyncFd`) without this crate depending on one.
+/// - With the `tokio` feature, `child.await` (see [`ChildFuture`]).
+/// - [`AsFd`] and [`AsRawFd`]: the descriptor is readable whenever
+///   `try_join` can make progress, so any other runtime (smol, async-io)
+///   can await it without this crate depending on one.
 /// - [`kill`](Self::kill) stops the child at once.
 /// - Dropping the handle kills and reaps the child: no child outlives its
 ///   handle and no zombie is left behind. With
@@ -33,9 +34,11 @@ use crate::sys::ResourceUsage;
 /// joined or polled after its deadline keeps its outcome (see
 /// [`Isolate::timeout`](crate::Isolate::timeout)).
 ///
-/// The handle is `Send`. On Linux the child is killed when the *thread*
-/// that spawned it exits (that is how `PR_SET_PDEATHSIG` works), so spawn
-/// from a thread that outlives the child. Readiness through [`AsFd`] needs
+/// The handle is `Send`, and the child lives as long as the handle, not
+/// as long as the thread that spawned it: a pool's worker or a runtime's
+/// thread may exit first. It dies with the parent *process* on Linux,
+/// Android and FreeBSD (on Linux and Android through a caught
+/// `SIGRTMAX`: see [Platforms](crate#platforms)). Readiness through [`AsFd`] needs
 /// the child to be watched (a pidfd, Linux 5.3 and later, or kqueue); on
 /// older kernels poll `try_join` instead.
 ///
@@ -51,6 +54,10 @@ use crate::sys::ResourceUsage;
 /// assert!(greeting.join()?.starts_with("hello from "));
 /// # Ok::<(), mem_isolate::MemIsolateError>(())
 /// ```
+#[cfg_attr(not(feature = "tokio"), doc = "")]
+#[cfg_attr(not(feature = "tokio"), doc = "[`ChildFuture`]: crate#async-code")]
+#[cfg_attr(feature = "tokio", doc = "")]
+#[cfg_attr(feature = "tokio", doc = "[`ChildFuture`]: crate::ChildFuture")]
 #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
 pub struct IsolatedChild<T> {
     call: Driven<'static, VecSink>,
@@ -262,13 +269,84 @@ impl<T: DeserializeOwned> IsolatedChild<T> {
 /// assert_eq!(value, 42);
 /// # Ok::<(), mem_isolate::MemIsolateError>(())
 /// ```
+///
+/// # Panics
+///
+/// On Linux the descriptor is an epoll instance made on the first call
+/// (a handle that is joined or awaited never makes one); if the system
+/// refuses to make it (`EMFILE`, `ENOMEM`), this panics.
 impl<T> AsFd for IsolatedChild<T> {
     fn as_fd(&self) -> BorrowedFd<'_> {
-        // `Isolate::spawn` always waits through a queue (`WaitMode::Queue`),
-        // whose descriptor lives as long as the handle.
-        self.call
-            .ready_fd()
-            .expect("a spawned handle always has a readiness queue")
+        match self.call.ready_fd() {
+            Ok(fd) => fd,
+            Err(e) => panic!("mem-isolate: could not make the readiness descriptor: {e}"),
+        }
+    }
+}
+
+/// The same descriptor as [`AsFd`], for APIs that take [`AsRawFd`], such as
+/// tokio's `AsyncFd` and async-io's `Async`.
+///
+/// Without the `tokio` feature, any runtime awaits a child through it: wait
+/// until it is readable, call [`try_join`](IsolatedChild::try_join), and
+/// wait again while that returns `Ok(None)`. With smol or async-io:
+///
+/// ```ignore
+/// let mut child = async_io::Async::new(Isolate::new().spawn(|| 6 * 7)?)?;
+/// let value = loop {
+///     // SAFETY: `try_join` neither closes nor replaces the descriptor.
+///     if let Some(value) = unsafe { child.get_mut() }.try_join()? {
+///         break value;
+///     }
+///     child.readable().await?;
+/// };
+/// ```
+///
+/// A deadline set with [`Isolate::timeout`](crate::Isolate::timeout) is
+/// kept only when `try_join` runs, so such a loop should also wake by the
+/// deadline (for example with a runtime timer raced against `readable`).
+///
+/// # Panics
+///
+/// As for [`AsFd`].
+impl<T> AsRawFd for IsolatedChild<T> {
+    fn as_raw_fd(&self) -> RawFd {
+        self.as_fd().as_raw_fd()
+    }
+}
+
+/// `child.await`: the child's result, as [`join`](IsolatedChild::join)
+/// returns it, waited for through tokio's reactor (see [`ChildFuture`]).
+/// Dropping the future kills and reaps the child, as dropping the handle
+/// does.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use mem_isolate::Isolate;
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let child = Isolate::new().spawn(|| vec![1u8; 3])?;
+/// assert_eq!(child.await?, [1, 1, 1]);
+///
+/// // Given up on: the child is killed and reaped.
+/// let slow = Isolate::new().spawn(|| std::thread::sleep(Duration::from_secs(60)))?;
+/// assert!(tokio::time::timeout(Duration::from_millis(20), slow).await.is_err());
+/// # Ok::<(), mem_isolate::MemIsolateError>(())
+/// # }).unwrap();
+/// ```
+///
+/// [`ChildFuture`]: crate::ChildFuture
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+impl<T: DeserializeOwned> core::future::IntoFuture for IsolatedChild<T> {
+    type Output = Result<T, MemIsolateError>;
+    type IntoFuture = crate::drive_tokio::ChildFuture<T>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        let Self { call, taken, .. } = self;
+        crate::drive_tokio::ChildFuture::new(call, taken)
     }
 }
 

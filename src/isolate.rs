@@ -335,6 +335,72 @@ impl Isolate {
         Ok(crate::IsolatedChild::new(call))
     }
 
+    /// Runs `callable` in a forked child and returns a future of its value,
+    /// which waits through tokio's reactor rather than blocking a thread.
+    ///
+    /// The fork happens when the future is first polled, not when this is
+    /// called, and the [`timeout`](Self::timeout) counts from there. The
+    /// future owns a copy of the options, so it borrows nothing: it can be
+    /// stored, pushed into a `Vec`, or handed to `tokio::spawn` (it is
+    /// `Send` and `'static` whenever `callable` and `T` are). It resolves
+    /// to the same `Result` as [`run`](Self::run), and dropping it before
+    /// then kills and reaps the child (see [`ChildFuture`](crate::ChildFuture),
+    /// which it awaits after the fork, and for what the runtime must
+    /// provide).
+    ///
+    /// It works on tokio's `current_thread` and `multi_thread` runtimes
+    /// alike: the child is a copy of the thread that polled the future,
+    /// and lives as long as the future, not as long as that thread.
+    ///
+    /// # The runtime in the child
+    ///
+    /// The callable must not use the runtime it was forked from: the child
+    /// holds a copy of it whose worker threads, reactor thread and timer
+    /// do not exist in the child (only the forking thread is copied). A
+    /// `Handle::block_on`, a `spawn`ed task awaited, or a channel fed by
+    /// another task waits for ever; only the
+    /// [`timeout`](Self::timeout) ends such a call. A callable that needs
+    /// async code builds a fresh runtime of its own (a `current_thread`
+    /// one is cheapest) inside the child.
+    ///
+    /// # Errors
+    ///
+    /// See [`MemIsolateError`]; the future resolves to
+    /// [`CallableDidNotExecute`](MemIsolateError::CallableDidNotExecute)
+    /// when the fork itself failed.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use mem_isolate::Isolate;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let isolate = Isolate::new().timeout(Duration::from_secs(10));
+    /// // Nothing forks yet: the futures own what they need.
+    /// let jobs: Vec<_> = (1..=3u64).map(|n| isolate.run_async(move || n * 100)).collect();
+    /// let mut total = 0;
+    /// for job in jobs {
+    ///     total += job.await?;
+    /// }
+    /// assert_eq!(total, 600);
+    /// # Ok::<(), mem_isolate::MemIsolateError>(())
+    /// # }).unwrap();
+    /// ```
+    #[cfg(feature = "tokio")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+    pub fn run_async<F, T>(
+        &self,
+        callable: F,
+    ) -> impl core::future::Future<Output = Result<T, MemIsolateError>> + use<F, T>
+    where
+        F: FnOnce() -> T,
+        T: Serialize + DeserializeOwned,
+    {
+        let isolate = self.clone();
+        async move { isolate.spawn(callable)?.await }
+    }
+
     /// Runs `callable` in a forked child without allocating: the parent
     /// receives the serialized result into `buffer` and decodes it from
     /// there.

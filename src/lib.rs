@@ -63,17 +63,48 @@
 //! | `std` | yes | implies `alloc`; panics are caught and their message returned ([`CallablePanicked`](errors::CallableExecutedError::CallablePanicked)) |
 //! | `alloc` | via `std` | [`execute_in_isolated_process`], [`Isolate::run`], [`Isolate::spawn`] and [`IsolatedChild`] |
 //! | `tracing` | no | debug events in the parent (fork, reap, decode); none in the child |
+//! | `tokio` | no | implies `std`; `Isolate::run_async` and `child.await` on an [`IsolatedChild`] (`ChildFuture`), waited for through tokio's reactor: see [Async code](#async-code) |
 //!
 //! Without `alloc` the crate is `#![no_std]` and needs no allocator:
 //! [`Isolate::run_with_buffer`] and [`execute_in_isolated_process_with_buffer`]
 //! receive the result into a buffer of yours, which also bounds its size.
 //!
+//! # Async code
+//!
+//! With the `tokio` feature, [`Isolate::run_async`] returns a future of the
+//! call's result, and a spawned [`IsolatedChild`] can be awaited
+//! (`child.await`, through [`ChildFuture`]). They wait through tokio's
+//! reactor on the child's watcher and the result pipe, so thousands of
+//! children can be in flight on one thread, at two descriptors each. The
+//! fork happens on the first poll; the [`timeout`](Isolate::timeout) keeps
+//! its meaning; dropping the future kills the child (and its process
+//! group) and reaps it without blocking the runtime. Both `current_thread`
+//! and `multi_thread` runtimes work, with I/O and time enabled
+//! (`enable_all`).
+//!
+//! The callable runs in a copy of the polling thread alone: it must not
+//! use the runtime it was forked from, whose other threads do not exist in
+//! the child. A task it spawns there never runs, and waiting for one hangs
+//! until the timeout (see [`Isolate::run_async`]); build a fresh runtime
+//! inside the callable if it needs one.
+//!
+//! Other runtimes (smol, async-io, glommio) await a handle through its
+//! readiness descriptor: [`IsolatedChild`] implements `AsFd` and `AsRawFd`;
+//! wait until it is readable, then call
+//! [`IsolatedChild::try_join`].
+//!
 //! # Platforms
 //!
 //! Linux (glibc and musl), Android, macOS and FreeBSD; other targets fail
 //! to compile. [`Isolate::memory_limit`] is enforced on Linux, Android and
-//! FreeBSD, and refused before forking on macOS. On Linux and FreeBSD the
-//! child dies with its parent. The repository's README describes how the
+//! FreeBSD, and refused before forking on macOS. On Linux, Android and
+//! FreeBSD the child dies with its parent *process*, never because the
+//! thread that forked it exited. On Linux and Android the parent-death
+//! signal is `SIGRTMAX`, and the child catches it with a handler that
+//! ends the child (`SIGKILL`) only if its parent process is gone, since
+//! the kernel sends it whenever a thread that forked exits: the callable
+//! sees that handler as its `SIGRTMAX` disposition (a program it `exec`s
+//! gets the default, and then dies with the forking thread). The repository's README describes how the
 //! result travels, the wire protocol, and measured costs.
 //!
 //! # What isolation is not
@@ -121,6 +152,17 @@
     doc = "[Isolate::run]: #feature-flags",
     doc = "[Isolate::spawn]: #feature-flags"
 )]
+// Without `tokio` the async API does not exist: its links lead to the
+// section that describes it.
+#![cfg_attr(
+    not(feature = "tokio"),
+    doc = "[`Isolate::run_async`]: #async-code",
+    doc = "[`ChildFuture`]: #async-code"
+)]
+#![cfg_attr(
+    not(feature = "alloc"),
+    doc = "[`IsolatedChild::try_join`]: #feature-flags"
+)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![cfg_attr(not(feature = "std"), no_std)]
 #![deny(missing_docs)]
@@ -162,6 +204,8 @@ mod call;
 mod capture;
 mod child;
 mod drive;
+#[cfg(feature = "tokio")]
+mod drive_tokio;
 pub mod errors;
 #[cfg(feature = "alloc")]
 mod handle;
@@ -172,6 +216,9 @@ mod sys;
 mod transport;
 mod wire;
 
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+pub use drive_tokio::ChildFuture;
 pub use errors::MemIsolateError;
 #[cfg(feature = "alloc")]
 #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]

@@ -302,8 +302,8 @@ fn descriptors_exhausted_inside_the_callable_do_not_stop_its_result() {
 #[test]
 fn failed_setups_leak_no_descriptor() {
     // Two free slots: the pipe fits, a spawned handle's readiness queue
-    // does not. If a failed call leaked the pipe, the next would fail
-    // earlier (PipeCreationFailed) instead of the same way.
+    // (kqueue) does not. If a failed call leaked the pipe, the next would
+    // fail earlier (PipeCreationFailed) instead of the same way.
     let _g = shared();
     let (failures, after): (Vec<Outcome<u8>>, Outcome<u8>) = common::sealed(|| {
         let limit = leave_free_descriptors(2);
@@ -318,12 +318,18 @@ fn failed_setups_leak_no_descriptor() {
         (failures, execute_in_isolated_process(|| 2u8))
     });
     for r in failures {
-        assert_eq!(
-            r,
-            Err(MemIsolateError::CallableDidNotExecute(
-                NotRun::WatchSetupFailed(Errno::MFILE)
-            ))
-        );
+        if cfg!(any(target_os = "linux", target_os = "android")) {
+            // Linux makes no queue before the fork: each call fits, and
+            // would not if one before it had leaked.
+            assert_eq!(r, Ok(1));
+        } else {
+            assert_eq!(
+                r,
+                Err(MemIsolateError::CallableDidNotExecute(
+                    NotRun::WatchSetupFailed(Errno::MFILE)
+                ))
+            );
+        }
     }
     assert_eq!(after, Ok(2));
 }

@@ -166,6 +166,12 @@ impl<'a, S: Sink> Call<'a, S> {
         self.usage
     }
 
+    /// The pipe's read end, while the call still reads it.
+    #[cfg(feature = "alloc")]
+    pub(crate) fn pipe_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.route.pipe_fd()
+    }
+
     /// True once the child has been reaped (or found reaped elsewhere).
     pub(crate) fn is_finished(&self) -> bool {
         self.exit.is_some() || self.reap_error.is_some()

@@ -75,10 +75,27 @@ impl ChildWatch for Watch {
         core::mem::forget(self);
     }
 
-    /// No call—The kqueue descriptor.
-    fn queue(&self) -> Option<BorrowedFd<'_>> {
+    /// No call—The kqueue descriptor (already made with the watch).
+    fn queue_or_make(&self, _pipe: Option<BorrowedFd<'_>>) -> Result<BorrowedFd<'_>, Errno> {
+        use rustix::fd::AsFd;
+        Ok(self.queue.as_fd())
+    }
+
+    /// No call—The descriptor that becomes readable when the child ends:
+    /// the kqueue, which the pipe's readiness also wakes (see
+    /// [`WATCH_HOLDS_PIPE`]).
+    #[cfg(feature = "tokio")]
+    fn child_fd(&self) -> Option<BorrowedFd<'_>> {
         use rustix::fd::AsFd;
         Some(self.queue.as_fd())
+    }
+
+    /// No call—Whether a waiter must check the child on a timer
+    /// ([`FALLBACK_TICK`](super::FALLBACK_TICK)), the process filter not
+    /// (or no longer) being registered.
+    #[cfg(feature = "tokio")]
+    fn needs_tick(&self) -> bool {
+        !self.proc_watched
     }
 
     /// `kevent(EV_ADD | EV_ONESHOT, EVFILT_PROC, pid, NOTE_EXIT)`—Starts
@@ -200,6 +217,11 @@ impl ChildWatch for Watch {
         }
     }
 }
+
+/// Whether [`Watch::child_fd`] also becomes readable for the pipe: yes,
+/// the kqueue watches both.
+#[cfg(feature = "tokio")]
+pub(crate) const WATCH_HOLDS_PIPE: bool = true;
 
 /// `procctl(P_PID, 0, PROC_PDEATHSIG_CTL, SIGKILL)`, then `getppid()`—In
 /// the child: die with the parent. `Ok(false)` if the parent is already

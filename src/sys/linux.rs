@@ -1,16 +1,19 @@
-//! Linux: the parent watches the child through a pidfd. A spawned handle
-//! gathers the pipe and the pidfd in one epoll instance, whose descriptor
-//! async runtimes poll; a blocking call needs no instance of its own and
-//! waits with one `poll` over both, which saves creating, filling and
-//! destroying an epoll instance on every call.
+//! Linux: the parent watches the child through a pidfd, and waits with one
+//! `poll` over the pipe and the pidfd, which saves creating, filling and
+//! destroying an epoll instance on every call. A spawned handle whose
+//! readiness descriptor is asked for (`AsFd`) gathers both in one epoll
+//! instance, made then; the `tokio` driver registers the two with the
+//! runtime's reactor instead.
 
 use core::mem::MaybeUninit;
 use core::time::Duration;
 
 #[cfg(target_os = "android")]
 use super::android::{PidfdFlags, pidfd_open, pidfd_send_signal};
+use core::sync::atomic::{AtomicI32, Ordering};
 use rustix::event::{PollFd, PollFlags, Timespec, epoll};
-use rustix::fd::{BorrowedFd, OwnedFd};
+
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::io::Errno;
 use rustix::process::{Pid, Signal};
 #[cfg(target_os = "linux")]
@@ -21,41 +24,75 @@ use super::{ChildWatch, Ready, WaitMode, tick};
 const PIPE_TOKEN: u64 = 1;
 const CHILD_TOKEN: u64 = 2;
 
-/// The parent's view of one child ([`ChildWatch`]): its pidfd, and for
-/// [`WaitMode::Queue`] an epoll instance over the pipe and the pidfd.
+/// The parent's view of one child: its pidfd, and, once a spawned
+/// handle's readiness descriptor is asked for ([`Watch::queue_or_make`]),
+/// an epoll instance over the pipe and the pidfd.
 pub(crate) struct Watch {
-    queue: Option<OwnedFd>,
+    queue: LazyQueue,
     pidfd: Option<OwnedFd>,
     /// Nothing to wait for but the child, and no deadline: the wait is a
     /// blocking reap (see [`Watch::child_only`]).
     reap_only: bool,
 }
 
-impl ChildWatch for Watch {
-    /// For [`WaitMode::Queue`], `epoll_create1(EPOLL_CLOEXEC)` and
-    /// `epoll_ctl(ADD, pipe)`—Made before `fork`, so that a failure here
-    /// means the callable never started. [`WaitMode::Direct`] makes nothing
-    /// and cannot fail.
-    ///
-    /// # References
-    ///  - [Linux `epoll_create1(2)`](https://man7.org/linux/man-pages/man2/epoll_create.2.html)
-    ///  - [Linux `epoll_ctl(2)`](https://man7.org/linux/man-pages/man2/epoll_ctl.2.html)
-    fn new(pipe: BorrowedFd<'_>, mode: WaitMode) -> Result<Self, Errno> {
-        let queue = match mode {
-            WaitMode::Direct => None,
-            WaitMode::Queue => {
-                let queue = super::above_stdio(epoll::create(epoll::CreateFlags::CLOEXEC)?)?;
-                epoll::add(
-                    &queue,
-                    pipe,
-                    epoll::EventData::new_u64(PIPE_TOKEN),
-                    epoll::EventFlags::IN,
-                )?;
-                Some(queue)
+/// An epoll instance made on first use, through `&self` (a handle's
+/// `as_fd`), so that a child awaited through an async runtime or joined
+/// holds no descriptor beyond its pipe and pidfd. Kept as a raw number in
+/// an atomic, so that the watch stays `Sync`; `-1` until made.
+struct LazyQueue(AtomicI32);
+
+impl LazyQueue {
+    fn get(&self) -> Option<BorrowedFd<'_>> {
+        let fd = self.0.load(Ordering::Acquire);
+        // SAFETY: a number stored here is an epoll instance this queue owns
+        // until it is dropped.
+        (fd >= 0).then(|| unsafe { BorrowedFd::borrow_raw(fd) })
+    }
+
+    fn get_or_make(
+        &self,
+        make: impl FnOnce() -> Result<OwnedFd, Errno>,
+    ) -> Result<BorrowedFd<'_>, Errno> {
+        use rustix::fd::{FromRawFd, IntoRawFd};
+        if let Some(fd) = self.get() {
+            return Ok(fd);
+        }
+        let new = make()?.into_raw_fd();
+        let fd = match self
+            .0
+            .compare_exchange(-1, new, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => new,
+            Err(first) => {
+                // SAFETY: `new` was just released from its `OwnedFd` and
+                // lost the race: nobody else has it.
+                drop(unsafe { OwnedFd::from_raw_fd(new) });
+                first
             }
         };
+        // SAFETY: as in `get`.
+        Ok(unsafe { BorrowedFd::borrow_raw(fd) })
+    }
+}
+
+impl Drop for LazyQueue {
+    fn drop(&mut self) {
+        use rustix::fd::FromRawFd;
+        let fd = *self.0.get_mut();
+        if fd >= 0 {
+            // SAFETY: the queue owns the instance it made.
+            drop(unsafe { OwnedFd::from_raw_fd(fd) });
+        }
+    }
+}
+
+impl ChildWatch for Watch {
+    /// No call—Makes nothing and cannot fail, whatever the mode: a spawned
+    /// handle's epoll instance is made only when its readiness descriptor
+    /// is first asked for ([`Watch::queue_or_make`]).
+    fn new(_pipe: BorrowedFd<'_>, _mode: WaitMode) -> Result<Self, Errno> {
         Ok(Self {
-            queue,
+            queue: LazyQueue(AtomicI32::new(-1)),
             pidfd: None,
             reap_only: false,
         })
@@ -69,7 +106,7 @@ impl ChildWatch for Watch {
     /// the caller blocks in `wait4`, which no grandchild can prolong.
     fn child_only(deadline: bool) -> Result<Self, Errno> {
         Ok(Self {
-            queue: None,
+            queue: LazyQueue(AtomicI32::new(-1)),
             pidfd: None,
             reap_only: !deadline,
         })
@@ -86,21 +123,57 @@ impl ChildWatch for Watch {
         drop(self);
     }
 
-    /// No call—The epoll descriptor, for [`WaitMode::Queue`].
-    fn queue(&self) -> Option<BorrowedFd<'_>> {
-        use rustix::fd::AsFd;
-        self.queue.as_ref().map(AsFd::as_fd)
+    /// `epoll_create1(EPOLL_CLOEXEC)` and `epoll_ctl(ADD)` of the pipe
+    /// (`pipe`, while the call still reads it) and the pidfd—The readiness
+    /// descriptor of a spawned handle, made on first use and kept: readable
+    /// whenever the pipe is or the child has ended.
+    ///
+    /// # References
+    ///  - [Linux `epoll_create1(2)`](https://man7.org/linux/man-pages/man2/epoll_create1.2.html)
+    ///  - [Linux `epoll_ctl(2)`](https://man7.org/linux/man-pages/man2/epoll_ctl.2.html)
+    fn queue_or_make(&self, pipe: Option<BorrowedFd<'_>>) -> Result<BorrowedFd<'_>, Errno> {
+        self.queue.get_or_make(|| {
+            let queue = super::above_stdio(epoll::create(epoll::CreateFlags::CLOEXEC)?)?;
+            let members = [
+                (pipe, PIPE_TOKEN),
+                (self.pidfd.as_ref().map(AsFd::as_fd), CHILD_TOKEN),
+            ];
+            for (fd, token) in members {
+                if let Some(fd) = fd {
+                    epoll::add(
+                        &queue,
+                        fd,
+                        epoll::EventData::new_u64(token),
+                        epoll::EventFlags::IN,
+                    )?;
+                }
+            }
+            Ok(queue)
+        })
     }
 
-    /// `pidfd_open(pid, 0)`, and for [`WaitMode::Queue`]
-    /// `epoll_ctl(ADD, pidfd)`—Starts watching the child `pid`, straight
+    /// No call—The descriptor that becomes readable when the child ends:
+    /// the pidfd, if the kernel gave one. The pipe is not in it (see
+    /// [`WATCH_HOLDS_PIPE`]).
+    #[cfg(feature = "tokio")]
+    fn child_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.pidfd.as_ref().map(AsFd::as_fd)
+    }
+
+    /// No call—Whether a waiter must check the child on a timer
+    /// ([`FALLBACK_TICK`](super::FALLBACK_TICK)), having no pidfd to wake it.
+    #[cfg(feature = "tokio")]
+    fn needs_tick(&self) -> bool {
+        self.pidfd.is_none() && !self.reap_only
+    }
+
+    /// `pidfd_open(pid, 0)`—Starts watching the child `pid`, straight
     /// after `fork`. Cannot fail: if the kernel has no pidfd (before 5.3, or
     /// a seccomp filter refuses it) the watch falls back to checking the
     /// child every [`FALLBACK_TICK`](super::FALLBACK_TICK).
     ///
     /// # References
     ///  - [Linux `pidfd_open(2)`](https://man7.org/linux/man-pages/man2/pidfd_open.2.html)
-    ///  - [Linux `epoll_ctl(2)`](https://man7.org/linux/man-pages/man2/epoll_ctl.2.html)
     fn watch_child(&mut self, pid: Pid) {
         if self.reap_only {
             return;
@@ -108,38 +181,24 @@ impl ChildWatch for Watch {
         let Ok(pidfd) = pidfd_open(pid, PidfdFlags::empty()).and_then(super::above_stdio) else {
             return;
         };
-        match &self.queue {
-            None => self.pidfd = Some(pidfd),
-            Some(queue) => {
-                if epoll::add(
-                    queue,
-                    &pidfd,
-                    epoll::EventData::new_u64(CHILD_TOKEN),
-                    epoll::EventFlags::IN,
-                )
-                .is_ok()
-                {
-                    self.pidfd = Some(pidfd);
-                }
-            }
-        }
+        self.pidfd = Some(pidfd);
     }
 
-    /// `epoll_ctl(DEL, pipe)` (for [`WaitMode::Queue`]; a `poll` simply
-    /// stops being given the pipe)—Stops watching the pipe (after the stream
-    /// ended or was rejected), so that a grandchild writing to it cannot
-    /// keep waking the parent.
+    /// `epoll_ctl(DEL, pipe)` (once the epoll instance exists; a `poll`
+    /// simply stops being given the pipe)—Stops watching the pipe (after
+    /// the stream ended or was rejected), so that a grandchild writing to
+    /// it cannot keep waking the parent.
     ///
     /// # References
     ///  - [Linux `epoll_ctl(2)`](https://man7.org/linux/man-pages/man2/epoll_ctl.2.html)
     fn forget_pipe(&mut self, pipe: BorrowedFd<'_>) {
-        if let Some(queue) = &self.queue {
+        if let Some(queue) = self.queue.get() {
             // Failure only means it was not registered.
             let _ = epoll::delete(queue, pipe);
         }
     }
 
-    /// `epoll_wait(epfd, timeout)` for [`WaitMode::Queue`], otherwise
+    /// `epoll_wait(epfd, timeout)` once the epoll instance exists, otherwise
     /// `poll([pipe, pidfd], timeout)`—Waits until the pipe (`pipe`, while
     /// the caller still reads it) is readable, the child ends, or `timeout`
     /// passes (an empty [`Ready`]).
@@ -166,7 +225,7 @@ impl ChildWatch for Watch {
             tv_sec: i64::try_from(t.as_secs()).unwrap_or(i64::MAX),
             tv_nsec: i64::from(t.subsec_nanos()),
         });
-        let mut ready = match &self.queue {
+        let mut ready = match self.queue.get() {
             Some(queue) => {
                 let mut events = [MaybeUninit::<epoll::Event>::uninit(); 2];
                 let mut ready = Ready::default();
@@ -251,23 +310,71 @@ fn poll_both(
     Ok(ready)
 }
 
-/// `prctl(PR_SET_PDEATHSIG, SIGKILL)`, then `getppid()`—In the child: die
-/// with the parent.
-/// `Ok(false)` if the parent is already gone.
+/// Whether [`Watch::child_fd`] also becomes readable for the pipe: no,
+/// the pidfd is the child's alone.
+#[cfg(feature = "tokio")]
+pub(crate) const WATCH_HOLDS_PIPE: bool = false;
+
+/// `sigaction(SIGRTMAX)` and `prctl(PR_SET_PDEATHSIG, SIGRTMAX)`—In the
+/// child: die with the parent *process*. `Ok(false)` if the parent is
+/// already gone.
 ///
-/// The signal fires when the *thread* that forked exits, not the whole
-/// parent process; a child whose forking thread ends first is killed too,
-/// which is the safe side. A parent that died before the call leaves the
-/// child with a different parent pid, which the second check catches.
+/// The kernel sends the parent-death signal whenever the child is
+/// reparented, and a thread that exits reparents the children it forked
+/// (to another thread of the same process, so `getppid()` does not
+/// change). `SIGKILL` there would end a spawned child as soon as the thread
+/// that spawned it exits: a pool's worker, a runtime's retired thread. So
+/// the signal is `SIGRTMAX`, caught by [`parent_death_handler`], which
+/// ends the child only once its parent process is really gone (`getppid()`
+/// no longer the parent's pid). The handler is the child's disposition of
+/// `SIGRTMAX` while the callable runs; a program the callable `exec`s gets
+/// the default back (terminate), so it dies with the spawning thread.
+///
+/// A parent that died before the signal was armed leaves the child with
+/// a different parent pid, which the check at the end catches.
 ///
 /// # References
-///  - [Linux `prctl(2)`](https://man7.org/linux/man-pages/man2/prctl.2.html)
-///  - [Linux `PR_SET_PDEATHSIG(2const)`](https://man7.org/linux/man-pages/man2/PR_SET_PDEATHSIG.2const.html)
-///  - [POSIX `getppid`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/getppid.html)
+///  - [Linux `PR_SET_PDEATHSIG`](https://man7.org/linux/man-pages/man2/PR_SET_PDEATHSIG.2const.html)
+///  - [Linux `sigaction(2)`](https://man7.org/linux/man-pages/man2/sigaction.2.html)
 #[inline]
 pub(crate) fn on_parent_death(parent: Pid) -> Result<bool, Errno> {
-    rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
+    use core::sync::atomic::Ordering;
+    let signal = libc::SIGRTMAX();
+    ORIGINAL_PARENT.store(parent.as_raw_nonzero().get(), Ordering::Relaxed);
+    // SAFETY: an all-zero `sigaction` is a valid value (no flags, empty
+    // mask) before its handler is set.
+    let mut action: libc::sigaction = unsafe { core::mem::zeroed() };
+    action.sa_sigaction = parent_death_handler as extern "C" fn(libc::c_int) as usize;
+    action.sa_flags = libc::SA_RESTART;
+    // SAFETY: the handler is async-signal-safe (see there); `action` is a
+    // valid `sigaction`, and the old one is not asked for.
+    if unsafe { libc::sigaction(signal, &raw const action, core::ptr::null_mut()) } != 0 {
+        return Err(Errno::from_raw_os_error(super::last_errno()));
+    }
+    // `Signal::from_raw_unchecked`: a real-time signal is not one of
+    // rustix's named signals.
+    // SAFETY: a valid signal number, and one libc leaves to the program
+    // (it reserves only numbers below `SIGRTMIN()`).
+    let signal = unsafe { Signal::from_raw_unchecked(signal) };
+    rustix::process::set_parent_process_death_signal(Some(signal))?;
     Ok(rustix::process::getppid() == Some(parent))
+}
+
+/// The pid of the process that forked this child (set in the child,
+/// before the parent-death signal is armed).
+static ORIGINAL_PARENT: core::sync::atomic::AtomicI32 = core::sync::atomic::AtomicI32::new(0);
+
+/// The child's parent-death handler: a thread of the parent exited (the
+/// child now belongs to another thread of the same process, and lives on)
+/// or the parent process did (the child is `SIGKILL`ed). Async-signal-safe:
+/// `getppid`, `getpid` and `kill` only.
+extern "C" fn parent_death_handler(_: libc::c_int) {
+    use core::sync::atomic::Ordering;
+    let parent = ORIGINAL_PARENT.load(Ordering::Relaxed);
+    let now = rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get());
+    if now != parent {
+        let _ = rustix::process::kill_process(rustix::process::getpid(), Signal::KILL);
+    }
 }
 
 /// `memfd_create("mem-isolate-spill", MFD_CLOEXEC)`—The spill file: where

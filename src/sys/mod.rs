@@ -24,6 +24,8 @@ mod android;
 mod linux;
 #[cfg(target_os = "android")]
 use android::last_errno;
+#[cfg(all(feature = "tokio", any(target_os = "linux", target_os = "android")))]
+pub(crate) use linux::WATCH_HOLDS_PIPE;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 use linux::address_space_size;
 #[cfg(target_os = "linux")]
@@ -36,6 +38,8 @@ pub(crate) use linux::{
 
 #[cfg(any(target_vendor = "apple", target_os = "freebsd"))]
 mod kqueue;
+#[cfg(all(feature = "tokio", any(target_vendor = "apple", target_os = "freebsd")))]
+pub(crate) use kqueue::WATCH_HOLDS_PIPE;
 #[cfg(any(target_vendor = "apple", target_os = "freebsd"))]
 pub(crate) use kqueue::{
     MEMORY_LIMIT_SUPPORTED, Watch, on_parent_death, pipe_capacity, widen_pipe,
@@ -937,11 +941,25 @@ pub(crate) trait ChildWatch: Sized {
     /// close a descriptor the child did not inherit.
     fn leave_in_child(self);
 
-    /// The descriptor an async runtime polls: readable when a
-    /// [`ChildWatch::wait`] would not block. `None` when the watch has
-    /// none (a blocking call's [`WaitMode::Direct`] on Linux).
+    /// The readiness descriptor of a spawned handle: readable when a
+    /// [`ChildWatch::wait`] would not block. Made on first use where the
+    /// platform allows (Linux: an epoll instance over `pipe`, given while
+    /// the call still reads it, and the pidfd), then kept. May fail, for
+    /// the calls that make it.
     #[cfg_attr(not(feature = "alloc"), allow(dead_code))]
-    fn queue(&self) -> Option<BorrowedFd<'_>>;
+    fn queue_or_make(&self, pipe: Option<BorrowedFd<'_>>) -> Result<BorrowedFd<'_>, Errno>;
+
+    /// The descriptor that becomes readable when the child ends, for an
+    /// async runtime's reactor: the pidfd on Linux (`None` without one),
+    /// the kqueue elsewhere, which the pipe wakes too (see
+    /// `WATCH_HOLDS_PIPE`).
+    #[cfg(feature = "tokio")]
+    fn child_fd(&self) -> Option<BorrowedFd<'_>>;
+
+    /// Whether a waiter must check the child on a timer ([`FALLBACK_TICK`]),
+    /// nothing being able to wake it when the child ends.
+    #[cfg(feature = "tokio")]
+    fn needs_tick(&self) -> bool;
 
     /// In the parent, straight after `fork`: starts watching the child
     /// `pid`. Cannot fail: a platform that refuses falls back to the tick.

@@ -1,0 +1,467 @@
+//! The `tokio` driver: runs a [`Call`] by waiting through tokio's reactor
+//! instead of blocking a thread. The child's watcher (the pidfd on Linux
+//! and Android, the call's kqueue on macOS and FreeBSD) and, where the
+//! watcher does not cover it, the pipe's read end are registered with the
+//! runtime as they are (`AsyncFd`): no thread, no `spawn_blocking` and no
+//! epoll instance per child. The deadline is a tokio timer.
+//!
+//! The runtime's readiness is cleared as soon as it is seen, before the
+//! call reads or reaps, so no edge is lost and no extra check is made: the
+//! pipe wakes the reactor on every write, the pidfd when the child exits.
+//! A kqueue is asked what it holds (a zero-timeout `kevent`) whenever it
+//! wakes, and once at the start.
+
+use core::future::Future;
+use core::marker::PhantomData;
+use core::pin::Pin;
+use core::task::{Context, Poll};
+use core::time::Duration;
+use std::boxed::Box;
+
+use rustix::fd::{AsRawFd, BorrowedFd, RawFd};
+use rustix::io::Errno;
+use rustix::process::Pid;
+use serde::de::DeserializeOwned;
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+use tokio::time::{Instant, Sleep};
+
+use crate::call::Call;
+use crate::call::state::Process;
+use crate::call::verdict::Stopped;
+use crate::drive::Driven;
+use crate::errors::{CallableExecutedError, MemIsolateError};
+use crate::sink::VecSink;
+use crate::sys::{self, ChildWatch, Exit, Ready, ResourceUsage, Watch};
+
+/// How long the driver keeps checking for a child whose pipe just reached
+/// end-of-file before it waits again, as in the blocking driver: the
+/// child is exiting, and a wake through the reactor costs more than this.
+const EXIT_SPIN: Duration = Duration::from_micros(100);
+
+/// A descriptor owned elsewhere (the watch, the call's route), by number,
+/// for `AsyncFd`. Every `Registered` is dropped, which deregisters it,
+/// before its descriptor is closed.
+struct Registered(RawFd);
+
+impl AsRawFd for Registered {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0
+    }
+}
+
+/// Registers `fd` with the current runtime's reactor, for readability.
+///
+/// # Safety
+///
+/// `fd` must stay open, naming the same file, until the returned
+/// `AsyncFd` is dropped.
+unsafe fn register(fd: BorrowedFd<'_>) -> Result<AsyncFd<Registered>, Errno> {
+    // SAFETY: the caller keeps `fd` open until the registration is dropped.
+    unsafe { AsyncFd::register_with_interest(Registered(fd.as_raw_fd()), Interest::READABLE) }
+        .map_err(|e| Errno::from_io_error(&e.into_parts().1).unwrap_or(Errno::IO))
+}
+
+/// The OS as a call sees it through this driver: as the blocking one's,
+/// except that the pipe leaves the reactor before the call closes it.
+struct Os<'w> {
+    watch: &'w mut Watch,
+    pipe: &'w mut Option<AsyncFd<Registered>>,
+}
+
+impl Process for Os<'_> {
+    fn reap(
+        &mut self,
+        pid: Pid,
+        block: bool,
+        group: bool,
+    ) -> Result<Option<(Exit, ResourceUsage)>, Errno> {
+        sys::reap(pid, block, group)
+    }
+
+    fn kill(&mut self, pid: Pid, group: bool) -> Result<(), Errno> {
+        if group {
+            sys::kill_group(pid);
+        }
+        self.watch.kill(pid)
+    }
+
+    fn forget_pipe(&mut self, pipe: BorrowedFd<'_>) {
+        *self.pipe = None;
+        self.watch.forget_pipe(pipe);
+    }
+
+    fn now(&self) -> Duration {
+        sys::now()
+    }
+}
+
+/// The future of a spawned child's result: what `child.await` runs
+/// ([`IsolatedChild`](crate::IsolatedChild)'s `IntoFuture`), and what
+/// [`Isolate::run_async`](crate::Isolate::run_async) awaits after its fork.
+///
+/// It resolves to the same `Result<T, MemIsolateError>` as
+/// [`IsolatedChild::join`](crate::IsolatedChild::join). It must be polled
+/// inside a tokio runtime with I/O enabled, and with time enabled when
+/// the call has a [`timeout`](crate::Isolate::timeout) (tokio's
+/// `enable_all`, or what `#[tokio::main]` builds).
+///
+/// Dropping it before it resolved (a `tokio::time::timeout`, a losing
+/// `select!` branch, an aborted task) kills the child, and its process
+/// group with [`kill_descendants`](crate::Isolate::kill_descendants), and
+/// reaps it without leaving a zombie: at once if it is already gone,
+/// otherwise in a small task on the current runtime that waits for its
+/// exit, so the dropping thread does not wait for a large child's teardown.
+/// Dropped outside any runtime, it reaps the child there and then.
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+#[must_use = "futures do nothing unless polled; dropping this one kills the child"]
+pub struct ChildFuture<T> {
+    /// The runtime registrations, dropped before `driven`, whose watch and
+    /// route own the descriptors.
+    pipe: Option<AsyncFd<Registered>>,
+    child: Option<AsyncFd<Registered>>,
+    registered: bool,
+    /// The watch was asked once what it holds, before registering (and,
+    /// for a kqueue, before its first wake).
+    checked: bool,
+    timer: Option<Pin<Box<Sleep>>>,
+    /// `None` once resolved or handed to the reaper.
+    driven: Option<Driven<'static, VecSink>>,
+    /// What the call saw last, for its next step.
+    ready: Ready,
+    /// The value was already taken through `try_join`.
+    taken: bool,
+    _value: PhantomData<fn() -> T>,
+}
+
+impl<T: DeserializeOwned> ChildFuture<T> {
+    pub(crate) fn new(driven: Driven<'static, VecSink>, taken: bool) -> Self {
+        Self {
+            pipe: None,
+            child: None,
+            registered: false,
+            checked: false,
+            timer: None,
+            driven: Some(driven),
+            ready: Ready::default(),
+            taken,
+            _value: PhantomData,
+        }
+    }
+
+    /// Registers the pipe and the watcher with the runtime, once.
+    fn register(&mut self, call: &Call<'static, VecSink>, watch: &Watch) -> Result<(), Errno> {
+        self.registered = true;
+        if !sys::WATCH_HOLDS_PIPE {
+            if let Some(pipe) = call.pipe_fd() {
+                // SAFETY: the call closes its pipe only after `forget_pipe`
+                // (see `Os`), which drops this registration first.
+                self.pipe = Some(unsafe { register(pipe) }?);
+            }
+        }
+        if let Some(child) = watch.child_fd() {
+            // SAFETY: the watch lives in `driven`, which outlives this
+            // registration (see `step` and `Drop`).
+            self.child = Some(unsafe { register(child) }?);
+        }
+        Ok(())
+    }
+
+    fn step(&mut self, cx: &mut Context<'_>) -> Poll<Result<T, MemIsolateError>> {
+        let Some(mut driven) = self.driven.take() else {
+            return Poll::Ready(Err(CallableExecutedError::ResultAlreadyTaken.into()));
+        };
+        if self.taken {
+            // `try_join` returned the value already; the child is reaped.
+            return Poll::Ready(Err(CallableExecutedError::ResultAlreadyTaken.into()));
+        }
+        let polled = self.drive(&mut driven, cx);
+        match polled {
+            Poll::Ready(()) => {
+                // Deregister before the watch closes the descriptors.
+                self.pipe = None;
+                self.child = None;
+                let result = driven.call.outcome();
+                drop(driven);
+                Poll::Ready(result)
+            }
+            Poll::Pending => {
+                self.driven = Some(driven);
+                Poll::Pending
+            }
+        }
+    }
+
+    /// Feeds the call until it is finished (`Ready`) or waits on
+    /// something that is not ready yet (`Pending`, with wakers set).
+    #[allow(clippy::too_many_lines)]
+    fn drive(&mut self, driven: &mut Driven<'static, VecSink>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut spin_from = None;
+        loop {
+            let (call, watch) = driven.parts();
+            let mut os = Os {
+                watch,
+                pipe: &mut self.pipe,
+            };
+            let ready = core::mem::take(&mut self.ready);
+            let Some(wait) = call.on(&mut os, ready) else {
+                return Poll::Ready(());
+            };
+            let until = wait.until;
+            let spin = wait.exit_soon && wait.pipe.is_none();
+            let pipe = wait.pipe.map(|p| p.as_raw_fd());
+            let now = sys::now();
+            if spin {
+                let from = *spin_from.get_or_insert(now);
+                if now.saturating_sub(from) < EXIT_SPIN && until.is_none_or(|u| now < u) {
+                    sys::yield_now();
+                    self.ready = Ready {
+                        pipe: false,
+                        child: true,
+                        exiting: false,
+                    };
+                    continue;
+                }
+            }
+            if !self.registered {
+                // A child that is already done (the future was polled
+                // late) needs no registration and no trip through the
+                // reactor: one zero-timeout check first, once (without a
+                // pidfd every check reports the child, to be looked at).
+                if !self.checked {
+                    self.checked = true;
+                    // SAFETY: `pipe` is the call's read end, open until
+                    // the call closes it, which it does only inside `on`.
+                    let pipe_fd = pipe.map(|p| unsafe { BorrowedFd::borrow_raw(p) });
+                    if let Ok(seen) = watch.wait(pipe_fd, Some(Duration::ZERO)) {
+                        if seen.pipe || seen.child {
+                            self.ready = seen;
+                            continue;
+                        }
+                    }
+                }
+                if let Err(e) = self.register(call, watch) {
+                    let mut os = Os {
+                        watch,
+                        pipe: &mut self.pipe,
+                    };
+                    call.wait_failed(&mut os, e);
+                    continue;
+                }
+            }
+            // The runtime's readiness, cleared as soon as it is seen and
+            // before the call reads or reaps: what arrives after the clear
+            // sets it again (each write to the pipe and the child's exit
+            // wake the reactor anew), what arrived before is what the call
+            // now reads, so nothing is lost and no check costs a syscall.
+            let mut seen = Ready::default();
+            let mut failed = None;
+            if let (Some(fd), Some(_)) = (&self.pipe, pipe) {
+                match fd.poll_read_ready(cx) {
+                    Poll::Ready(Ok(mut guard)) => {
+                        guard.clear_ready();
+                        seen.pipe = true;
+                    }
+                    Poll::Ready(Err(e)) => failed = Some(e),
+                    Poll::Pending => {}
+                }
+            }
+            if let Some(fd) = &self.child {
+                match fd.poll_read_ready(cx) {
+                    Poll::Ready(Ok(mut guard)) => {
+                        guard.clear_ready();
+                        seen.child = true;
+                    }
+                    Poll::Ready(Err(e)) => failed = Some(e),
+                    Poll::Pending => {}
+                }
+            }
+            if let Some(e) = failed {
+                // The reactor is gone (the runtime is shutting down): the
+                // child is killed, and reaped here, which is brief.
+                let mut os = Os {
+                    watch,
+                    pipe: &mut self.pipe,
+                };
+                call.wait_failed(&mut os, Errno::from_io_error(&e).unwrap_or(Errno::IO));
+                self.ready = Ready {
+                    pipe: false,
+                    child: true,
+                    exiting: true,
+                };
+                continue;
+            }
+            // A kqueue says what it holds only when asked (and once asked,
+            // no more), and may have something from before it was
+            // registered (a child that exited before it was watched).
+            if sys::WATCH_HOLDS_PIPE && (seen.child || !self.checked) {
+                self.checked = true;
+                // SAFETY: `pipe` is the call's read end, open until the
+                // call closes it, which it does only inside `on`.
+                let pipe_fd = pipe.map(|p| unsafe { BorrowedFd::borrow_raw(p) });
+                seen = match watch.wait(pipe_fd, Some(Duration::ZERO)) {
+                    Ok(seen) => seen,
+                    Err(e) => {
+                        let mut os = Os {
+                            watch,
+                            pipe: &mut self.pipe,
+                        };
+                        call.wait_failed(&mut os, e);
+                        Ready::default()
+                    }
+                };
+                if seen.pipe || seen.child {
+                    self.ready = seen;
+                    continue;
+                }
+            } else if seen.pipe || seen.child {
+                self.ready = seen;
+                continue;
+            }
+            // Nothing ready: the timer, for the deadline or the fallback
+            // tick of a child nobody watches.
+            let unwatched = watch.needs_tick() || self.child.is_none();
+            let tick = unwatched.then(|| now + sys::FALLBACK_TICK);
+            let wake_at = match (until, tick) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let Some(wake_at) = wake_at else {
+                return Poll::Pending;
+            };
+            if wake_at <= now {
+                self.ready = Ready {
+                    pipe: false,
+                    child: tick.is_some(),
+                    exiting: false,
+                };
+                continue;
+            }
+            let at = Instant::now() + wake_at.saturating_sub(now);
+            match &mut self.timer {
+                Some(timer) => timer.as_mut().reset(at),
+                None => self.timer = Some(Box::pin(tokio::time::sleep_until(at))),
+            }
+            if let Some(timer) = &mut self.timer {
+                if timer.as_mut().poll(cx).is_ready() {
+                    self.ready = Ready {
+                        pipe: false,
+                        child: tick.is_some(),
+                        exiting: false,
+                    };
+                    continue;
+                }
+            }
+            return Poll::Pending;
+        }
+    }
+}
+
+impl<T: DeserializeOwned> Future for ChildFuture<T> {
+    type Output = Result<T, MemIsolateError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.get_mut().step(cx)
+    }
+}
+
+impl<T> Drop for ChildFuture<T> {
+    fn drop(&mut self) {
+        self.pipe = None;
+        self.child = None;
+        if let Some(driven) = self.driven.take() {
+            cancel(driven);
+        }
+    }
+}
+
+impl<T> core::fmt::Debug for ChildFuture<T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let mut d = f.debug_struct("ChildFuture");
+        if let Some(driven) = &self.driven {
+            d.field("pid", &driven.call.pid());
+        }
+        d.finish_non_exhaustive()
+    }
+}
+
+/// Ends an unfinished call without waiting: the call's one kill, then a
+/// reap that does not block; a child not gone yet is reaped by a task on
+/// the current runtime once its watcher says it has ended, or here, with
+/// no runtime to hand it to.
+fn cancel(mut driven: Driven<'static, VecSink>) {
+    let mut no_pipe = None;
+    let (call, watch) = driven.parts();
+    if call.is_finished() {
+        return;
+    }
+    let mut os = Os {
+        watch,
+        pipe: &mut no_pipe,
+    };
+    call.stop(&mut os, Stopped::ByCaller);
+    let gone = call
+        .on(
+            &mut os,
+            Ready {
+                pipe: false,
+                child: true,
+                exiting: false,
+            },
+        )
+        .is_none();
+    if gone {
+        return;
+    }
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => {
+            drop(runtime.spawn(reap_later(driven)));
+        }
+        // Dropping the call reaps its child, which was killed: brief.
+        Err(_) => drop(driven),
+    }
+}
+
+/// The reaper task: waits through the reactor for a killed child's exit,
+/// then reaps it. Should the runtime shut down first, dropping the task
+/// drops the call, which reaps the child there.
+async fn reap_later(mut driven: Driven<'static, VecSink>) {
+    // SAFETY: the watch lives in `driven`, dropped after the registration.
+    let child = driven
+        .parts()
+        .1
+        .child_fd()
+        .and_then(|fd| unsafe { register(fd) }.ok());
+    loop {
+        let (call, watch) = driven.parts();
+        let mut no_pipe = None;
+        let mut os = Os {
+            watch,
+            pipe: &mut no_pipe,
+        };
+        let probe = Ready {
+            pipe: false,
+            child: true,
+            exiting: false,
+        };
+        if call.on(&mut os, probe).is_none() {
+            break;
+        }
+        let watched = !driven.parts().1.needs_tick();
+        match &child {
+            Some(fd) if watched => match fd.readable().await {
+                Ok(mut guard) => {
+                    // Consume what the watcher holds (kqueue), and look again.
+                    let seen = driven.parts().1.wait(None, Some(Duration::ZERO));
+                    if !matches!(seen, Ok(Ready { child: true, .. })) {
+                        guard.clear_ready();
+                    }
+                }
+                Err(_) => break,
+            },
+            _ => tokio::time::sleep(sys::FALLBACK_TICK).await,
+        }
+    }
+    drop(child);
+    drop(driven);
+}
