@@ -125,6 +125,9 @@ pub struct ChildFuture<T> {
     /// for a kqueue, before its first wake).
     checked: bool,
     timer: Option<Pin<Box<Sleep>>>,
+    /// When a child nobody watches is next checked: kept across polls, so
+    /// that each wake (the timer's own included) does not push it back.
+    tick_at: Option<Duration>,
     /// `None` once resolved or handed to the reaper.
     driven: Option<Driven<'static, VecSink>>,
     /// What the call saw last, for its next step.
@@ -142,6 +145,7 @@ impl<T: DeserializeOwned> ChildFuture<T> {
             registered: false,
             checked: false,
             timer: None,
+            tick_at: None,
             driven: Some(driven),
             ready: Ready::default(),
             taken,
@@ -321,7 +325,12 @@ impl<T: DeserializeOwned> ChildFuture<T> {
             // Nothing ready: the timer, for the deadline or the fallback
             // tick of a child nobody watches.
             let unwatched = watch.needs_tick() || self.child.is_none();
-            let tick = unwatched.then(|| now + sys::FALLBACK_TICK);
+            let tick = if unwatched {
+                Some(*self.tick_at.get_or_insert(now + sys::FALLBACK_TICK))
+            } else {
+                self.tick_at = None;
+                None
+            };
             let wake_at = match (until, tick) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
@@ -330,9 +339,13 @@ impl<T: DeserializeOwned> ChildFuture<T> {
                 return Poll::Pending;
             };
             if wake_at <= now {
+                let ticked = tick.is_some_and(|t| t <= now);
+                if ticked {
+                    self.tick_at = None;
+                }
                 self.ready = Ready {
                     pipe: false,
-                    child: tick.is_some(),
+                    child: ticked,
                     exiting: false,
                 };
                 continue;
@@ -344,6 +357,11 @@ impl<T: DeserializeOwned> ChildFuture<T> {
             }
             if let Some(timer) = &mut self.timer {
                 if timer.as_mut().poll(cx).is_ready() {
+                    // Woken at `wake_at`: the deadline (which the call
+                    // judges by the clock) or the tick, due now.
+                    if tick.is_some() {
+                        self.tick_at = None;
+                    }
                     self.ready = Ready {
                         pipe: false,
                         child: tick.is_some(),

@@ -369,3 +369,110 @@ fn a_callable_that_uses_the_forked_runtime_hangs_until_its_timeout() {
         );
     }
 }
+
+/// Installs a seccomp filter on this (sealed) process that fails every
+/// `pidfd_open` with ENOSYS and allows everything else.
+#[cfg(target_os = "linux")]
+fn refuse_pidfd_open() {
+    const NR_OFFSET: u32 = 0; // `seccomp_data.nr`
+    let nr = u32::try_from(libc::SYS_pidfd_open).unwrap();
+    let errno = u32::try_from(libc::ENOSYS).unwrap();
+    let op = |code: u32, k: u32, jt: u8, jf: u8| libc::sock_filter {
+        code: u16::try_from(code).unwrap(),
+        jt,
+        jf,
+        k,
+    };
+    let mut program = [
+        op(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, NR_OFFSET, 0, 0),
+        op(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, nr, 0, 1),
+        op(
+            libc::BPF_RET | libc::BPF_K,
+            libc::SECCOMP_RET_ERRNO | errno,
+            0,
+            0,
+        ),
+        op(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW, 0, 0),
+    ];
+    let fprog = libc::sock_fprog {
+        len: u16::try_from(program.len()).unwrap(),
+        filter: program.as_mut_ptr(),
+    };
+    // SAFETY: plain prctl calls with a valid filter program that outlives
+    // them (the kernel copies it).
+    unsafe {
+        assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+        assert_eq!(
+            libc::prctl(
+                libc::PR_SET_SECCOMP,
+                libc::SECCOMP_MODE_FILTER,
+                &raw const fprog
+            ),
+            0
+        );
+        assert_eq!(libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0), -1);
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn without_a_pidfd_the_child_is_checked_on_a_timer() {
+    // A seccomp filter makes `pidfd_open` fail with ENOSYS, as on a
+    // kernel before 5.3, so nothing can wake the reactor when the child
+    // exits. The future falls back to checking on a timer: for a child
+    // whose pipe a grandchild holds open, for a deadline, and for a
+    // spawned handle awaited later.
+    type Got = (
+        Result<(u8, bool), MemIsolateError>,
+        Result<u8, MemIsolateError>,
+        Result<u8, MemIsolateError>,
+    );
+    let got: Got = common::sealed(|| {
+        let rt = current_thread();
+        refuse_pidfd_open();
+        rt.block_on(async {
+            // A grandchild keeps the pipe open, so no end-of-file tells
+            // the parent that the child has exited, and the child takes a
+            // while to exit after its result (256 MiB to tear down): only
+            // a check sees the exit.
+            let started = Instant::now();
+            let slow = Isolate::new()
+                .run_async(|| {
+                    // SAFETY: the grandchild only sleeps and leaves with
+                    // `_exit`.
+                    unsafe {
+                        if libc::fork() == 0 {
+                            libc::sleep(30);
+                            libc::_exit(0);
+                        }
+                    }
+                    std::mem::forget(vec![1u8; 256 << 20]);
+                    7u8
+                })
+                .await;
+            let timed_out = Isolate::new()
+                .timeout(Duration::from_millis(50))
+                .run_async(spin_forever)
+                .await;
+            let child = Isolate::new().spawn(|| 9u8).expect("spawn");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            (
+                slow.map(|v| (v, started.elapsed() < Duration::from_secs(10))),
+                timed_out,
+                child.await,
+            )
+        })
+    });
+    assert_eq!(
+        got.0,
+        Ok((7, true)),
+        "(value, seen before the grandchild ended)"
+    );
+    assert_eq!(
+        got.1,
+        Err(MemIsolateError::CallableStatusUnknown(Unknown::TimedOut(
+            Duration::from_millis(50)
+        )))
+    );
+    assert_eq!(got.2, Ok(9));
+}

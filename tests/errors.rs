@@ -19,33 +19,7 @@ use mem_isolate::errors::{
 use mem_isolate::{Isolate, MemIsolateError, execute_in_isolated_process};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// Fills every descriptor slot below `limit` and sets `RLIMIT_NOFILE` to
-/// `limit + free`, so exactly `free` new descriptors can still be made.
-/// Only call in a sealed child.
-fn exhaust_descriptors(limit: u64, free: u64) {
-    let base = std::fs::File::open("/dev/null").unwrap();
-    let base = std::os::fd::IntoRawFd::into_raw_fd(base);
-    loop {
-        // SAFETY: dup of a valid descriptor; the new one is leaked on purpose.
-        let fd = unsafe { libc::dup(base) };
-        assert!(fd >= 0, "dup failed while filling descriptor slots");
-        if u64::try_from(fd).unwrap() >= limit {
-            // SAFETY: closing the descriptor just made.
-            unsafe { libc::close(fd) };
-            break;
-        }
-    }
-    let n = libc::rlim_t::try_from(limit + free).unwrap();
-    let lim = libc::rlimit {
-        rlim_cur: n,
-        rlim_max: n,
-    };
-    // SAFETY: plain setrlimit on this (sealed) process.
-    assert_eq!(
-        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raw const lim) },
-        0
-    );
-}
+use common::exhaust_descriptors;
 
 #[test]
 fn pipe_creation_failed_when_no_descriptor_is_left() {
