@@ -1,7 +1,8 @@
-//! The ratio report: each case timed against its raw baseline, A/B
-//! interleaved in one process, medians and ratios printed beside the
-//! targets. Absolute times drift on shared machines; ratios measured this
-//! way hold still.
+//! The ratio report: each case timed against its raw baselines in one
+//! process, every side once per round with the order rotated each round,
+//! medians and ratios printed beside the targets; then page faults per
+//! small call. Absolute times drift on shared machines; ratios measured
+//! this way hold still.
 //!
 //! `cargo bench -p mem-isolate-benches --bench ratios` from the repository
 //! root (set `RATIO_ROUNDS_SCALE=0.2` for a quick look; add `-- small rows`
@@ -13,7 +14,10 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use mem_isolate::{Isolate, execute_in_isolated_process};
-use support::{ab, ballast, bare_fork_wait, bytes, rows, shared_memory_bytes};
+use support::{
+    ab, ballast, bare_fork_wait, bytes, faults_per_call, in_parallel, rotated, rows,
+    shared_memory_bytes,
+};
 
 fn rounds(n: usize) -> usize {
     let scale: f64 = std::env::var("RATIO_ROUNDS_SCALE")
@@ -23,30 +27,65 @@ fn rounds(n: usize) -> usize {
     ((n as f64 * scale) as usize).max(3)
 }
 
+/// A target on a ratio: at most (times) or at least (throughput).
+#[derive(Clone, Copy)]
+enum Target {
+    AtMost(f64),
+    AtLeast(f64),
+}
+
 struct Line {
-    case: &'static str,
+    case: String,
     ours: Duration,
     base: Duration,
     baseline: &'static str,
-    target: f64,
+    /// Throughput: the ratio printed is `base / ours` (calls per second,
+    /// ours over the baseline's), not `ours / base`.
+    throughput: bool,
+    target: Target,
+}
+
+impl Line {
+    fn time(
+        case: &str,
+        (ours, base): (Duration, Duration),
+        baseline: &'static str,
+        target: Target,
+    ) -> Self {
+        Self {
+            case: case.to_string(),
+            ours,
+            base,
+            baseline,
+            throughput: false,
+            target,
+        }
+    }
 }
 
 fn report(lines: &[Line]) {
     println!("| case | mem-isolate | baseline | ratio | target |");
     println!("| --- | --- | --- | --- | --- |");
     for l in lines {
-        let ratio = l.ours.as_secs_f64() / l.base.as_secs_f64();
-        let target = if l.target.is_finite() {
-            let mark = if ratio <= l.target { "met" } else { "MISSED" };
-            format!("<= {:.2}x {mark}", l.target)
+        let ratio = if l.throughput {
+            l.base.as_secs_f64() / l.ours.as_secs_f64()
         } else {
-            "none".to_string()
+            l.ours.as_secs_f64() / l.base.as_secs_f64()
+        };
+        let mark = |met: bool| if met { "met" } else { "MISSED" };
+        let target = match l.target {
+            Target::AtMost(t) => format!("<= {t:.2}x {}", mark(ratio <= t)),
+            Target::AtLeast(t) => format!(">= {t:.2}x {}", mark(ratio >= t)),
         };
         println!(
             "| {} | {:.3?} | {:.3?} ({}) | {:.3}x | {target} |",
             l.case, l.ours, l.base, l.baseline, ratio
         );
     }
+}
+
+fn small_call() {
+    black_box(execute_in_isolated_process(|| black_box(21u64) * 2).unwrap());
 }
 
 /// Peak resident memory growth of a fresh process while it receives a
@@ -121,6 +160,36 @@ fn machine() -> String {
     )
 }
 
+/// The rows case's three sides: the isolated call, a bare fork then the
+/// same rows built, encoded with postcard and decoded back in this process
+/// (what any serde transport pays, plus what a fork costs the work after
+/// it), and the rows computed directly.
+fn rows_sides(n: usize) -> [Duration; 3] {
+    let t = rotated(
+        n,
+        &mut [
+            &mut || {
+                let r = execute_in_isolated_process(|| rows(1_000_000)).unwrap();
+                assert_eq!(r.len(), 1_000_000);
+            },
+            &mut || {
+                bare_fork_wait();
+                let built = rows(1_000_000);
+                let bytes = postcard::to_allocvec(&built).unwrap();
+                drop(built);
+                let back: Vec<support::Row> = postcard::from_bytes(&bytes).unwrap();
+                assert_eq!(black_box(back).len(), 1_000_000);
+            },
+            &mut || {
+                let r = rows(1_000_000);
+                assert_eq!(black_box(r).len(), 1_000_000);
+            },
+        ],
+    );
+    [t[0], t[1], t[2]]
+}
+
+#[allow(clippy::too_many_lines)]
 fn main() {
     // `cargo bench` passes `--bench`; any other word picks cases by name.
     let words: Vec<String> = std::env::args()
@@ -130,67 +199,95 @@ fn main() {
     let wanted = |case: &str| words.is_empty() || words.iter().any(|w| case.contains(w.as_str()));
     println!("machine: {}", machine());
     let mut lines = Vec::new();
+    let mut notes = Vec::new();
 
-    // Timed on Linux only (it needs `PR_SET_PDEATHSIG`).
-    #[cfg_attr(not(target_os = "linux"), allow(unused_mut))]
-    let mut floor: Option<(Duration, Duration)> = None;
-    let mut rows_floor: Option<(Duration, Duration)> = None;
-    let mut rows_after_fork: Option<(Duration, Duration)> = None;
     if wanted("small result") {
-        let (ours, base) = ab(
-            rounds(2000),
-            || {
-                black_box(execute_in_isolated_process(|| black_box(21u64) * 2).unwrap());
-            },
-            bare_fork_wait,
-        );
-        lines.push(Line {
-            case: "small result",
-            ours,
-            base,
-            baseline: "bare fork+waitpid",
-            target: 1.10,
-        });
-        // Measured now, while the process is as small as for the case
-        // above: fork time grows with the parent's page tables.
+        // The floor (Linux): the kernel work the crate cannot skip, with
+        // raw calls. Measured in the same rounds, while the process is as
+        // small as for the call: fork time grows with the parent's page
+        // tables.
         #[cfg(target_os = "linux")]
-        {
-            floor = Some(ab(
-                rounds(2000),
-                support::raw_isolation_floor,
-                bare_fork_wait,
+        let t = rotated(
+            rounds(2000),
+            &mut [
+                &mut small_call,
+                &mut bare_fork_wait,
+                &mut support::raw_isolation_floor,
+            ],
+        );
+        #[cfg(not(target_os = "linux"))]
+        let t = rotated(rounds(2000), &mut [&mut small_call, &mut bare_fork_wait]);
+        lines.push(Line::time(
+            "small result",
+            (t[0], t[1]),
+            "bare fork+waitpid",
+            Target::AtMost(1.05),
+        ));
+        if let Some(floor) = t.get(2) {
+            notes.push(format!(
+                "floor for a small call: the parent-death signal and a shared page with raw calls alone take {floor:.3?}, {:.3}x bare fork+waitpid",
+                floor.as_secs_f64() / t[1].as_secs_f64()
             ));
         }
+        let n = rounds(1000);
+        let ours = faults_per_call(n, small_call);
+        let bare = faults_per_call(n, bare_fork_wait);
+        notes.push(format!(
+            "page faults per small call: parent {:.1}, child {:.1} (bare fork+waitpid: parent {:.1}, child {:.1})",
+            ours.0, ours.1, bare.0, bare.1
+        ));
+    }
+
+    for threads in [2usize, 8] {
+        let case = format!("throughput, {threads} threads calling at once");
+        if !wanted(&case) {
+            continue;
+        }
+        // Each side: every thread makes its calls, all released together;
+        // the time until the last is done. About 0.4 s of calls a side.
+        let per_thread = 4000 / threads;
+        let t = rotated(
+            rounds(15),
+            &mut [
+                &mut || {
+                    in_parallel(threads, per_thread, &small_call);
+                },
+                &mut || {
+                    in_parallel(threads, per_thread, &bare_fork_wait);
+                },
+            ],
+        );
+        lines.push(Line {
+            case,
+            ours: t[0],
+            base: t[1],
+            baseline: "bare fork+waitpid, same threads",
+            throughput: true,
+            target: Target::AtLeast(0.95),
+        });
     }
 
     if wanted("small result, parent holding 1 GiB") {
         let held = ballast(1 << 30);
-        let (ours, base) = ab(
-            rounds(60),
-            || {
-                black_box(execute_in_isolated_process(|| black_box(21u64) * 2).unwrap());
-            },
-            bare_fork_wait,
-        );
+        let t = ab(rounds(60), small_call, bare_fork_wait);
         drop(held);
-        lines.push(Line {
-            case: "small result, parent holding 1 GiB",
-            ours,
-            base,
-            baseline: "bare fork+waitpid",
-            target: 1.02,
-        });
+        lines.push(Line::time(
+            "small result, parent holding 1 GiB",
+            t,
+            "bare fork+waitpid",
+            Target::AtMost(1.02),
+        ));
     }
 
     for (case, mib, target) in [
-        ("1 MiB Vec<u8>", 1usize, f64::INFINITY),
-        ("64 MiB Vec<u8>", 64, 1.5),
+        ("1 MiB Vec<u8>", 1usize, Target::AtMost(1.05)),
+        ("64 MiB Vec<u8>", 64, Target::AtMost(1.0)),
     ] {
         if !wanted(case) {
             continue;
         }
         let len = mib << 20;
-        let (ours, base) = ab(
+        let t = ab(
             rounds(if mib == 1 { 300 } else { 20 }),
             || {
                 let v = execute_in_isolated_process(move || bytes(len)).unwrap();
@@ -201,71 +298,29 @@ fn main() {
                 assert_eq!(v.len(), len);
             },
         );
-        lines.push(Line {
-            case,
-            ours,
-            base,
-            baseline: "child copies into MAP_SHARED",
-            target,
-        });
+        lines.push(Line::time(case, t, "child copies into MAP_SHARED", target));
     }
 
     if wanted("1M rows {id, name, score}") {
-        let (ours, base) = ab(
-            rounds(8),
-            || {
-                let r = execute_in_isolated_process(|| rows(1_000_000)).unwrap();
-                assert_eq!(r.len(), 1_000_000);
-            },
-            || {
-                let r = rows(1_000_000);
-                assert_eq!(black_box(r).len(), 1_000_000);
-            },
-        );
-        lines.push(Line {
-            case: "1M rows {id, name, score}",
-            ours,
-            base,
-            baseline: "computed directly",
-            target: 2.0,
-        });
-        // What any serde transport pays before it moves a byte: building
-        // the rows, encoding them with postcard and decoding them back, all
-        // in this process (no fork, no copy between processes).
-        rows_floor = Some(ab(
-            rounds(8),
-            || {
-                let built = rows(1_000_000);
-                let bytes = postcard::to_allocvec(&built).unwrap();
-                drop(built);
-                let back: Vec<support::Row> = postcard::from_bytes(&bytes).unwrap();
-                assert_eq!(black_box(back).len(), 1_000_000);
-            },
-            || {
-                let r = rows(1_000_000);
-                assert_eq!(black_box(r).len(), 1_000_000);
-            },
+        let [ours, serde, direct] = rows_sides(rounds(8));
+        lines.push(Line::time(
+            "1M rows {id, name, score}",
+            (ours, serde),
+            "bare fork, then postcard round trip here",
+            Target::AtMost(1.05),
         ));
-        // What a fork costs the work after it, with no isolation at all:
-        // every page of the parent's heap is write-protected by the fork,
-        // so the first write to each (here, malloc reusing the freed
-        // strings of the previous round) takes a fault. A forked child
-        // pays the same for the pages it writes, as a copy.
-        rows_after_fork = Some(ab(
-            rounds(8),
-            || {
-                bare_fork_wait();
-                let r = rows(1_000_000);
-                assert_eq!(black_box(r).len(), 1_000_000);
-            },
-            || {
-                let r = rows(1_000_000);
-                assert_eq!(black_box(r).len(), 1_000_000);
-            },
+        lines.push(Line::time(
+            "1M rows {id, name, score}",
+            (ours, direct),
+            "computed directly",
+            Target::AtMost(2.25),
         ));
     }
 
     report(&lines);
+    for note in notes {
+        println!("{note}");
+    }
     if wanted("parent peak memory") {
         match receive_peak_ratio() {
             Some(r) => println!(
@@ -279,27 +334,6 @@ fn main() {
         println!(
             "timeout precision: a 20 ms deadline returns {:.2?} late (median of 30, kill and reap included)",
             timeout_overshoot(rounds(30))
-        );
-    }
-    if let Some((floor, base)) = rows_floor {
-        println!(
-            "floor for rows: building, encoding and decoding them in one process takes {:.3?}, {:.3}x computing them",
-            floor,
-            floor.as_secs_f64() / base.as_secs_f64()
-        );
-    }
-    if let Some((after, base)) = rows_after_fork {
-        println!(
-            "rows after a fork: a bare fork+waitpid, then computing them in the parent, takes {:.3?}, {:.3}x computing them",
-            after,
-            after.as_secs_f64() / base.as_secs_f64()
-        );
-    }
-    if let Some((floor, base)) = floor {
-        println!(
-            "floor for a small call: the parent-death signal and a shared page with raw calls alone take {:.3?}, {:.3}x bare fork+waitpid",
-            floor,
-            floor.as_secs_f64() / base.as_secs_f64()
         );
     }
 }

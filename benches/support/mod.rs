@@ -77,27 +77,32 @@ pub fn shared_memory_bytes(len: usize) -> Vec<u8> {
 }
 
 /// Runs `a` and `b` alternately `rounds` times (after one warm-up each) and
-/// returns their median times. Interleaving makes drift on a shared
-/// machine hit both sides alike.
+/// returns their median times: [`rotated`] with two sides.
 pub fn ab(rounds: usize, mut a: impl FnMut(), mut b: impl FnMut()) -> (Duration, Duration) {
-    a();
-    b();
-    let mut ta = Vec::with_capacity(rounds);
-    let mut tb = Vec::with_capacity(rounds);
-    for i in 0..rounds {
-        // Alternate which side goes first, too.
-        if i % 2 == 0 {
-            ta.push(time(&mut a));
-            tb.push(time(&mut b));
-        } else {
-            tb.push(time(&mut b));
-            ta.push(time(&mut a));
-        }
-    }
-    (median(&mut ta), median(&mut tb))
+    let m = rotated(rounds, &mut [&mut a, &mut b]);
+    (m[0], m[1])
 }
 
-fn time(f: &mut impl FnMut()) -> Duration {
+/// Runs every side once per round, `rounds` times (after one warm-up
+/// each), starting each round one side further along, so that no side
+/// always runs first or last; returns each side's median time. Drift on a
+/// shared machine hits all sides alike.
+pub fn rotated(rounds: usize, sides: &mut [&mut dyn FnMut()]) -> Vec<Duration> {
+    let n = sides.len();
+    for side in sides.iter_mut() {
+        side();
+    }
+    let mut times: Vec<Vec<Duration>> = (0..n).map(|_| Vec::with_capacity(rounds)).collect();
+    for round in 0..rounds {
+        for k in 0..n {
+            let i = (round + k) % n;
+            times[i].push(time(&mut *sides[i]));
+        }
+    }
+    times.iter_mut().map(|t| median(t)).collect()
+}
+
+fn time(f: &mut (impl FnMut() + ?Sized)) -> Duration {
     let t = Instant::now();
     f();
     t.elapsed()
@@ -158,4 +163,47 @@ pub fn raw_isolation_floor() {
         assert_eq!(libc::waitpid(pid, &raw mut status, 0), pid);
         assert_eq!(page.cast::<u64>().read_volatile(), 42);
     }
+}
+
+/// Minor page faults per call of `f`, over `n` calls: `(parent, child)`,
+/// the parent's from `getrusage(RUSAGE_SELF)` (call it while no other
+/// thread runs), the children's from `getrusage(RUSAGE_CHILDREN)`, which
+/// counts every child reaped meanwhile.
+pub fn faults_per_call(n: usize, mut f: impl FnMut()) -> (f64, f64) {
+    fn minflt(who: i32) -> i64 {
+        // SAFETY: `getrusage` fills the struct it is given.
+        unsafe {
+            let mut u: libc::rusage = std::mem::zeroed();
+            assert_eq!(libc::getrusage(who, &raw mut u), 0);
+            u.ru_minflt
+        }
+    }
+    f();
+    let (p0, c0) = (minflt(libc::RUSAGE_SELF), minflt(libc::RUSAGE_CHILDREN));
+    for _ in 0..n {
+        f();
+    }
+    let (p1, c1) = (minflt(libc::RUSAGE_SELF), minflt(libc::RUSAGE_CHILDREN));
+    ((p1 - p0) as f64 / n as f64, (c1 - c0) as f64 / n as f64)
+}
+
+/// Runs `per_thread` calls of `f` on each of `threads` threads at once,
+/// all released together; returns the time from release until the last
+/// one finished.
+pub fn in_parallel(threads: usize, per_thread: usize, f: &(dyn Fn() + Sync)) -> Duration {
+    let start = std::sync::Barrier::new(threads + 1);
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                start.wait();
+                for _ in 0..per_thread {
+                    f();
+                }
+            });
+        }
+        start.wait();
+        Instant::now()
+    })
+    // The scope joined every thread before it returned.
+    .elapsed()
 }
