@@ -94,6 +94,10 @@ pub(crate) struct ChildPlan {
     /// Lead a process group of its own (see
     /// [`Isolate::kill_descendants`](crate::Isolate::kill_descendants)).
     pub(crate) own_group: bool,
+    /// The call hands back a handle that may outlive the thread that made
+    /// it, so a thread's exit must not end the child (see
+    /// `sys::on_parent_death`).
+    pub(crate) outlives_thread: bool,
     /// The shared page a small result may be left in, if the parent made
     /// one ([`SharedPage`](crate::transport::page::SharedPage), mapped
     /// before the fork).
@@ -168,7 +172,7 @@ where
     if plan.own_group {
         sys::lead_own_group();
     }
-    match sys::on_parent_death(plan.parent) {
+    match sys::on_parent_death(plan.parent, plan.outlives_thread) {
         Ok(true) => {}
         // The parent is gone: nobody is waiting for anything.
         Ok(false) => sys::exit_now(0),

@@ -38,7 +38,8 @@ use crate::sys::ResourceUsage;
 /// as long as the thread that spawned it: a pool's worker or a runtime's
 /// thread may exit first. It dies with the parent *process* on Linux,
 /// Android and FreeBSD (on Linux and Android through a caught
-/// `SIGRTMAX`: see [Platforms](crate#platforms)). Readiness through [`AsFd`] needs
+/// `SIGRTMAX`: see [Platforms](crate#platforms)). Readiness through
+/// [`AsFd`] needs
 /// the child to be watched (a pidfd, Linux 5.3 and later, or kqueue); on
 /// older kernels poll `try_join` instead.
 ///

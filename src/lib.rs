@@ -99,13 +99,15 @@
 //! to compile. [`Isolate::memory_limit`] is enforced on Linux, Android and
 //! FreeBSD, and refused before forking on macOS. On Linux, Android and
 //! FreeBSD the child dies with its parent *process*, never because the
-//! thread that forked it exited. On Linux and Android the parent-death
-//! signal is `SIGRTMAX`, and the child catches it with a handler that
-//! ends the child (`SIGKILL`) only if its parent process is gone, since
-//! the kernel sends it whenever a thread that forked exits: the callable
-//! sees that handler as its `SIGRTMAX` disposition (a program it `exec`s
-//! gets the default, and then dies with the forking thread). The repository's README describes how the
-//! result travels, the wire protocol, and measured costs.
+//! thread that forked it exited. On Linux and Android a blocking call's
+//! child gets `SIGKILL` as its parent-death signal (its thread waits in
+//! the call, so cannot exit first). A spawned child's signal is
+//! `SIGRTMAX`, caught by a handler that ends the child (`SIGKILL`) only if
+//! its parent process is gone, since the kernel sends it whenever a
+//! thread that forked exits: that callable sees the handler as its
+//! `SIGRTMAX` disposition (a program it `exec`s gets the default, and
+//! then dies with the forking thread). The repository's README describes
+//! how the result travels, the wire protocol, and measured costs.
 //!
 //! # What isolation is not
 //!

@@ -69,11 +69,15 @@ where
         memory_limit: options.memory_limit,
         nonce: nonce(parent, page),
         own_group: options.kill_descendants,
+        outlives_thread: matches!(mode, WaitMode::Queue),
         page: shared,
         cap: plan.child.cap,
         report: shared.or(own_report.as_ref().map(|r| r.as_ptr().as_ptr())),
     };
     child::panic_hook::install();
+    if child_plan.outlives_thread {
+        sys::before_fork(parent);
+    }
     let started = sys::now();
     trace!(
         timeout_ms = options

@@ -218,6 +218,11 @@ impl ChildWatch for Watch {
     }
 }
 
+/// No call—Nothing to record before a fork: the parent-death signal here
+/// needs no handler.
+#[inline]
+pub(crate) fn before_fork(_parent: Pid) {}
+
 /// Whether [`Watch::child_fd`] also becomes readable for the pipe: yes,
 /// the kqueue watches both.
 #[cfg(feature = "tokio")]
@@ -227,16 +232,18 @@ pub(crate) const WATCH_HOLDS_PIPE: bool = true;
 /// the child: die with the parent. `Ok(false)` if the parent is already
 /// gone.
 ///
-/// `PROC_PDEATHSIG_CTL` delivers `SIGKILL` when the parent exits. A parent
-/// that died before the call leaves the child with a different parent pid,
-/// which the second check catches.
+/// `PROC_PDEATHSIG_CTL` delivers `SIGKILL` when the parent *process*
+/// exits, never when one of its threads does, so a child that outlives
+/// its thread (`outlives_thread`) needs nothing more. A parent that died
+/// before the call leaves the child with a different parent pid, which the
+/// second check catches.
 ///
 /// # References
 ///  - [FreeBSD `procctl(2)`](https://man.freebsd.org/cgi/man.cgi?query=procctl&sektion=2)
 ///  - [POSIX `getppid`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/getppid.html)
 #[cfg(target_os = "freebsd")]
 #[inline]
-pub(crate) fn on_parent_death(parent: Pid) -> Result<bool, Errno> {
+pub(crate) fn on_parent_death(parent: Pid, _outlives_thread: bool) -> Result<bool, Errno> {
     rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
     Ok(rustix::process::getppid() == Some(parent))
 }
@@ -256,7 +263,7 @@ pub(crate) fn on_parent_death(parent: Pid) -> Result<bool, Errno> {
 #[cfg(target_vendor = "apple")]
 #[allow(clippy::unnecessary_wraps)]
 #[inline]
-pub(crate) fn on_parent_death(parent: Pid) -> Result<bool, Errno> {
+pub(crate) fn on_parent_death(parent: Pid, _outlives_thread: bool) -> Result<bool, Errno> {
     Ok(rustix::process::getppid() == Some(parent))
 }
 

@@ -315,20 +315,24 @@ fn poll_both(
 #[cfg(feature = "tokio")]
 pub(crate) const WATCH_HOLDS_PIPE: bool = false;
 
-/// `sigaction(SIGRTMAX)` and `prctl(PR_SET_PDEATHSIG, SIGRTMAX)`—In the
-/// child: die with the parent *process*. `Ok(false)` if the parent is
-/// already gone.
+/// `prctl(PR_SET_PDEATHSIG, SIGKILL)`, or for a child that may outlive
+/// its thread `sigaction(SIGRTMAX)` and `prctl(PR_SET_PDEATHSIG,
+/// SIGRTMAX)`; then `getppid()`—In the child: die with the parent
+/// *process*. `Ok(false)` if the parent is already gone.
 ///
 /// The kernel sends the parent-death signal whenever the child is
 /// reparented, and a thread that exits reparents the children it forked
 /// (to another thread of the same process, so `getppid()` does not
-/// change). `SIGKILL` there would end a spawned child as soon as the thread
-/// that spawned it exits: a pool's worker, a runtime's retired thread. So
-/// the signal is `SIGRTMAX`, caught by [`parent_death_handler`], which
-/// ends the child only once its parent process is really gone (`getppid()`
-/// no longer the parent's pid). The handler is the child's disposition of
-/// `SIGRTMAX` while the callable runs; a program the callable `exec`s gets
-/// the default back (terminate), so it dies with the spawning thread.
+/// change). A blocking call's thread waits in the call until its child is
+/// gone, so it cannot exit first: its child gets `SIGKILL`. A spawned
+/// handle (`outlives_thread`) may outlive the thread that made it (a
+/// pool's worker, a runtime's retired thread), so its child gets
+/// `SIGRTMAX`, caught by [`parent_death_handler`], which ends the child
+/// only once its parent process is really gone (`getppid()` no longer
+/// [`ORIGINAL_PARENT`], which the parent set before the fork, see
+/// [`before_fork`]). The handler is the child's disposition of `SIGRTMAX`
+/// while the callable runs; a program the callable `exec`s gets the
+/// default back (terminate), so it dies with the spawning thread.
 ///
 /// A parent that died before the signal was armed leaves the child with
 /// a different parent pid, which the check at the end catches.
@@ -336,32 +340,49 @@ pub(crate) const WATCH_HOLDS_PIPE: bool = false;
 /// # References
 ///  - [Linux `PR_SET_PDEATHSIG`](https://man7.org/linux/man-pages/man2/PR_SET_PDEATHSIG.2const.html)
 ///  - [Linux `sigaction(2)`](https://man7.org/linux/man-pages/man2/sigaction.2.html)
+///  - [POSIX `getppid`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/getppid.html)
 #[inline]
-pub(crate) fn on_parent_death(parent: Pid) -> Result<bool, Errno> {
-    use core::sync::atomic::Ordering;
-    let signal = libc::SIGRTMAX();
-    ORIGINAL_PARENT.store(parent.as_raw_nonzero().get(), Ordering::Relaxed);
-    // SAFETY: an all-zero `sigaction` is a valid value (no flags, empty
-    // mask) before its handler is set.
-    let mut action: libc::sigaction = unsafe { core::mem::zeroed() };
-    action.sa_sigaction = parent_death_handler as extern "C" fn(libc::c_int) as usize;
-    action.sa_flags = libc::SA_RESTART;
-    // SAFETY: the handler is async-signal-safe (see there); `action` is a
-    // valid `sigaction`, and the old one is not asked for.
-    if unsafe { libc::sigaction(signal, &raw const action, core::ptr::null_mut()) } != 0 {
-        return Err(Errno::from_raw_os_error(super::last_errno()));
-    }
-    // `Signal::from_raw_unchecked`: a real-time signal is not one of
-    // rustix's named signals.
-    // SAFETY: a valid signal number, and one libc leaves to the program
-    // (it reserves only numbers below `SIGRTMIN()`).
-    let signal = unsafe { Signal::from_raw_unchecked(signal) };
+pub(crate) fn on_parent_death(parent: Pid, outlives_thread: bool) -> Result<bool, Errno> {
+    let signal = if outlives_thread {
+        let signal = libc::SIGRTMAX();
+        // SAFETY: an all-zero `sigaction` is a valid value (no flags,
+        // empty mask) before its handler is set.
+        let mut action: libc::sigaction = unsafe { core::mem::zeroed() };
+        action.sa_sigaction = parent_death_handler as extern "C" fn(libc::c_int) as usize;
+        action.sa_flags = libc::SA_RESTART;
+        // SAFETY: the handler is async-signal-safe (see there); `action`
+        // is a valid `sigaction`, and the old one is not asked for.
+        if unsafe { libc::sigaction(signal, &raw const action, core::ptr::null_mut()) } != 0 {
+            return Err(Errno::from_raw_os_error(super::last_errno()));
+        }
+        // `Signal::from_raw_unchecked`: a real-time signal is not one of
+        // rustix's named signals.
+        // SAFETY: a valid signal number, and one libc leaves to the
+        // program (it reserves only numbers below `SIGRTMIN()`).
+        unsafe { Signal::from_raw_unchecked(signal) }
+    } else {
+        Signal::KILL
+    };
     rustix::process::set_parent_process_death_signal(Some(signal))?;
     Ok(rustix::process::getppid() == Some(parent))
 }
 
-/// The pid of the process that forked this child (set in the child,
-/// before the parent-death signal is armed).
+/// No call—In the parent, before forking a child that may outlive its
+/// thread: records this process's pid for the child's
+/// [`parent_death_handler`]. Written only when it changes (a process
+/// forked from this one calls the crate in turn), so that the page it is
+/// on is not dirtied, and the child does not copy it, on every call.
+#[inline]
+pub(crate) fn before_fork(parent: Pid) {
+    use core::sync::atomic::Ordering;
+    let pid = parent.as_raw_nonzero().get();
+    if ORIGINAL_PARENT.load(Ordering::Relaxed) != pid {
+        ORIGINAL_PARENT.store(pid, Ordering::Relaxed);
+    }
+}
+
+/// The pid of the process that forked this child (set in the parent
+/// before the fork, see [`before_fork`]).
 static ORIGINAL_PARENT: core::sync::atomic::AtomicI32 = core::sync::atomic::AtomicI32::new(0);
 
 /// The child's parent-death handler: a thread of the parent exited (the

@@ -32,8 +32,8 @@ use linux::address_space_size;
 use linux::last_errno;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub(crate) use linux::{
-    MEMORY_LIMIT_SUPPORTED, Watch, on_parent_death, pipe_capacity, pread_into, pwrite_all,
-    spill_file, widen_pipe,
+    MEMORY_LIMIT_SUPPORTED, Watch, before_fork, on_parent_death, pipe_capacity, pread_into,
+    pwrite_all, spill_file, widen_pipe,
 };
 
 #[cfg(any(target_vendor = "apple", target_os = "freebsd"))]
@@ -42,7 +42,7 @@ mod kqueue;
 pub(crate) use kqueue::WATCH_HOLDS_PIPE;
 #[cfg(any(target_vendor = "apple", target_os = "freebsd"))]
 pub(crate) use kqueue::{
-    MEMORY_LIMIT_SUPPORTED, Watch, on_parent_death, pipe_capacity, widen_pipe,
+    MEMORY_LIMIT_SUPPORTED, Watch, before_fork, on_parent_death, pipe_capacity, widen_pipe,
 };
 #[cfg(any(target_vendor = "apple", target_os = "freebsd"))]
 use kqueue::{address_space_size, last_errno};
@@ -886,7 +886,8 @@ pub(crate) fn tick(timeout: Option<Duration>, watched: bool) -> (Option<Duration
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum WaitMode {
     /// Through a readiness queue with a descriptor of its own (epoll,
-    /// kqueue) that an async runtime can poll: for spawned handles.
+    /// kqueue) that an async runtime can poll: for spawned handles, whose
+    /// children may outlive the thread that spawned them.
     #[cfg_attr(not(feature = "alloc"), allow(dead_code))]
     Queue,
     /// However is cheapest for a caller that only ever blocks: on Linux a
