@@ -564,6 +564,23 @@ impl KeptFile {
         (file_id(fd).ok() == Some(self.id)).then_some(fd)
     }
 
+    /// `fstat(fd)`—As [`KeptFile::get`], and whether the file holds
+    /// anything (a size or storage), from the same call: an empty file
+    /// needs no `ftruncate`.
+    ///
+    /// # References
+    ///  - [POSIX](https://pubs.opengroup.org/onlinepubs/9799919799/functions/fstat.html)
+    ///  - [Linux](https://man7.org/linux/man-pages/man2/fstat.2.html)
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[allow(clippy::unnecessary_cast, clippy::cast_sign_loss)] // as in `file_id`
+    pub(crate) fn get_if_used(&self) -> Option<(BorrowedFd<'_>, bool)> {
+        // SAFETY: as in `get`.
+        let fd = unsafe { BorrowedFd::borrow_raw(self.fd) };
+        let st = rustix::fs::fstat(fd).ok()?;
+        ((st.st_dev as u64, st.st_ino as u64) == self.id)
+            .then_some((fd, st.st_size != 0 || st.st_blocks != 0))
+    }
+
     /// No call—The identity of the file it was made for.
     pub(crate) fn id(&self) -> (u64, u64) {
         self.id

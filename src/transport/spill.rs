@@ -78,9 +78,10 @@ impl<'a> SpillCollect<'a> {
     /// wrote there, a value or the start of one before it died or was
     /// killed, goes back now rather than waiting in memory for the
     /// thread's next spill. Never a descriptor whose number now names
-    /// someone else's file.
+    /// someone else's file, and no `ftruncate` for a file left empty (the
+    /// usual case: the value fitted in the page).
     pub(crate) fn empty(&mut self) {
-        if let Some(file) = self.file.take().as_ref().and_then(KeptFile::get) {
+        if let Some((file, true)) = self.file.take().as_ref().and_then(KeptFile::get_if_used) {
             sys::truncate(file);
         }
     }
