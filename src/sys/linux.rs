@@ -327,7 +327,8 @@ pub(crate) const WATCH_HOLDS_PIPE: bool = false;
 /// gone, so it cannot exit first: its child gets `SIGKILL`. A spawned
 /// handle (`outlives_thread`) may outlive the thread that made it (a
 /// pool's worker, a runtime's retired thread), so its child gets
-/// `SIGRTMAX`, caught by [`parent_death_handler`], which ends the child
+/// `SIGRTMAX` (see [`arm_caught_parent_death`]), caught by
+/// [`parent_death_handler`], which ends the child
 /// only once its parent process is really gone (`getppid()` no longer
 /// [`ORIGINAL_PARENT`], which the parent set before the fork, see
 /// [`before_fork`]). The handler is the child's disposition of `SIGRTMAX`
@@ -343,28 +344,50 @@ pub(crate) const WATCH_HOLDS_PIPE: bool = false;
 ///  - [POSIX `getppid`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/getppid.html)
 #[inline]
 pub(crate) fn on_parent_death(parent: Pid, outlives_thread: bool) -> Result<bool, Errno> {
-    let signal = if outlives_thread {
-        let signal = libc::SIGRTMAX();
-        // SAFETY: an all-zero `sigaction` is a valid value (no flags,
-        // empty mask) before its handler is set.
-        let mut action: libc::sigaction = unsafe { core::mem::zeroed() };
-        action.sa_sigaction = parent_death_handler as extern "C" fn(libc::c_int) as usize;
-        action.sa_flags = libc::SA_RESTART;
+    if outlives_thread {
+        arm_caught_parent_death()?;
+    } else {
+        rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
+    }
+    Ok(rustix::process::getppid() == Some(parent))
+}
+
+/// `sigaction` and `prctl(PR_SET_PDEATHSIG)`—In the child: installs
+/// [`parent_death_handler`] for the highest real-time signal that takes
+/// it and arms that signal as the parent-death signal. `SIGRTMAX` unless
+/// either call refuses it with `EINVAL` (qemu-user keeps the top real-time
+/// signals for itself), then the next one down, to `SIGRTMIN()`. Should
+/// none be taken, `SIGKILL`: the child then dies with its thread, the
+/// safe side.
+#[inline]
+fn arm_caught_parent_death() -> Result<(), Errno> {
+    let lowest = libc::SIGRTMIN();
+    let mut raw = libc::SIGRTMAX();
+    // SAFETY: an all-zero `sigaction` is a valid value (no flags, empty
+    // mask) before its handler is set.
+    let mut action: libc::sigaction = unsafe { core::mem::zeroed() };
+    action.sa_sigaction = parent_death_handler as extern "C" fn(libc::c_int) as usize;
+    action.sa_flags = libc::SA_RESTART;
+    loop {
         // SAFETY: the handler is async-signal-safe (see there); `action`
         // is a valid `sigaction`, and the old one is not asked for.
-        if unsafe { libc::sigaction(signal, &raw const action, core::ptr::null_mut()) } != 0 {
-            return Err(Errno::from_raw_os_error(super::last_errno()));
+        let r = if unsafe { libc::sigaction(raw, &raw const action, core::ptr::null_mut()) } == 0 {
+            // SAFETY: a valid signal number, and one libc leaves to the
+            // program (it reserves only numbers below `SIGRTMIN()`); a
+            // real-time signal is not one of rustix's named signals.
+            let signal = unsafe { Signal::from_raw_unchecked(raw) };
+            rustix::process::set_parent_process_death_signal(Some(signal))
+        } else {
+            Err(Errno::from_raw_os_error(super::last_errno()))
+        };
+        match r {
+            Err(Errno::INVAL) if raw > lowest => raw -= 1,
+            Err(Errno::INVAL) => {
+                return rustix::process::set_parent_process_death_signal(Some(Signal::KILL));
+            }
+            r => return r,
         }
-        // `Signal::from_raw_unchecked`: a real-time signal is not one of
-        // rustix's named signals.
-        // SAFETY: a valid signal number, and one libc leaves to the
-        // program (it reserves only numbers below `SIGRTMIN()`).
-        unsafe { Signal::from_raw_unchecked(signal) }
-    } else {
-        Signal::KILL
-    };
-    rustix::process::set_parent_process_death_signal(Some(signal))?;
-    Ok(rustix::process::getppid() == Some(parent))
+    }
 }
 
 /// No call—In the parent, before forking a child that may outlive its
