@@ -71,6 +71,7 @@ impl Route<'_> {
         self.pipe.as_ref().and_then(PipeCollect::fd)
     }
 
+    #[inline]
     pub(crate) fn close_pipe(&mut self) {
         if let Some(pipe) = &mut self.pipe {
             drop(pipe.close());

@@ -68,12 +68,9 @@ impl ChildWatch for Watch {
     }
 
     /// No call—In the child, straight after `fork`: a kqueue is not
-    /// inherited, so
-    /// the number may already be free (or reused later); it must not be
-    /// closed here.
-    fn leave_in_child(self) {
-        core::mem::forget(self);
-    }
+    /// inherited, so the number may already be free (or reused later); it
+    /// must not be closed here.
+    fn leave_in_child(&self) {}
 
     /// No call—The kqueue descriptor (already made with the watch).
     fn queue_or_make(&self, _pipe: Option<BorrowedFd<'_>>) -> Result<BorrowedFd<'_>, Errno> {

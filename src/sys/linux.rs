@@ -115,13 +115,12 @@ impl ChildWatch for Watch {
     /// No call—In the child, straight after `fork`: there is nothing to
     /// close, since a watch holds no descriptor before the fork (the pidfd
     /// is opened after it, in the parent; the epoll instance when `as_fd`
-    /// first asks). Forgotten rather than dropped, so that the child runs
-    /// no drop code: measured, that code sat on a text page of its own,
-    /// which the child faulted in on every call.
+    /// first asks). Never dropped in the child, so that the child runs no
+    /// drop code: measured, that code sat on a text page of its own, which
+    /// the child faulted in on every call.
     #[inline]
-    fn leave_in_child(self) {
+    fn leave_in_child(&self) {
         debug_assert!(self.pidfd.is_none() && self.queue.get().is_none());
-        core::mem::forget(self);
     }
 
     /// `epoll_create1(EPOLL_CLOEXEC)` and `epoll_ctl(ADD)` of the pipe

@@ -956,8 +956,10 @@ pub(crate) trait ChildWatch: Sized {
     /// In the child, straight after `fork`: gives up the child's copy of
     /// the watch, so that neither the callable nor anything it forks can
     /// touch the parent's. Cannot fail, allocates nothing, and must not
-    /// close a descriptor the child did not inherit.
-    fn leave_in_child(self);
+    /// close a descriptor the child did not inherit. By reference: the
+    /// child never returns, so its copy is never dropped, and runs no
+    /// drop code (each page of code the child runs is a page fault).
+    fn leave_in_child(&self);
 
     /// The readiness descriptor of a spawned handle: readable when a
     /// [`ChildWatch::wait`] would not block. Made on first use where the

@@ -69,6 +69,7 @@ impl PipeCollect {
 
     /// Closes the read end: nothing more is read, and a grandchild writing
     /// to the pipe can no longer wake the parent.
+    #[inline]
     pub(crate) fn close(&mut self) -> Option<OwnedFd> {
         self.read.take()
     }
