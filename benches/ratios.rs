@@ -88,6 +88,18 @@ fn small_call() {
     black_box(execute_in_isolated_process(|| black_box(21u64) * 2).unwrap());
 }
 
+/// [`small_call`] without the process-group work of `kill_descendants`
+/// (timed beside the raw floors, on Linux).
+#[cfg(target_os = "linux")]
+fn small_call_alone() {
+    black_box(
+        Isolate::new()
+            .kill_descendants(false)
+            .run(|| black_box(21u64) * 2)
+            .unwrap(),
+    );
+}
+
 /// Peak resident memory growth of a fresh process while it receives a
 /// 64 MiB result, as a multiple of the result's size (Linux: VmHWM).
 fn receive_peak_ratio() -> Option<f64> {
@@ -213,6 +225,8 @@ fn main() {
                 &mut small_call,
                 &mut bare_fork_wait,
                 &mut support::raw_isolation_floor,
+                &mut support::raw_isolation_floor_with_group,
+                &mut small_call_alone,
             ],
         );
         #[cfg(not(target_os = "linux"))]
@@ -223,10 +237,18 @@ fn main() {
             "bare fork+waitpid",
             Target::AtMost(1.05),
         ));
-        if let Some(floor) = t.get(2) {
+        if let [_, bare, floor, group, alone] = t[..] {
+            let x = |d: Duration| d.as_secs_f64() / bare.as_secs_f64();
             notes.push(format!(
-                "floor for a small call: the parent-death signal and a shared page with raw calls alone take {floor:.3?}, {:.3}x bare fork+waitpid",
-                floor.as_secs_f64() / t[1].as_secs_f64()
+                "floor for a small call: the parent-death signal and a shared page with raw calls alone take {floor:.3?}, {:.3}x bare fork+waitpid; with the process-group kill (setpgid, waitid WNOWAIT, kill) {group:.3?}, {:.3}x",
+                x(floor),
+                x(group)
+            ));
+            notes.push(format!(
+                "small call with kill_descendants(false): {alone:.3?}, {:.3}x bare fork+waitpid (the default call: {:.3}x; its raw floor with the group kill: {:.3}x)",
+                x(alone),
+                x(t[0]),
+                x(group)
             ));
         }
         let n = rounds(1000);

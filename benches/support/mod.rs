@@ -207,3 +207,57 @@ pub fn in_parallel(threads: usize, per_thread: usize, f: &(dyn Fn() + Sync)) -> 
     // The scope joined every thread before it returned.
     .elapsed()
 }
+
+/// [`raw_isolation_floor`] with the work of
+/// [`kill_descendants`](mem_isolate::Isolate::kill_descendants) (on by
+/// default) added, with raw calls: `setpgid(0, 0)` in the child; in the
+/// parent `waitid(WNOWAIT)` for the exit, `kill(-pid, SIGKILL)` for the
+/// group, then `waitpid` to reap. The kernel work a default small
+/// blocking call cannot skip.
+#[cfg(target_os = "linux")]
+pub fn raw_isolation_floor_with_group() {
+    use std::sync::atomic::{AtomicPtr, Ordering};
+    static PAGE: AtomicPtr<u8> = AtomicPtr::new(std::ptr::null_mut());
+    let mut page = PAGE.load(Ordering::Relaxed);
+    // SAFETY: as in `raw_isolation_floor`; `waitid` fills the `siginfo_t`
+    // it is given.
+    unsafe {
+        if page.is_null() {
+            let map = libc::mmap(
+                std::ptr::null_mut(),
+                4096,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            );
+            assert_ne!(map, libc::MAP_FAILED);
+            page = map.cast();
+            PAGE.store(page, Ordering::Relaxed);
+        }
+        page.cast::<u64>().write_volatile(0);
+        let pid = libc::fork();
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            libc::setpgid(0, 0);
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            libc::getppid();
+            page.cast::<u64>().write_volatile(42);
+            libc::_exit(0);
+        }
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        assert_eq!(
+            libc::waitid(
+                libc::P_PID,
+                pid.unsigned_abs(),
+                &raw mut info,
+                libc::WEXITED | libc::WNOWAIT
+            ),
+            0
+        );
+        libc::kill(-pid, libc::SIGKILL);
+        let mut status = 0;
+        assert_eq!(libc::waitpid(pid, &raw mut status, 0), pid);
+        assert_eq!(page.cast::<u64>().read_volatile(), 42);
+    }
+}
