@@ -122,34 +122,48 @@ pub fn ballast(bytes: usize) -> Vec<u8> {
     v
 }
 
+/// This thread's page shared with the children of the raw floors, mapped
+/// at its first use and kept, as the crate keeps one per thread.
+#[cfg(target_os = "linux")]
+fn floor_page() -> *mut u8 {
+    use std::cell::Cell;
+    thread_local! {
+        static PAGE: Cell<*mut u8> = const { Cell::new(std::ptr::null_mut()) };
+    }
+    PAGE.with(|page| {
+        if page.get().is_null() {
+            // SAFETY: an anonymous shared mapping, used only as plain
+            // bytes and never unmapped.
+            let map = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    4096,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                )
+            };
+            assert_ne!(map, libc::MAP_FAILED);
+            page.set(map.cast());
+        }
+        page.get()
+    })
+}
+
 /// The floor under a small blocking call on Linux: the kernel work the
 /// crate cannot skip, done with raw calls and nothing else. In the child,
 /// `PR_SET_PDEATHSIG` and `getppid` (so it dies with the parent), and a
-/// result written into a page shared with the parent (mapped once, as the
-/// crate's per-thread page is); in the parent, `waitpid` and reading the
+/// result written into this thread's page shared with the parent (see
+/// [`floor_page`]); in the parent, `waitpid` and reading the
 /// page back.
 #[cfg(target_os = "linux")]
 pub fn raw_isolation_floor() {
-    use std::sync::atomic::{AtomicPtr, Ordering};
-    static PAGE: AtomicPtr<u8> = AtomicPtr::new(std::ptr::null_mut());
-    let mut page = PAGE.load(Ordering::Relaxed);
-    // SAFETY: plain system calls; the page is a shared anonymous mapping
-    // made here once and never unmapped; the child only makes system
+    let page = floor_page();
+    // SAFETY: plain system calls; the page is this thread's shared
+    // anonymous mapping, never unmapped; the child only makes system
     // calls, writes the page and leaves with `_exit`.
     unsafe {
-        if page.is_null() {
-            let map = libc::mmap(
-                std::ptr::null_mut(),
-                4096,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            );
-            assert_ne!(map, libc::MAP_FAILED);
-            page = map.cast();
-            PAGE.store(page, Ordering::Relaxed);
-        }
         page.cast::<u64>().write_volatile(0);
         let pid = libc::fork();
         assert!(pid >= 0, "fork failed");
@@ -216,25 +230,10 @@ pub fn in_parallel(threads: usize, per_thread: usize, f: &(dyn Fn() + Sync)) -> 
 /// blocking call cannot skip.
 #[cfg(target_os = "linux")]
 pub fn raw_isolation_floor_with_group() {
-    use std::sync::atomic::{AtomicPtr, Ordering};
-    static PAGE: AtomicPtr<u8> = AtomicPtr::new(std::ptr::null_mut());
-    let mut page = PAGE.load(Ordering::Relaxed);
+    let page = floor_page();
     // SAFETY: as in `raw_isolation_floor`; `waitid` fills the `siginfo_t`
     // it is given.
     unsafe {
-        if page.is_null() {
-            let map = libc::mmap(
-                std::ptr::null_mut(),
-                4096,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            );
-            assert_ne!(map, libc::MAP_FAILED);
-            page = map.cast();
-            PAGE.store(page, Ordering::Relaxed);
-        }
         page.cast::<u64>().write_volatile(0);
         let pid = libc::fork();
         assert!(pid >= 0, "fork failed");
