@@ -12,15 +12,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use mem_isolate::Isolate;
-use support::ab;
-
-fn rounds(n: usize) -> usize {
-    let scale: f64 = std::env::var("RATIO_ROUNDS_SCALE")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1.0);
-    ((n as f64 * scale) as usize).max(3)
-}
+use support::{ab, rounds};
 
 fn current_thread() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()

@@ -15,17 +15,9 @@ use std::time::Duration;
 
 use mem_isolate::{Isolate, execute_in_isolated_process};
 use support::{
-    ab, ballast, bare_fork_wait, bytes, faults_per_call, in_parallel, rotated, rows,
+    ab, ballast, bare_fork_wait, bytes, faults_per_call, in_parallel, rotated, rounds, rows,
     shared_memory_bytes,
 };
-
-fn rounds(n: usize) -> usize {
-    let scale: f64 = std::env::var("RATIO_ROUNDS_SCALE")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1.0);
-    ((n as f64 * scale) as usize).max(3)
-}
 
 /// A target on a ratio: at most (times) or at least (throughput).
 #[derive(Clone, Copy)]

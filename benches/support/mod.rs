@@ -76,6 +76,16 @@ pub fn shared_memory_bytes(len: usize) -> Vec<u8> {
     }
 }
 
+/// `n` rounds, scaled by `RATIO_ROUNDS_SCALE` (e.g. `0.2` for a quick
+/// look), and never fewer than three.
+pub fn rounds(n: usize) -> usize {
+    let scale: f64 = std::env::var("RATIO_ROUNDS_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1.0);
+    ((n as f64 * scale) as usize).max(3)
+}
+
 /// Runs `a` and `b` alternately `rounds` times (after one warm-up each) and
 /// returns their median times: [`rotated`] with two sides.
 pub fn ab(rounds: usize, mut a: impl FnMut(), mut b: impl FnMut()) -> (Duration, Duration) {
