@@ -25,14 +25,18 @@ use crate::sys::{self, Exit, Ready, ResourceUsage, Watch};
 /// costs at most this spin once.
 const EXIT_SPIN: Duration = Duration::from_micros(100);
 
-/// The OS, as a call sees it through this driver's watch: kills go through
+/// The OS, as a call sees it through a driver's watch: kills go through
 /// the pidfd where there is one, so they cannot reach a process that
-/// reused the pid.
-struct Os<'w> {
-    watch: &'w mut Watch,
+/// reused the pid. `reactor` is an async driver's registration of the
+/// pipe (none for the blocking driver), dropped before the watch forgets
+/// the pipe, so that the pipe leaves the reactor before the call closes
+/// it.
+pub(crate) struct Os<'w, R = ()> {
+    pub(crate) watch: &'w mut Watch,
+    pub(crate) reactor: &'w mut Option<R>,
 }
 
-impl Process for Os<'_> {
+impl<R> Process for Os<'_, R> {
     fn reap(
         &mut self,
         pid: Pid,
@@ -50,6 +54,7 @@ impl Process for Os<'_> {
     }
 
     fn forget_pipe(&mut self, pipe: BorrowedFd<'_>) {
+        *self.reactor = None;
         self.watch.forget_pipe(pipe);
     }
 
@@ -81,6 +86,7 @@ impl<'a, S: Sink> Driven<'a, S> {
         loop {
             let mut os = Os {
                 watch: &mut self.watch,
+                reactor: &mut None::<()>,
             };
             let Some(wait) = self.call.on(&mut os, ready) else {
                 return true;
@@ -122,6 +128,7 @@ impl<'a, S: Sink> Driven<'a, S> {
                 Err(e) => {
                     let mut os = Os {
                         watch: &mut self.watch,
+                        reactor: &mut None::<()>,
                     };
                     self.call.wait_failed(&mut os, e);
                     Ready::default()
@@ -136,6 +143,7 @@ impl<'a, S: Sink> Driven<'a, S> {
     pub(crate) fn stop(&mut self) {
         let mut os = Os {
             watch: &mut self.watch,
+            reactor: &mut None::<()>,
         };
         self.call
             .stop(&mut os, crate::call::verdict::Stopped::ByCaller);
@@ -162,6 +170,7 @@ impl<S: Sink> Drop for Driven<'_, S> {
     fn drop(&mut self) {
         let mut os = Os {
             watch: &mut self.watch,
+            reactor: &mut None::<()>,
         };
         self.call.abandon(&mut os);
     }

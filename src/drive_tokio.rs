@@ -20,19 +20,17 @@ use std::boxed::Box;
 
 use rustix::fd::{AsRawFd, BorrowedFd, RawFd};
 use rustix::io::Errno;
-use rustix::process::Pid;
 use serde::de::DeserializeOwned;
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::time::{Instant, Sleep};
 
 use crate::call::Call;
-use crate::call::state::Process;
 use crate::call::verdict::Stopped;
-use crate::drive::Driven;
+use crate::drive::{Driven, Os};
 use crate::errors::{CallableExecutedError, MemIsolateError};
 use crate::sink::VecSink;
-use crate::sys::{self, ChildWatch, Exit, Ready, ResourceUsage, Watch};
+use crate::sys::{self, ChildWatch, Ready, Watch};
 
 /// How long the driver keeps checking for a child whose pipe just reached
 /// end-of-file before it waits again, as in the blocking driver: the
@@ -60,40 +58,6 @@ unsafe fn register(fd: BorrowedFd<'_>) -> Result<AsyncFd<Registered>, Errno> {
     // SAFETY: the caller keeps `fd` open until the registration is dropped.
     unsafe { AsyncFd::register_with_interest(Registered(fd.as_raw_fd()), Interest::READABLE) }
         .map_err(|e| Errno::from_io_error(&e.into_parts().1).unwrap_or(Errno::IO))
-}
-
-/// The OS as a call sees it through this driver: as the blocking one's,
-/// except that the pipe leaves the reactor before the call closes it.
-struct Os<'w> {
-    watch: &'w mut Watch,
-    pipe: &'w mut Option<AsyncFd<Registered>>,
-}
-
-impl Process for Os<'_> {
-    fn reap(
-        &mut self,
-        pid: Pid,
-        block: bool,
-        group: bool,
-    ) -> Result<Option<(Exit, ResourceUsage)>, Errno> {
-        sys::reap(pid, block, group)
-    }
-
-    fn kill(&mut self, pid: Pid, group: bool) -> Result<(), Errno> {
-        if group {
-            sys::kill_group(pid);
-        }
-        self.watch.kill(pid)
-    }
-
-    fn forget_pipe(&mut self, pipe: BorrowedFd<'_>) {
-        *self.pipe = None;
-        self.watch.forget_pipe(pipe);
-    }
-
-    fn now(&self) -> Duration {
-        sys::now()
-    }
 }
 
 /// The future of a spawned child's result: what `child.await` runs
@@ -205,7 +169,7 @@ impl<T: DeserializeOwned> ChildFuture<T> {
             let (call, watch) = driven.parts();
             let mut os = Os {
                 watch,
-                pipe: &mut self.pipe,
+                reactor: &mut self.pipe,
             };
             let ready = core::mem::take(&mut self.ready);
             let Some(wait) = call.on(&mut os, ready) else {
@@ -247,7 +211,7 @@ impl<T: DeserializeOwned> ChildFuture<T> {
                 if let Err(e) = self.register(call, watch) {
                     let mut os = Os {
                         watch,
-                        pipe: &mut self.pipe,
+                        reactor: &mut self.pipe,
                     };
                     call.wait_failed(&mut os, e);
                     continue;
@@ -285,7 +249,7 @@ impl<T: DeserializeOwned> ChildFuture<T> {
                 // child is killed, and reaped here, which is brief.
                 let mut os = Os {
                     watch,
-                    pipe: &mut self.pipe,
+                    reactor: &mut self.pipe,
                 };
                 call.wait_failed(&mut os, Errno::from_io_error(&e).unwrap_or(Errno::IO));
                 self.ready = Ready {
@@ -308,7 +272,7 @@ impl<T: DeserializeOwned> ChildFuture<T> {
                     Err(e) => {
                         let mut os = Os {
                             watch,
-                            pipe: &mut self.pipe,
+                            reactor: &mut self.pipe,
                         };
                         call.wait_failed(&mut os, e);
                         Ready::default()
@@ -408,14 +372,14 @@ impl<T> core::fmt::Debug for ChildFuture<T> {
 /// the current runtime once its watcher says it has ended, or here, with
 /// no runtime to hand it to.
 fn cancel(mut driven: Driven<'static, VecSink>) {
-    let mut no_pipe = None;
+    let mut no_pipe = None::<()>;
     let (call, watch) = driven.parts();
     if call.is_finished() {
         return;
     }
     let mut os = Os {
         watch,
-        pipe: &mut no_pipe,
+        reactor: &mut no_pipe,
     };
     call.stop(&mut os, Stopped::ByCaller);
     let gone = call
@@ -452,10 +416,10 @@ async fn reap_later(mut driven: Driven<'static, VecSink>) {
         .and_then(|fd| unsafe { register(fd) }.ok());
     loop {
         let (call, watch) = driven.parts();
-        let mut no_pipe = None;
+        let mut no_pipe = None::<()>;
         let mut os = Os {
             watch,
-            pipe: &mut no_pipe,
+            reactor: &mut no_pipe,
         };
         let probe = Ready {
             pipe: false,
