@@ -66,9 +66,11 @@ unsafe fn register(fd: BorrowedFd<'_>) -> Result<AsyncFd<Registered>, Errno> {
 ///
 /// It resolves to the same `Result<T, MemIsolateError>` as
 /// [`IsolatedChild::join`](crate::IsolatedChild::join). It must be polled
-/// inside a tokio runtime with I/O enabled, and with time enabled when
-/// the call has a [`timeout`](crate::Isolate::timeout) (tokio's
-/// `enable_all`, or what `#[tokio::main]` builds).
+/// inside a tokio runtime with I/O and time enabled (tokio's `enable_all`,
+/// or what `#[tokio::main]` builds): besides a
+/// [`timeout`](crate::Isolate::timeout), the timer checks on a child that
+/// nothing else can wake for (no pidfd; on macOS and FreeBSD after its
+/// pipe ended) and paces the reap of a dropped one.
 ///
 /// Dropping it before it resolved (a `tokio::time::timeout`, a losing
 /// `select!` branch, an aborted task) kills the child, and its process

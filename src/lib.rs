@@ -105,9 +105,13 @@
 //! `SIGRTMAX`, caught by a handler that ends the child (`SIGKILL`) only if
 //! its parent process is gone, since the kernel sends it whenever a
 //! thread that forked exits: that callable sees the handler as its
-//! `SIGRTMAX` disposition (a program it `exec`s gets the default, and
-//! then dies with the forking thread). The repository's README describes
-//! how the result travels, the wire protocol, and measured costs.
+//! `SIGRTMAX` disposition and the signal unblocked (a program it `exec`s
+//! gets the default, and then dies with the forking thread; a callable
+//! that blocks the signal again gives up dying with its parent). Each such
+//! thread exit runs the handler, so a spawned callable's system calls
+//! that are never restarted (`poll`, `nanosleep`, calls with timeouts)
+//! may return `EINTR` then. The repository's README describes how the
+//! result travels, the wire protocol, and measured costs.
 //!
 //! # What isolation is not
 //!

@@ -42,3 +42,26 @@ fn a_child_outlives_the_thread_that_spawned_it_100_ms_later() {
     let got = std::thread::spawn(move || child.join()).join().unwrap();
     assert_eq!(got, Ok(pid));
 }
+
+#[test]
+fn a_child_that_spawns_in_turn_still_outlives_the_thread_that_spawned_it() {
+    // The spawned child makes a spawned call of its own before its
+    // spawning thread exits: arming its grandchild must not change what
+    // the child's own parent-death handler compares with.
+    let child = std::thread::spawn(|| {
+        let child = Isolate::new()
+            .timeout(Duration::from_secs(30))
+            .spawn(|| {
+                let inner = Isolate::new().spawn(|| 7u32).unwrap().join().unwrap();
+                std::thread::sleep(Duration::from_millis(400));
+                inner
+            })
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        child
+    })
+    .join()
+    .unwrap();
+    let got = std::thread::spawn(move || child.join()).join().unwrap();
+    assert_eq!(got, Ok(7));
+}

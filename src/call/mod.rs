@@ -75,9 +75,6 @@ where
         report: shared.or(own_report.as_ref().map(|r| r.as_ptr().as_ptr())),
     };
     child::panic_hook::install();
-    if child_plan.outlives_thread {
-        sys::before_fork(parent);
-    }
     let started = sys::now();
     trace!(
         timeout_ms = options

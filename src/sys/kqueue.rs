@@ -215,11 +215,6 @@ impl ChildWatch for Watch {
     }
 }
 
-/// No call—Nothing to record before a fork: the parent-death signal here
-/// needs no handler.
-#[inline]
-pub(crate) fn before_fork(_parent: Pid) {}
-
 /// Whether [`Watch::child_fd`] also becomes readable for the pipe: yes,
 /// the kqueue watches both.
 #[cfg(feature = "tokio")]

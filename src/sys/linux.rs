@@ -330,8 +330,7 @@ pub(crate) const WATCH_HOLDS_PIPE: bool = false;
 /// `SIGRTMAX` (see [`arm_caught_parent_death`]), caught by
 /// [`parent_death_handler`], which ends the child
 /// only once its parent process is really gone (`getppid()` no longer
-/// [`ORIGINAL_PARENT`], which the parent set before the fork, see
-/// [`before_fork`]). The handler is the child's disposition of `SIGRTMAX`
+/// [`ORIGINAL_PARENT`]). The handler is the child's disposition of `SIGRTMAX`
 /// while the callable runs; a program the callable `exec`s gets the
 /// default back (terminate), so it dies with the spawning thread.
 ///
@@ -345,7 +344,7 @@ pub(crate) const WATCH_HOLDS_PIPE: bool = false;
 #[inline]
 pub(crate) fn on_parent_death(parent: Pid, outlives_thread: bool) -> Result<bool, Errno> {
     if outlives_thread {
-        arm_caught_parent_death()?;
+        arm_caught_parent_death(parent)?;
     } else {
         rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
     }
@@ -354,13 +353,20 @@ pub(crate) fn on_parent_death(parent: Pid, outlives_thread: bool) -> Result<bool
 
 /// `sigaction` and `prctl(PR_SET_PDEATHSIG)`—In the child: installs
 /// [`parent_death_handler`] for the highest real-time signal that takes
-/// it and arms that signal as the parent-death signal. `SIGRTMAX` unless
+/// it, arms that signal as the parent-death signal and unblocks it (the
+/// child inherits the forking thread's signal mask, and a program that
+/// blocks every signal on its threads would otherwise leave the signal
+/// pending and the orphan running). `SIGRTMAX` unless
 /// either call refuses it with `EINVAL` (qemu-user keeps the top real-time
 /// signals for itself), then the next one down, to `SIGRTMIN()`. Should
 /// none be taken, `SIGKILL`: the child then dies with its thread, the
 /// safe side.
 #[inline]
-fn arm_caught_parent_death() -> Result<(), Errno> {
+fn arm_caught_parent_death(parent: Pid) -> Result<(), Errno> {
+    ORIGINAL_PARENT.store(
+        parent.as_raw_nonzero().get(),
+        core::sync::atomic::Ordering::Relaxed,
+    );
     let lowest = libc::SIGRTMIN();
     let mut raw = libc::SIGRTMAX();
     // SAFETY: an all-zero `sigaction` is a valid value (no flags, empty
@@ -377,6 +383,7 @@ fn arm_caught_parent_death() -> Result<(), Errno> {
             // real-time signal is not one of rustix's named signals.
             let signal = unsafe { Signal::from_raw_unchecked(raw) };
             rustix::process::set_parent_process_death_signal(Some(signal))
+                .and_then(|()| unblock(raw))
         } else {
             Err(Errno::from_raw_os_error(super::last_errno()))
         };
@@ -390,22 +397,34 @@ fn arm_caught_parent_death() -> Result<(), Errno> {
     }
 }
 
-/// No call—In the parent, before forking a child that may outlive its
-/// thread: records this process's pid for the child's
-/// [`parent_death_handler`]. Written only when it changes (a process
-/// forked from this one calls the crate in turn), so that the page it is
-/// on is not dirtied, and the child does not copy it, on every call.
+/// `sigprocmask(SIG_UNBLOCK, {signal})`—In the child: lets the caught
+/// parent-death signal in, whatever mask it inherited.
+///
+/// # References
+///  - [POSIX `sigprocmask`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/sigprocmask.html)
 #[inline]
-pub(crate) fn before_fork(parent: Pid) {
-    use core::sync::atomic::Ordering;
-    let pid = parent.as_raw_nonzero().get();
-    if ORIGINAL_PARENT.load(Ordering::Relaxed) != pid {
-        ORIGINAL_PARENT.store(pid, Ordering::Relaxed);
+fn unblock(signal: libc::c_int) -> Result<(), Errno> {
+    // SAFETY: an all-zero `sigset_t` is a valid value, and `sigemptyset`
+    // and `sigaddset` only write the set they are given; `sigprocmask`
+    // reads it and is not asked for the old mask.
+    let r = unsafe {
+        let mut set: libc::sigset_t = core::mem::zeroed();
+        libc::sigemptyset(&raw mut set);
+        libc::sigaddset(&raw mut set, signal);
+        libc::sigprocmask(libc::SIG_UNBLOCK, &raw const set, core::ptr::null_mut())
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(Errno::from_raw_os_error(super::last_errno()))
     }
 }
 
-/// The pid of the process that forked this child (set in the parent
-/// before the fork, see [`before_fork`]).
+/// The pid of the process that forked this child: set by the child itself
+/// as it arms the caught parent-death signal (see
+/// [`arm_caught_parent_death`]), so that a spawned child that spawns in
+/// turn does not change what its own handler compares with. A store in
+/// the child is a copy-on-write fault, paid by spawned children only.
 static ORIGINAL_PARENT: core::sync::atomic::AtomicI32 = core::sync::atomic::AtomicI32::new(0);
 
 /// The child's parent-death handler: a thread of the parent exited (the

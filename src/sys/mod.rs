@@ -32,8 +32,8 @@ use linux::address_space_size;
 use linux::last_errno;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub(crate) use linux::{
-    MEMORY_LIMIT_SUPPORTED, Watch, before_fork, on_parent_death, pipe_capacity, pread_into,
-    pwrite_all, spill_file, widen_pipe,
+    MEMORY_LIMIT_SUPPORTED, Watch, on_parent_death, pipe_capacity, pread_into, pwrite_all,
+    spill_file, widen_pipe,
 };
 
 #[cfg(any(target_vendor = "apple", target_os = "freebsd"))]
@@ -42,7 +42,7 @@ mod kqueue;
 pub(crate) use kqueue::WATCH_HOLDS_PIPE;
 #[cfg(any(target_vendor = "apple", target_os = "freebsd"))]
 pub(crate) use kqueue::{
-    MEMORY_LIMIT_SUPPORTED, Watch, before_fork, on_parent_death, pipe_capacity, widen_pipe,
+    MEMORY_LIMIT_SUPPORTED, Watch, on_parent_death, pipe_capacity, widen_pipe,
 };
 #[cfg(any(target_vendor = "apple", target_os = "freebsd"))]
 use kqueue::{address_space_size, last_errno};
