@@ -2,15 +2,17 @@
 //! the parent's side of that decision ([`Route`]).
 //!
 //! - A spawned handle (no shared page) streams through a pipe.
-//! - A blocking call lends the child its thread's shared page. On Linux a
-//!   value that outgrows the page goes to the page's spill file, and the
-//!   call needs no pipe at all, unless
+//! - A blocking call lends the child its thread's shared page. A value
+//!   that outgrows the page goes to the page's spill file (where the
+//!   system has one: Linux and Android), and the call needs no pipe at
+//!   all, unless
 //!   - the process may not write files of any size (`RLIMIT_FSIZE`: a pipe
 //!     knows no such limit),
 //!   - or the thread's last result outgrew the page (large results move
 //!     faster down a pipe, where the parent reads while the child writes);
 //!     should that pipe fail, the spill file carries the result instead.
-//! - Off Linux the page's overflow goes down a pipe.
+//! - Without a spill file (none could be made, or the system has none)
+//!   the page's overflow goes down a pipe.
 //!
 //! Whatever the route, the rules of [`crate::transport`] hold: only the
 //! speed differs.
@@ -23,7 +25,6 @@ use crate::sys::ChildWatch;
 use crate::sys::{self, KeptFile, WaitMode, Watch};
 use crate::transport::page::{self, PageView, SharedPage};
 use crate::transport::pipe::PipeCollect;
-#[cfg(any(target_os = "linux", target_os = "android"))]
 use crate::transport::spill::SpillCollect;
 use crate::transport::{Collect, Feed};
 
@@ -46,7 +47,6 @@ pub(crate) struct ChildRoute<'a> {
 pub(crate) struct Route<'a> {
     pipe: Option<PipeCollect>,
     page: Option<page::Reader<'a>>,
-    #[cfg(any(target_os = "linux", target_os = "android"))]
     spill: Option<SpillCollect<'a>>,
     /// Which transport carried the stream, for the `tracing` summary.
     #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
@@ -60,7 +60,6 @@ impl Route<'_> {
         Self {
             pipe: Some(pipe),
             page: None,
-            #[cfg(any(target_os = "linux", target_os = "android"))]
             spill: None,
             carried: "pipe",
         }
@@ -95,7 +94,6 @@ impl Route<'_> {
                 self.carried = "shared page";
             }
         }
-        #[cfg(any(target_os = "linux", target_os = "android"))]
         if let Some(spill) = &mut self.spill {
             let touched = !feed.decoder.untouched();
             spill.collect(feed, ended);
@@ -112,7 +110,6 @@ impl Route<'_> {
         if let Some(page) = self.page.take() {
             page.record_hint();
         }
-        #[cfg(any(target_os = "linux", target_os = "android"))]
         if let Some(spill) = &mut self.spill {
             spill.empty();
         }
@@ -172,7 +169,6 @@ pub(crate) fn plan<'a, S: Sink>(
         route: Route {
             pipe: read.map(PipeCollect::new),
             page: view.map(page::Reader::new),
-            #[cfg(any(target_os = "linux", target_os = "android"))]
             spill: match (view, spill) {
                 (Some(view), Some((_, kept))) => Some(SpillCollect::new(view, kept)),
                 _ => None,

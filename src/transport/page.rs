@@ -106,7 +106,6 @@ impl PageView<'_> {
     }
 
     /// The spill file's length announced after [`SPILLED`], if it is.
-    #[cfg(any(target_os = "linux", target_os = "android", test))]
     pub(crate) fn spilled(self) -> Option<u64> {
         (self.length() == SPILLED)
             .then(|| u64::from_le_bytes(core::array::from_fn(|i| self.frame_byte(i))))
@@ -136,14 +135,13 @@ impl PageView<'_> {
 }
 
 /// A thread's shared page (see the module docs), with the spill file that
-/// comes with it on Linux.
+/// comes with it where the system has one.
 pub(crate) struct SharedPage {
     mapping: SharedMapping,
     /// The process that made it.
     #[cfg_attr(not(feature = "std"), allow(dead_code))]
     owner: Pid,
     /// The spill file, kept by number and checked before every use.
-    #[cfg_attr(not(any(target_os = "linux", target_os = "android")), allow(dead_code))]
     spill: Cell<Option<KeptFile>>,
 }
 
