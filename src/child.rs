@@ -26,7 +26,7 @@ use rustix::process::Pid;
 use serde::Serialize;
 
 use crate::errors::PANIC_MESSAGE_CAPACITY;
-use crate::report::{self, Kind};
+use crate::report::{self, Failure};
 use crate::sys;
 use crate::transport::{Emit, Out, page};
 use crate::wire::{self, Checksum, END_FRAME_LEN, HEADER_LEN, Outcome, copy_short};
@@ -140,7 +140,7 @@ where
     panic_hook::entered_child();
     // A failure of the child's own: reported in shared memory, never by an
     // exit code a callable could also use.
-    let fail = |kind: Kind| -> ! {
+    let fail = |kind: Failure| -> ! {
         // SAFETY: `plan.report` is a live shared mapping made before the
         // fork (see `ChildPlan`).
         unsafe { report::write(plan.report, plan.nonce, kind) };
@@ -165,7 +165,7 @@ where
         let sum = wire::side_checksum(plan.nonce, detail, &[]);
         let end = wire::end_frame(Outcome::SetupFailed, detail, 0, sum);
         if out.write_all(&end).is_err() {
-            fail(Kind::SetupFailed(e));
+            fail(Failure::SetupFailed(e));
         }
         leave(0)
     };
@@ -216,7 +216,7 @@ where
             // The last DATA frame and END leave in one write, so the parent
             // is woken once for them.
             if let Err(e) = out.write_all(done.with_end()) {
-                fail(Kind::WriteFailed(e));
+                fail(Failure::WriteFailed(e));
             }
             leave(0);
         }
@@ -224,7 +224,7 @@ where
         // reports the result as too large.
         Ok(Err(_)) if write_error.get() == Some(OVER_CAP) => leave(0),
         Ok(Err(_)) if write_error.get().is_some() => {
-            fail(Kind::WriteFailed(write_error.get().unwrap_or(Errno::IO)))
+            fail(Failure::WriteFailed(write_error.get().unwrap_or(Errno::IO)))
         }
         Ok(Err(_)) => {
             // The serializer's message (a user's `custom` text) goes in a
@@ -235,7 +235,7 @@ where
                 #[allow(clippy::cast_possible_truncation)] // at most ERROR_TEXT_CAPACITY
                 let header = wire::panic_header(text.len() as u32);
                 if let Err(e) = out.write_all(&header).and_then(|()| out.write_all(text)) {
-                    fail(Kind::WriteFailed(e));
+                    fail(Failure::WriteFailed(e));
                 }
             }
             let sum = wire::side_checksum(plan.nonce, [0; 7], text);
@@ -246,14 +246,14 @@ where
             #[allow(clippy::cast_possible_truncation)] // at most PANIC_MESSAGE_CAPACITY
             let header = wire::panic_header(text.len() as u32);
             if let Err(e) = out.write_all(&header).and_then(|()| out.write_all(text)) {
-                fail(Kind::WriteFailed(e));
+                fail(Failure::WriteFailed(e));
             }
             let sum = wire::side_checksum(plan.nonce, [0; 7], text);
             wire::end_frame(Outcome::Panicked, [0; 7], 0, sum)
         }
     };
     if let Err(e) = out.write_all(&end) {
-        fail(Kind::WriteFailed(e));
+        fail(Failure::WriteFailed(e));
     }
     leave(0)
 }
@@ -577,7 +577,7 @@ struct ExitOnUnwind {
 impl Drop for ExitOnUnwind {
     fn drop(&mut self) {
         // SAFETY: as for `fail` in `run`.
-        unsafe { report::write(self.report, self.nonce, Kind::Unwound) };
+        unsafe { report::write(self.report, self.nonce, Failure::Unwound) };
         sys::exit_now(0);
     }
 }

@@ -209,9 +209,11 @@ mod bytes;
 mod call;
 mod capture;
 mod child;
+mod decode_error;
 mod drive;
 #[cfg(feature = "tokio")]
 mod drive_tokio;
+mod errno;
 pub mod errors;
 #[cfg(feature = "alloc")]
 mod handle;

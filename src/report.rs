@@ -9,9 +9,9 @@
 //!
 //! ```text
 //! offset 0   marker    u32 LE  REPORTED
-//! offset 4   kind      u8      see Kind
+//! offset 4   kind      u8      see Failure
 //! offset 5   zero      [u8;3]
-//! offset 8   errno     i32 LE  (0 for Kind::Unwound)
+//! offset 8   errno     i32 LE  (0 for Failure::Unwound)
 //! offset 12  checksum  u64 LE  over kind and errno, seeded by the call's nonce
 //! ```
 //!
@@ -42,7 +42,7 @@ const REPORT_LEN: usize = 20;
 
 /// What the child reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
+pub(crate) enum Failure {
     /// Writing the result (or the stream's last frame) failed with this
     /// errno.
     WriteFailed(Errno),
@@ -54,7 +54,7 @@ pub(crate) enum Kind {
     Unwound,
 }
 
-impl Kind {
+impl Failure {
     fn encode(self) -> (u8, i32) {
         match self {
             Self::WriteFailed(e) => (1, e.raw_os_error()),
@@ -64,11 +64,7 @@ impl Kind {
     }
 
     fn decode(kind: u8, errno: i32) -> Option<Self> {
-        let valid = || {
-            (1..=wire::MAX_ERRNO)
-                .contains(&errno)
-                .then(|| Errno::from_raw_os_error(errno))
-        };
+        let valid = || crate::errno::errno_from_raw(errno);
         match kind {
             1 => valid().map(Self::WriteFailed),
             2 => valid().map(Self::SetupFailed),
@@ -96,7 +92,7 @@ fn checksum(nonce: u64, kind: u8, errno: i32) -> u64 {
 /// `page`, if given, must be a live shared mapping of at least
 /// [`REPORT_LEN`] bytes.
 #[inline]
-pub(crate) unsafe fn write(page: Option<*mut u8>, nonce: u64, kind: Kind) {
+pub(crate) unsafe fn write(page: Option<*mut u8>, nonce: u64, kind: Failure) {
     let Some(page) = page else { return };
     let (k, errno) = kind.encode();
     let mut record = [0u8; REPORT_LEN];
@@ -118,7 +114,7 @@ pub(crate) unsafe fn write(page: Option<*mut u8>, nonce: u64, kind: Kind) {
 /// # Safety
 ///
 /// `page` must be a live mapping of at least [`REPORT_LEN`] bytes.
-pub(crate) unsafe fn read(page: NonNull<u8>, nonce: u64) -> Option<Kind> {
+pub(crate) unsafe fn read(page: NonNull<u8>, nonce: u64) -> Option<Failure> {
     // Each byte once, into private memory, before anything is checked.
     let mut record = [0u8; REPORT_LEN];
     for (at, b) in record.iter_mut().enumerate() {
@@ -136,7 +132,7 @@ pub(crate) unsafe fn read(page: NonNull<u8>, nonce: u64) -> Option<Kind> {
     if u64::from_le_bytes(sum) != checksum(nonce, kind, errno) {
         return None;
     }
-    Kind::decode(kind, errno)
+    Failure::decode(kind, errno)
 }
 
 #[cfg(test)]
@@ -153,12 +149,15 @@ mod tests {
             write(
                 Some(page.as_ptr().as_ptr()),
                 5,
-                Kind::WriteFailed(Errno::BADF),
+                Failure::WriteFailed(Errno::BADF),
             );
-            assert_eq!(read(page.as_ptr(), 5), Some(Kind::WriteFailed(Errno::BADF)));
+            assert_eq!(
+                read(page.as_ptr(), 5),
+                Some(Failure::WriteFailed(Errno::BADF))
+            );
             assert_eq!(read(page.as_ptr(), 6), None);
-            write(Some(page.as_ptr().as_ptr()), 6, Kind::Unwound);
-            assert_eq!(read(page.as_ptr(), 6), Some(Kind::Unwound));
+            write(Some(page.as_ptr().as_ptr()), 6, Failure::Unwound);
+            assert_eq!(read(page.as_ptr(), 6), Some(Failure::Unwound));
             // A changed byte spoils it.
             page.as_ptr().as_ptr().add(8).write_volatile(9);
             assert_eq!(read(page.as_ptr(), 6), None);

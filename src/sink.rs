@@ -8,7 +8,7 @@
 
 use core::mem::MaybeUninit;
 
-use crate::wire::DecodeError;
+use crate::decode_error::DecodeError;
 
 /// Where the value's bytes go. The decoder appends what it copies
 /// ([`Sink::append`]); a transport that reads from a descriptor reads
