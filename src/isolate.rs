@@ -6,6 +6,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::call;
+use crate::drive::Driven;
 use crate::errors::MemIsolateError;
 use crate::sink::SliceSink;
 #[cfg(feature = "alloc")]
@@ -288,10 +289,11 @@ impl Isolate {
         let limit = self.max_result_size.unwrap_or(usize::MAX);
         with_shared_page(|page, pid| {
             let sink = VecSink::new(limit);
-            let mut call =
+            let (call, watch) =
                 call::start(&self.options(), callable, sink, page, pid, WaitMode::Direct)?;
-            call.advance(None);
-            call.call.outcome()
+            let mut driven = Driven::new(call, watch);
+            driven.advance(None);
+            driven.call_mut().outcome()
         })
     }
 
@@ -331,8 +333,9 @@ impl Isolate {
         // share a page: their results always travel through the pipe.
         let sink = VecSink::new(limit);
         let pid = sys::getpid();
-        let call = call::start(&self.options(), callable, sink, None, pid, WaitMode::Queue)?;
-        Ok(crate::IsolatedChild::new(call))
+        let (call, watch) =
+            call::start(&self.options(), callable, sink, None, pid, WaitMode::Queue)?;
+        Ok(crate::IsolatedChild::new(Driven::new(call, watch)))
     }
 
     /// Runs `callable` in a forked child and returns a future of its value,
@@ -443,10 +446,11 @@ impl Isolate {
         let cap = self.max_result_size.unwrap_or(usize::MAX).min(buffer.len());
         with_shared_page(|page, pid| {
             let sink = SliceSink::new(&mut buffer[..cap]);
-            let mut call =
+            let (call, watch) =
                 call::start(&self.options(), callable, sink, page, pid, WaitMode::Direct)?;
-            call.advance(None);
-            call.call.outcome()
+            let mut driven = Driven::new(call, watch);
+            driven.advance(None);
+            driven.call_mut().outcome()
         })
     }
 

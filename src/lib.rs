@@ -211,8 +211,6 @@ mod capture;
 mod child;
 mod decode_error;
 mod drive;
-#[cfg(feature = "tokio")]
-mod drive_tokio;
 mod errno;
 pub mod errors;
 #[cfg(feature = "alloc")]
@@ -226,7 +224,7 @@ mod wire;
 
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
-pub use drive_tokio::ChildFuture;
+pub use drive::tokio::ChildFuture;
 pub use errors::MemIsolateError;
 #[cfg(feature = "alloc")]
 #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]

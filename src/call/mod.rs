@@ -1,11 +1,12 @@
 //! One isolated call: [`start`] plans it, forks, and hands the child its
 //! part ([`crate::child::run`]) and the parent a [`Call`] (the state
-//! machine in [`state`]) with the watch its driver waits with.
+//! machine in [`state`]) with the watch its driver waits with; the caller
+//! hands both to a driver ([`crate::drive`]).
 //!
 //! ```text
 //! Isolate::run / spawn
 //!   └─ call::start ─ plan::plan (route, watch) ─ fork ─┬─ child::run (never returns)
-//!                                                      └─ Call + Watch ─ drive::Driven
+//!                                                      └─ (Call, Watch), which a driver runs
 //! ```
 
 use core::cell::Cell;
@@ -22,7 +23,6 @@ pub(crate) mod verdict;
 pub(crate) use state::Call;
 
 use crate::child::{self, ChildPlan};
-use crate::drive::Driven;
 use crate::errors::{CallableDidNotExecuteError as NotRun, MemIsolateError};
 use crate::sink::Sink;
 use crate::sys::ChildWatch;
@@ -47,7 +47,7 @@ pub(crate) fn start<'a, F, T, S>(
     page: Option<&'a SharedPage>,
     parent: Pid,
     mode: WaitMode,
-) -> Result<Driven<'a, S>, MemIsolateError>
+) -> Result<(Call<'a, S>, sys::Watch), MemIsolateError>
 where
     F: FnOnce() -> T,
     T: Serialize,
@@ -113,7 +113,7 @@ where
             // (the lifetime `'a` says so).
             let call =
                 unsafe { call.with_report(shared.and_then(core::ptr::NonNull::new), own_report) };
-            Ok(Driven::new(call, watch))
+            Ok((call, watch))
         }
     }
 }

@@ -51,6 +51,23 @@ pub(crate) struct Ready {
     pub(crate) exiting: bool,
 }
 
+impl Ready {
+    /// The child may have ended: look (a reap that does not block).
+    pub(crate) const CHILD: Self = Self {
+        pipe: false,
+        child: true,
+        exiting: false,
+    };
+
+    /// The child is certainly exiting (it was killed, or kqueue said so):
+    /// a blocking reap returns promptly.
+    pub(crate) const EXITING: Self = Self {
+        pipe: false,
+        child: true,
+        exiting: true,
+    };
+}
+
 /// When the platform cannot watch the child itself (pidfd unavailable on an
 /// old kernel, say), the parent waits on the pipe in slices of this length
 /// and checks the child between them.
