@@ -17,29 +17,17 @@
 //! Whatever the route, the rules of [`crate::transport`] hold: only the
 //! speed differs.
 
-use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::fd::{AsFd, BorrowedFd};
 
+use crate::child::ChildRoute;
 use crate::errors::CallableDidNotExecuteError as NotRun;
 use crate::sink::Sink;
 use crate::sys::ChildWatch;
-use crate::sys::{self, KeptFile, WaitMode, Watch};
-use crate::transport::page::{self, PageView, SharedPage};
+use crate::sys::{self, WaitMode, Watch};
+use crate::transport::page::{self, SharedPage};
 use crate::transport::pipe::PipeCollect;
 use crate::transport::spill::SpillCollect;
 use crate::transport::{Collect, Feed};
-
-/// What the child is given to send its frames through.
-pub(crate) struct ChildRoute<'a> {
-    /// The pipe's write end, if the route streams.
-    pub(crate) write: Option<OwnedFd>,
-    /// The spill file and its identity, if the page overflows into it.
-    pub(crate) spill: Option<(BorrowedFd<'a>, KeptFile)>,
-    /// The shared page, for a small value.
-    pub(crate) page: Option<PageView<'a>>,
-    /// Where a spilling child stops itself: just past the cap, since
-    /// nobody reads the file while it writes.
-    pub(crate) cap: u64,
-}
 
 /// A call's transports, parent side, in the order they are read after the
 /// child's exit: the pipe (also read while the child runs), then the page,

@@ -9,7 +9,6 @@
 //! when it must, through a [`Process`], which is the real OS in the crate
 //! and a script in the unit tests below.
 
-use core::ptr::NonNull;
 use core::time::Duration;
 
 use rustix::fd::BorrowedFd;
@@ -23,6 +22,7 @@ use crate::errors::MemIsolateError;
 use crate::sink::Sink;
 use crate::sys::{Exit, Ready, ResourceUsage, SharedMapping};
 use crate::transport::Feed;
+use crate::transport::page::PageView;
 use crate::wire::Decoder;
 
 /// What a call needs done to its child, apart from waiting: the OS in the
@@ -60,12 +60,42 @@ pub(crate) struct Wait<'c> {
 }
 
 /// Where the child reports a failure of its own (see [`crate::report`]).
-enum ReportAt {
+pub(crate) enum ReportAt<'a> {
     /// The blocking call's shared page, which outlives the call.
-    Shared(NonNull<u8>),
+    Shared(PageView<'a>),
     /// A page mapped for this call.
     Own(SharedMapping),
+    /// No page could be mapped: a child that could not deliver is
+    /// reported by how it ended.
     None,
+}
+
+impl ReportAt<'_> {
+    /// The report left there for the call with `nonce`, if any.
+    fn read(&self, nonce: u64) -> Option<crate::report::Failure> {
+        match self {
+            Self::Shared(page) => crate::report::read(*page, nonce),
+            // SAFETY: a mapping the call owns, alive while it is borrowed.
+            Self::Own(own) => crate::report::read(unsafe { PageView::new(own.as_ptr()) }, nonce),
+            Self::None => None,
+        }
+    }
+}
+
+/// What a call starts from: everything the parent knows of a freshly
+/// forked child.
+pub(crate) struct Start<'a, S> {
+    pub(crate) pid: Pid,
+    /// The child leads a process group of its own, killed with it.
+    pub(crate) group: bool,
+    pub(crate) route: Route<'a>,
+    pub(crate) report: ReportAt<'a>,
+    pub(crate) nonce: u64,
+    pub(crate) sink: S,
+    pub(crate) timeout: Option<Duration>,
+    /// When the call started (just before the fork), on the monotonic
+    /// clock: the deadline counts from here.
+    pub(crate) started: Duration,
 }
 
 /// One running (or finished) child and everything the parent knows of it.
@@ -88,7 +118,7 @@ pub(crate) struct Call<'a, S: Sink> {
     killed: bool,
     /// The pipe ended while the child was not yet reaped.
     pipe_ended: bool,
-    report: ReportAt,
+    report: ReportAt<'a>,
     nonce: u64,
     /// When the call started, for the `tracing` summary.
     #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
@@ -96,7 +126,7 @@ pub(crate) struct Call<'a, S: Sink> {
 }
 
 // SAFETY: the fields that are not `Send` are the shared page's: the
-// pointer in `report` and the page views in `route`. Only blocking calls
+// view in `report` and the page views in `route`. Only blocking calls
 // (`run`, `run_with_buffer`) have them, and their call never leaves the
 // calling thread; spawned handles, whose calls can move between threads,
 // have no shared page and own their report page. Everything else is owned
@@ -105,15 +135,17 @@ unsafe impl<S: Sink + Send> Send for Call<'_, S> {}
 
 impl<'a, S: Sink> Call<'a, S> {
     /// Takes charge of a freshly forked child.
-    pub(crate) fn new(
-        pid: Pid,
-        route: Route<'a>,
-        nonce: u64,
-        sink: S,
-        timeout: Option<Duration>,
-        started: Duration,
-        group: bool,
-    ) -> Self {
+    pub(crate) fn new(start: Start<'a, S>) -> Self {
+        let Start {
+            pid,
+            group,
+            route,
+            report,
+            nonce,
+            sink,
+            timeout,
+            started,
+        } = start;
         Self {
             pid,
             group,
@@ -130,30 +162,10 @@ impl<'a, S: Sink> Call<'a, S> {
             stopped: None,
             killed: false,
             pipe_ended: false,
-            report: ReportAt::None,
+            report,
             nonce,
             started,
         }
-    }
-
-    /// Where the child may report a failure of its own: the blocking
-    /// call's shared page, which must outlive the call, or a page mapped
-    /// for this call.
-    ///
-    /// # Safety
-    ///
-    /// `shared`, if given, must stay mapped for the call's life.
-    pub(crate) unsafe fn with_report(
-        mut self,
-        shared: Option<NonNull<u8>>,
-        own: Option<SharedMapping>,
-    ) -> Self {
-        self.report = match (shared, own) {
-            (Some(page), _) => ReportAt::Shared(page),
-            (None, Some(own)) => ReportAt::Own(own),
-            (None, None) => ReportAt::None,
-        };
-        self
     }
 
     #[cfg(feature = "alloc")]
@@ -345,13 +357,7 @@ impl<'a, S: Sink> Call<'a, S> {
     pub(crate) fn outcome<T: DeserializeOwned>(&mut self) -> Result<T, MemIsolateError> {
         #[cfg(feature = "tracing")]
         let result_bytes = self.sink.bytes().len();
-        let report = match &self.report {
-            // SAFETY: the shared page outlives the call (see `with_report`).
-            ReportAt::Shared(page) => unsafe { crate::report::read(*page, self.nonce) },
-            // SAFETY: a page the call owns.
-            ReportAt::Own(own) => unsafe { crate::report::read(own.as_ptr(), self.nonce) },
-            ReportAt::None => None,
-        };
+        let report = self.report.read(self.nonce);
         let result = verdict(Facts {
             decoder: &self.decoder,
             sink: &mut self.sink,
@@ -486,15 +492,16 @@ mod tests {
         let script = Script::new();
         let route = Route::pipe_only(PipeCollect::new(read));
         let pid = Pid::from_raw(1).unwrap();
-        let call = Call::new(
+        let call = Call::new(Start {
             pid,
+            group: true,
             route,
-            NONCE,
-            VecSink::new(limit),
+            report: ReportAt::None,
+            nonce: NONCE,
+            sink: VecSink::new(limit),
             timeout,
-            script.now,
-            true,
-        );
+            started: script.now,
+        });
         (call, write, script)
     }
 
