@@ -11,8 +11,8 @@ use crate::errors::MemIsolateError;
 use crate::sink::SliceSink;
 #[cfg(feature = "alloc")]
 use crate::sink::VecSink;
-use crate::sys::{self, WaitMode};
-use crate::transport::page::SharedPage;
+use crate::sys::WaitMode;
+use crate::transport::page::with_thread_page;
 
 /// How to run a callable in isolation: options first, then
 #[cfg_attr(
@@ -287,7 +287,7 @@ impl Isolate {
     {
         call_span!("execute_in_isolated_process", api = "run");
         let limit = self.max_result_size.unwrap_or(usize::MAX);
-        with_shared_page(|page, pid| {
+        with_thread_page(|page, pid| {
             let sink = VecSink::new(limit);
             let (call, watch) =
                 call::start(&self.options(), callable, sink, page, pid, WaitMode::Direct)?;
@@ -332,7 +332,7 @@ impl Isolate {
         // Several spawned children may be alive at once, so they do not
         // share a page: their results always travel through the pipe.
         let sink = VecSink::new(limit);
-        let pid = sys::getpid();
+        let pid = crate::sys::getpid();
         let (call, watch) =
             call::start(&self.options(), callable, sink, None, pid, WaitMode::Queue)?;
         Ok(crate::IsolatedChild::new(Driven::new(call, watch)))
@@ -444,7 +444,7 @@ impl Isolate {
     {
         call_span!("execute_in_isolated_process", api = "run_with_buffer");
         let cap = self.max_result_size.unwrap_or(usize::MAX).min(buffer.len());
-        with_shared_page(|page, pid| {
+        with_thread_page(|page, pid| {
             let sink = SliceSink::new(&mut buffer[..cap]);
             let (call, watch) =
                 call::start(&self.options(), callable, sink, page, pid, WaitMode::Direct)?;
@@ -460,66 +460,5 @@ impl Isolate {
             memory_limit: self.memory_limit,
             kill_descendants: self.kill_descendants,
         }
-    }
-}
-
-/// Lends `f` this thread's shared result page (and this process's pid),
-/// made on first use and kept for the thread's life (one `mmap` per
-/// thread, not per call). Blocking calls on one thread never overlap, so
-/// one page serves them all; a call made from inside the parent's own
-/// decoding (a `Deserialize` impl that calls back in) starts only after
-/// the page was copied out. Without `std` there are no thread-locals, and
-/// results always take the pipe.
-///
-/// A page belongs to the process that made it: in a forked process the
-/// thread's page is still its parent's, shared with it and with the
-/// parent's later calls. So a call made there (by a callable, or in a
-/// process forked some other way, such as a pre-forked worker) uses a
-/// second thread-local page, made by that process at its first call and
-/// kept. Only a process whose both pages are inherited (a worker's
-/// worker) makes a page for each call. Either way the crate's own calls
-/// never write to a page or spill file an ancestor uses. (The inherited
-/// mappings and descriptors stay open in the child, like everything else
-/// it inherits: the child's own result still goes to its parent's page.)
-/// The common path only reads the thread-locals: a write would cost a
-/// page fault after every fork.
-fn with_shared_page<R>(f: impl FnOnce(Option<&SharedPage>, rustix::process::Pid) -> R) -> R {
-    let pid = sys::getpid();
-    #[cfg(feature = "std")]
-    {
-        use core::cell::OnceCell;
-        std::thread_local! {
-            static PAGE: OnceCell<Option<SharedPage>> = const { OnceCell::new() };
-            static FORKED: OnceCell<Option<SharedPage>> = const { OnceCell::new() };
-        }
-        let owned = |p: &Option<SharedPage>| !matches!(p, Some(page) if page.owner() != pid);
-        // `try_with`, not `with`: a call made from a thread-local
-        // destructor may find the pages already destroyed. It then makes a
-        // page of its own, as a worker's worker does.
-        let mut f = Some(f);
-        let mut answer = None;
-        let _ = PAGE.try_with(|page| {
-            let page = page.get_or_init(|| SharedPage::new().ok());
-            if owned(page) {
-                answer = f.take().map(|f| f(page.as_ref(), pid));
-                return;
-            }
-            let _ = FORKED.try_with(|forked| {
-                let forked = forked.get_or_init(|| SharedPage::new().ok());
-                if owned(forked) {
-                    answer = f.take().map(|f| f(forked.as_ref(), pid));
-                }
-            });
-        });
-        match (answer, f) {
-            (Some(answer), _) => answer,
-            (None, Some(f)) => f(SharedPage::new().ok().as_ref(), pid),
-            // `answer` is set whenever `f` is taken.
-            (None, None) => unreachable!(),
-        }
-    }
-    #[cfg(not(feature = "std"))]
-    {
-        f(None, pid)
     }
 }
