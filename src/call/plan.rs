@@ -23,7 +23,11 @@ use crate::child::ChildRoute;
 use crate::errors::CallableDidNotExecuteError as NotRun;
 use crate::sink::Sink;
 use crate::sys::ChildWatch;
+#[cfg(all(test, feature = "alloc"))]
+use crate::sys::KeptFile;
 use crate::sys::{self, WaitMode, Watch};
+#[cfg(all(test, feature = "alloc"))]
+use crate::transport::page::PageView;
 use crate::transport::page::{self, SharedPage};
 use crate::transport::pipe::PipeCollect;
 use crate::transport::spill::SpillCollect;
@@ -41,18 +45,26 @@ pub(crate) struct Route<'a> {
     carried: &'static str,
 }
 
-impl Route<'_> {
-    /// A route that only streams, for the state machine's tests.
-    #[cfg(all(test, feature = "alloc"))]
-    pub(crate) fn pipe_only(pipe: PipeCollect) -> Self {
+#[cfg(all(test, feature = "alloc"))]
+impl<'a> Route<'a> {
+    /// A route over the given transports, for the state machine's tests.
+    pub(crate) fn of(
+        pipe: Option<PipeCollect>,
+        page: Option<PageView<'a>>,
+        spill: Option<KeptFile>,
+    ) -> Self {
         Self {
-            pipe: Some(pipe),
-            page: None,
-            spill: None,
-            carried: "pipe",
+            pipe,
+            page: page.map(page::Reader::new),
+            spill: page
+                .zip(spill)
+                .map(|(view, kept)| SpillCollect::new(view, kept)),
+            carried: "nothing",
         }
     }
+}
 
+impl Route<'_> {
     /// The descriptor to wait on while the child runs.
     pub(crate) fn pipe_fd(&self) -> Option<BorrowedFd<'_>> {
         self.pipe.as_ref().and_then(PipeCollect::fd)
