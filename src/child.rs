@@ -77,7 +77,7 @@ pub(crate) struct ChildPlan<'a> {
 /// gives up the parent's side of the call, which the fork copied.
 ///
 /// Marked for inlining, like the small helpers it calls on the way to a
-/// small result (ARCHITECTURE.md, "Page faults in the child").
+/// small result (ARCHITECTURE.md, "Page faults after fork").
 #[inline]
 pub(crate) fn run<F, T>(callable: F, plan: &ChildPlan<'_>, leave_parent: impl FnOnce()) -> !
 where

@@ -192,8 +192,8 @@ impl ErrorText {
         while !text.is_char_boundary(take) {
             take -= 1;
         }
-        // Byte by byte: the child calls this, and a `memcpy` call would
-        // cost it a page fault for the C library's code.
+        // Byte by byte: the child calls this, and must not call `memcpy`
+        // (ARCHITECTURE.md, "Page faults after fork").
         for (dst, &b) in self.bytes[at..at + take].iter_mut().zip(text.as_bytes()) {
             *dst = b;
         }

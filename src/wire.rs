@@ -185,8 +185,7 @@ pub(crate) unsafe fn copy_short(src: &[u8], dst: *mut u8) {
 }
 
 /// Copies `src` into `dst` (the same length, at most 32 bytes) with
-/// [`copy_short`], never calling `memcpy`: in a child, the first call into
-/// a page of the C library's code it has not run yet costs a page fault.
+/// [`copy_short`], never calling `memcpy` (ARCHITECTURE.md, "Page faults after fork").
 #[inline]
 fn copy_small(src: &[u8], dst: &mut [u8]) {
     assert!(src.len() == dst.len() && src.len() <= 32);

@@ -35,7 +35,7 @@ pub(crate) use staging::Staging;
 ///
 /// What `postcard::serialize_with_flavor` does, written out so that it is
 /// inlined into the child's path rather than left on a page of code of its
-/// own (ARCHITECTURE.md, "Page faults in the child").
+/// own (ARCHITECTURE.md, "Page faults after fork").
 #[inline]
 pub(crate) fn serialize<T: Serialize, W: Flavor>(
     value: &T,

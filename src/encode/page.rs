@@ -7,7 +7,7 @@
 //! taken from the bytes as they are stored, never read back from the page,
 //! so whatever else maps the page cannot get its own bytes vouched for. It
 //! is borrowed, not held, to keep the writer small enough to move without
-//! a `memcpy` call (ARCHITECTURE.md, "Page faults in the child").
+//! a `memcpy` call (ARCHITECTURE.md, "Page faults after fork").
 
 use rustix::io::Errno;
 

@@ -35,8 +35,8 @@ pub(crate) enum ResultWriter<'a> {
 }
 
 // Small enough that moving it (into postcard's serializer) is a few
-// register moves, not a `memcpy` call (ARCHITECTURE.md, "Page faults in
-// the child").
+// register moves, not a `memcpy` call (ARCHITECTURE.md, "Page faults
+// after fork").
 const _: () = assert!(core::mem::size_of::<ResultWriter<'static>>() <= 128);
 
 impl<'a> ResultWriter<'a> {

@@ -29,8 +29,8 @@ pub(crate) const STAGING_LEN: usize = wire::MAX_DATA_LEN as usize + HEADER_LEN +
 ///
 /// The stream's running checksum lives here too, just before the buffer
 /// (so on the page the first frame touches anyway): it would make the
-/// writer too large to move without a `memcpy` call (see ARCHITECTURE.md,
-/// "Page faults in the child").
+/// writer too large to move without a `memcpy` call (ARCHITECTURE.md,
+/// "Page faults after fork").
 #[repr(C)]
 struct StagingArea {
     checksum: Checksum,

@@ -22,8 +22,7 @@ use super::last_errno;
 ///  - [Linux](https://man7.org/linux/man-pages/man2/fork.2.html)
 ///  - [FreeBSD](https://man.freebsd.org/cgi/man.cgi?query=fork&sektion=2)
 // Inlined, so that the child returns into its caller's page of code, not
-// into one of its own: a page of code a child has not run yet costs it a
-// page fault.
+// into one of its own (ARCHITECTURE.md, "Page faults after fork").
 #[allow(clippy::inline_always)]
 #[inline(always)]
 pub(crate) unsafe fn fork() -> Result<Option<Pid>, Errno> {

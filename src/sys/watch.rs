@@ -151,7 +151,7 @@ pub(crate) trait ChildWatch: Sized {
     /// touch the parent's. Cannot fail, allocates nothing, and must not
     /// close a descriptor the child did not inherit. By reference: the
     /// child never returns, so its copy is never dropped, and runs no
-    /// drop code (each page of code the child runs is a page fault).
+    /// drop code (ARCHITECTURE.md, "Page faults after fork").
     fn leave_in_child(&self);
 
     /// The readiness descriptor of a spawned handle: readable when a

@@ -94,8 +94,8 @@ impl<S: Sink> Feed<'_, S> {
         &mut self,
         mut read: impl FnMut(&mut [MaybeUninit<u8>]) -> Result<Option<usize>, Errno>,
     ) -> Pumped {
-        // Small, because every stack page the parent touches after a fork
-        // costs a fault.
+        // Small: every stack page the parent writes after a fork is a
+        // fault (ARCHITECTURE.md, "Page faults after fork").
         let mut scratch = [MaybeUninit::<u8>::uninit(); 512];
         while !self.decoder.is_finished() {
             let data_left = self.decoder.data_remaining();

@@ -390,7 +390,7 @@ impl ChildPage {
 
     /// Stores `bytes` at `at` in the frames area, one volatile store each:
     /// a loop the compiler could turn into a `memcpy` call would cost the
-    /// child a page fault (ARCHITECTURE.md, "Page faults in the child").
+    /// child a page fault (ARCHITECTURE.md, "Page faults after fork").
     #[inline]
     pub(crate) fn store(self, at: usize, bytes: &[u8]) {
         debug_assert!(at + bytes.len() <= FRAMES);
