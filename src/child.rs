@@ -84,6 +84,24 @@ where
     F: FnOnce() -> T,
     T: Serialize,
 {
+    run_prepared(|| Ok(callable), plan, leave_parent)
+}
+
+/// [`run`], with the callable made by `prepare` once the child is set up
+/// (its group, its parent-death signal, its memory limit): a zygote's
+/// worker decodes its arguments there. A failure of `prepare` is a setup
+/// failure: the callable never started.
+#[inline]
+pub(crate) fn run_prepared<P, F, T>(
+    prepare: P,
+    plan: &ChildPlan<'_>,
+    leave_parent: impl FnOnce(),
+) -> !
+where
+    P: FnOnce() -> Result<F, Errno>,
+    F: FnOnce() -> T,
+    T: Serialize,
+{
     leave_parent();
     let offset = Cell::new(0);
     let out = match (&plan.route.write, plan.route.spill) {
@@ -111,6 +129,10 @@ where
     };
     panic_hook::entered_child();
     child.set_up(plan);
+    let callable = match prepare() {
+        Ok(callable) => callable,
+        Err(e) => child.setup_failed(e),
+    };
 
     let write_error = Cell::new(None);
     // The running checksum of a value encoded into the shared page.

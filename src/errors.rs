@@ -392,6 +392,8 @@ impl MemIsolateError {
                 NotRun::WatchSetupFailed(_) => "WatchSetupFailed",
                 NotRun::MemoryLimitUnsupported => "MemoryLimitUnsupported",
                 NotRun::ChildSetupFailed(_) => "ChildSetupFailed",
+                NotRun::ZygoteUnavailable(_) => "ZygoteUnavailable",
+                NotRun::ArgumentsNotSerialized(_) => "ArgumentsNotSerialized",
             },
             Self::CallableExecuted(e) => match e {
                 Ran::SerializationFailed(_) => "SerializationFailed",
@@ -513,6 +515,23 @@ pub enum CallableDidNotExecuteError {
         #[serde(with = "errno_serde")]
         Errno,
     ),
+
+    /// The [`Zygote`](crate::Zygote) could not take the call: it has ended
+    /// (killed from outside, or gone with an error), so the request could
+    /// not be sent (`EPIPE`) or was never answered (`ECONNRESET`). The
+    /// zygote does not come back: start a new one.
+    #[error("the zygote could not take the call")]
+    ZygoteUnavailable(
+        #[cfg_attr(feature = "std", source)]
+        #[serde(with = "errno_serde")]
+        Errno,
+    ),
+
+    /// The arguments of a call through a [`Zygote`](crate::Zygote) could
+    /// not be serialized (their `Serialize` impl failed, with this
+    /// message), so nothing was sent.
+    #[error("serializing the arguments failed: {0}")]
+    ArgumentsNotSerialized(ErrorText),
 }
 
 /// The callable ran, but its result could not be delivered. Retry only if

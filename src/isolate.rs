@@ -404,6 +404,138 @@ impl Isolate {
         async move { isolate.spawn(callable)?.await }
     }
 
+    /// Runs `f(args)` in a worker forked from `zygote`, with these
+    /// options, and returns its value, blocking until the worker has
+    /// finished and been reaped. See [`Zygote`](crate::Zygote) for what a
+    /// call through a zygote is.
+    ///
+    /// # Errors
+    ///
+    /// See [`MemIsolateError`], and [`Zygote`](crate::Zygote) for what is
+    /// particular to calls through a zygote.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use mem_isolate::{Isolate, Zygote};
+    ///
+    /// let zygote = Zygote::start()?;
+    /// let len = Isolate::new()
+    ///     .timeout(Duration::from_secs(5))
+    ///     .run_in(&zygote, |s: String| s.len(), "hello".to_string())?;
+    /// assert_eq!(len, 5);
+    /// # Ok::<(), mem_isolate::MemIsolateError>(())
+    /// ```
+    #[cfg(feature = "alloc")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
+    pub fn run_in<A, T>(
+        &self,
+        zygote: &crate::Zygote,
+        f: fn(A) -> T,
+        args: A,
+    ) -> Result<T, MemIsolateError>
+    where
+        A: Serialize + DeserializeOwned,
+        T: Serialize + DeserializeOwned,
+    {
+        call_span!("mem_isolate::run_in");
+        self.spawn_in(zygote, f, args)?.join()
+    }
+
+    /// Starts `f(args)` in a worker forked from `zygote`, with these
+    /// options, and returns at once with a handle to it: the same
+    /// [`IsolatedChild`](crate::IsolatedChild) as [`spawn`](Self::spawn)
+    /// returns, whose [`pid`](crate::IsolatedChild::pid) is the worker's.
+    ///
+    /// # Errors
+    ///
+    /// Only [`MemIsolateError::CallableDidNotExecute`]: the worker could
+    /// not be started.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use mem_isolate::{Isolate, Zygote};
+    ///
+    /// let zygote = Zygote::start()?;
+    /// let children: Vec<_> = (0..4u64)
+    ///     .map(|i| Isolate::new().spawn_in(&zygote, |i: u64| i * i, i))
+    ///     .collect::<Result<_, _>>()?;
+    /// let squares: Vec<u64> = children.into_iter().map(|c| c.join()).collect::<Result<_, _>>()?;
+    /// assert_eq!(squares, [0, 1, 4, 9]);
+    /// # Ok::<(), mem_isolate::MemIsolateError>(())
+    /// ```
+    #[cfg(feature = "alloc")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
+    #[allow(clippy::needless_pass_by_value)] // the arguments are the call's, as a value
+    pub fn spawn_in<A, T>(
+        &self,
+        zygote: &crate::Zygote,
+        f: fn(A) -> T,
+        args: A,
+    ) -> Result<crate::IsolatedChild<T>, MemIsolateError>
+    where
+        A: Serialize + DeserializeOwned,
+        T: Serialize + DeserializeOwned,
+    {
+        let limit = self.max_result_size.unwrap_or(usize::MAX);
+        let sink = VecSink::new(limit);
+        let (call, watch) = call::zygote::start(zygote.via(), &self.options(), f, &args, sink)?;
+        Ok(crate::IsolatedChild::new(Driven::new(call, watch)))
+    }
+
+    /// Runs `f(args)` in a worker forked from `zygote` and returns a future
+    /// of its value, which waits through tokio's reactor: what
+    /// [`run_async`](Self::run_async) is to [`run`](Self::run), this is to
+    /// [`run_in`](Self::run_in). The request is sent when the future is
+    /// first polled; the future owns what it needs (a duplicate of the
+    /// zygote's control socket), so it is `Send` and `'static`, and
+    /// dropping it kills and reaps the worker. Dropping the
+    /// [`Zygote`](crate::Zygote) meanwhile ends the call as it ends a
+    /// spawned one.
+    ///
+    /// # Errors
+    ///
+    /// See [`MemIsolateError`]; a control socket that could not be
+    /// duplicated is
+    /// [`PipeCreationFailed`](crate::errors::CallableDidNotExecuteError::PipeCreationFailed).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use mem_isolate::{Isolate, Zygote};
+    ///
+    /// let zygote = Zygote::start()?;
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let n = Isolate::new().run_async_in(&zygote, |n: u64| n + 1, 41).await?;
+    /// assert_eq!(n, 42);
+    /// # Ok::<(), mem_isolate::MemIsolateError>(())
+    /// # }).unwrap();
+    /// # Ok::<(), mem_isolate::MemIsolateError>(())
+    /// ```
+    #[cfg(feature = "tokio")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+    pub fn run_async_in<A, T>(
+        &self,
+        zygote: &crate::Zygote,
+        f: fn(A) -> T,
+        args: A,
+    ) -> impl core::future::Future<Output = Result<T, MemIsolateError>> + Send + 'static + use<A, T>
+    where
+        A: Serialize + DeserializeOwned + Send + 'static,
+        T: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let isolate = self.clone();
+        let handle = zygote.handle();
+        async move {
+            let handle = handle?;
+            let sink = VecSink::new(isolate.max_result_size.unwrap_or(usize::MAX));
+            let (call, watch) = call::zygote::start(handle.via(), &isolate.options(), f, &args, sink)?;
+            crate::IsolatedChild::<T>::new(Driven::new(call, watch)).await
+        }
+    }
+
     /// Runs `callable` in a forked child without allocating: the parent
     /// receives the serialized result into `buffer` and decodes it from
     /// there.

@@ -223,6 +223,8 @@ mod sink;
 mod sys;
 mod transport;
 mod wire;
+#[cfg(feature = "alloc")]
+mod zygote;
 
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
@@ -235,6 +237,8 @@ pub use isolate::Isolate;
 pub use rustix::process::Pid;
 pub use serde::{Serialize, de::DeserializeOwned};
 pub use sys::ResourceUsage;
+#[cfg(feature = "alloc")]
+pub use zygote::Zygote;
 
 /// Entry points for the fuzz targets in `fuzz/` (built only with
 /// `--cfg fuzzing`, as cargo-fuzz does): the child's encoder and the

@@ -17,6 +17,8 @@ use serde::Serialize;
 pub(crate) mod plan;
 pub(crate) mod state;
 pub(crate) mod verdict;
+#[cfg(feature = "alloc")]
+pub(crate) mod zygote;
 
 pub(crate) use state::Call;
 use state::{ReportAt, Start};
@@ -160,7 +162,7 @@ where
 /// may be coarse; the thread's, kept in its shared page, when there is
 /// one), the pid, a stack address (distinct between threads) and the
 /// monotonic clock.
-fn nonce(pid: Pid, page: Option<&SharedPage>) -> u64 {
+pub(crate) fn nonce(pid: Pid, page: Option<&SharedPage>) -> u64 {
     use core::sync::atomic::{AtomicU64, Ordering};
     static CALLS: AtomicU64 = AtomicU64::new(0);
     let calls = match page {

@@ -64,6 +64,20 @@ impl<'a> Route<'a> {
     }
 }
 
+impl Route<'static> {
+    /// A route through the pipe whose read end is `read`, and nothing
+    /// else: a zygote's call (its worker shares no page with the caller).
+    #[cfg(feature = "alloc")]
+    pub(crate) fn pipe_only(read: rustix::fd::OwnedFd) -> Self {
+        Self {
+            pipe: Some(PipeCollect::new(read)),
+            page: None,
+            spill: None,
+            carried: "nothing",
+        }
+    }
+}
+
 impl Route<'_> {
     /// The descriptor to wait on while the child runs.
     pub(crate) fn pipe_fd(&self) -> Option<BorrowedFd<'_>> {

@@ -24,7 +24,8 @@ pub(crate) use blocking::Driven;
 
 /// The OS, as a call sees it through a driver's watch: kills go through
 /// the pidfd where there is one, so they cannot reach a process that
-/// reused the pid. `reactor` is an async driver's registration of the
+/// reused the pid. A zygote's worker is reaped and killed through its
+/// call's socket instead, which the watch holds (`ChildWatch::announcer`). `reactor` is an async driver's registration of the
 /// pipe (none for the blocking driver), dropped before the watch forgets
 /// the pipe, so that the pipe leaves the reactor before the call closes
 /// it.
@@ -50,10 +51,20 @@ impl<R> Process for Os<'_, R> {
         block: bool,
         group: bool,
     ) -> Result<Option<(Exit, ResourceUsage)>, Errno> {
+        #[cfg(feature = "alloc")]
+        if let Some(socket) = self.watch.announcer() {
+            // A zygote's worker: the zygote reaps it (its group first) and
+            // says how it ended.
+            return crate::call::zygote::reap(socket, block);
+        }
         sys::reap(pid, block, group)
     }
 
     fn kill(&mut self, pid: Pid, group: bool) -> Result<(), Errno> {
+        #[cfg(feature = "alloc")]
+        if let Some(socket) = self.watch.announcer() {
+            return crate::call::zygote::kill(socket);
+        }
         if group {
             sys::kill_group(pid);
         }

@@ -114,3 +114,23 @@ pub(crate) fn address_space_size() -> Result<u64, Errno> {
 pub(crate) fn spill_file() -> Result<OwnedFd, Errno> {
     Err(Errno::NOSYS)
 }
+
+/// `closefrom(first)`—Closes every descriptor from `first` up.
+///
+/// # References
+///  - [FreeBSD `closefrom(2)`](https://man.freebsd.org/cgi/man.cgi?query=closefrom&sektion=2)
+#[cfg(freebsd)]
+pub(crate) fn close_from(first: i32) {
+    // SAFETY: closes only descriptors the calling process is giving up.
+    unsafe { libc::closefrom(first) };
+}
+
+/// `close(fd)` for each number from `first` to the descriptor limit—macOS
+/// has neither `close_range` nor a public `closefrom`.
+///
+/// # References
+///  - [Apple `close(2)`](https://developer.apple.com/library/archive/documentation/System/Conceptual/ManPages_iPhoneOS/man2/close.2.html)
+#[cfg(apple)]
+pub(crate) fn close_from(first: i32) {
+    super::fd::close_each(first, super::fd::descriptor_limit());
+}

@@ -289,3 +289,46 @@ pub(crate) fn pread_into<'b>(
         }
     }
 }
+
+/// `close(fd)` for every descriptor from 3 up, but `keep`—In a freshly
+/// forked zygote: gives up every descriptor the process had, so that the
+/// zygote keeps none of them alive (a pipe's write end the parent closes
+/// later still reaches end-of-file for its reader). Descriptors 0-2 stay.
+/// `close_range` where the system has it (see `close_from`).
+///
+/// # References
+///  - [POSIX `close`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/close.html)
+///  - [Linux `close_range(2)`](https://man7.org/linux/man-pages/man2/close_range.2.html)
+///  - [FreeBSD `closefrom(2)`](https://man.freebsd.org/cgi/man.cgi?query=closefrom&sektion=2)
+pub(crate) fn close_all_but(keep: BorrowedFd<'_>) {
+    use rustix::fd::AsRawFd;
+    let keep = keep.as_raw_fd();
+    close_each(3, keep);
+    super::close_from(keep.saturating_add(1));
+}
+
+/// `close(fd)` for each of `from..to`, ignoring `EBADF`: the portable way
+/// to close a range of descriptors, one call each.
+///
+/// # References
+///  - [POSIX `close`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/close.html)
+pub(super) fn close_each(from: i32, to: i32) {
+    for fd in from..to {
+        // SAFETY: closing a number this process is giving up; `close` on
+        // one that is not open fails with EBADF, which is ignored.
+        unsafe { libc::close(fd) };
+    }
+}
+
+/// `getrlimit(RLIMIT_NOFILE)`—One past the highest descriptor number the
+/// process may have open, for closing every descriptor one by one where
+/// the system has no `close_range`. Capped at 2^20.
+///
+/// # References
+///  - [POSIX `getrlimit`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/getrlimit.html)
+pub(super) fn descriptor_limit() -> i32 {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    limit
+        .current
+        .map_or(1 << 20, |c| i32::try_from(c.min(1 << 20)).unwrap_or(1 << 20))
+}

@@ -23,6 +23,12 @@ pub(crate) struct Watch {
     proc_watched: bool,
     /// The child had already exited when the watch was attached.
     exited_early: bool,
+    /// For a zygote's worker: the call's socket, readable once the worker
+    /// has ended (see [`ChildWatch::watch_through`]), registered with
+    /// `EVFILT_READ`.
+    announcer: Option<OwnedFd>,
+    /// The announcer's registration was accepted.
+    announcer_watched: bool,
 }
 
 impl ChildWatch for Watch {
@@ -49,6 +55,8 @@ impl ChildWatch for Watch {
             queue,
             proc_watched: false,
             exited_early: false,
+            announcer: None,
+            announcer_watched: false,
         })
     }
 
@@ -64,6 +72,8 @@ impl ChildWatch for Watch {
             queue: super::above_stdio(kqueue()?)?,
             proc_watched: false,
             exited_early: false,
+            announcer: None,
+            announcer_watched: false,
         })
     }
 
@@ -92,7 +102,7 @@ impl ChildWatch for Watch {
     /// (or no longer) being registered.
     #[cfg(feature = "tokio")]
     fn needs_tick(&self) -> bool {
-        !self.proc_watched
+        !self.proc_watched && !self.announcer_watched
     }
 
     /// `kevent(EV_ADD | EV_ONESHOT, EVFILT_PROC, pid, NOTE_EXIT)`—Starts
@@ -125,6 +135,35 @@ impl ChildWatch for Watch {
             Err(Errno::SRCH) => self.exited_early = true,
             Err(_) => {}
         }
+    }
+
+    /// `kevent(EV_ADD, EVFILT_READ, announcer)`—Watches the zygote call's
+    /// socket, which becomes readable when the worker has ended, in place
+    /// of the process filter. A refused registration leaves the fallback
+    /// tick.
+    ///
+    /// # References
+    ///  - [FreeBSD `kevent(2)`](https://man.freebsd.org/cgi/man.cgi?query=kevent&sektion=2)
+    ///  - [Apple `kevent(2)`](https://developer.apple.com/library/archive/documentation/System/Conceptual/ManPages_iPhoneOS/man2/kevent.2.html)
+    #[cfg(feature = "alloc")]
+    fn watch_through(&mut self, announcer: OwnedFd) {
+        let read = Event::new(
+            EventFilter::Read(announcer.as_raw_fd()),
+            EventFlags::ADD,
+            ptr::null_mut(),
+        );
+        let mut none: [MaybeUninit<Event>; 0] = [];
+        // SAFETY: the socket is owned by this watch, which outlives its
+        // registration (closing it removes the registration).
+        self.announcer_watched =
+            unsafe { kevent(&self.queue, &[read], &mut none, Some(Duration::ZERO)) }.is_ok();
+        self.announcer = Some(announcer);
+    }
+
+    #[cfg(feature = "alloc")]
+    fn announcer(&self) -> Option<BorrowedFd<'_>> {
+        use rustix::fd::AsFd;
+        self.announcer.as_ref().map(AsFd::as_fd)
     }
 
     /// `kevent(EV_DELETE, EVFILT_READ, pipe)`—Stops watching the pipe
@@ -171,7 +210,8 @@ impl ChildWatch for Watch {
                 exiting: true,
             });
         }
-        let (timeout, ticked) = tick(timeout, self.proc_watched);
+        let (timeout, ticked) = tick(timeout, self.proc_watched || self.announcer_watched);
+        let announcer = self.announcer.as_ref().map(AsRawFd::as_raw_fd);
         let mut events = [MaybeUninit::<Event>::uninit(); 2];
         let mut ready = Ready::default();
         // SAFETY: no changes are submitted; events are only read back.
@@ -179,6 +219,10 @@ impl ChildWatch for Watch {
             Ok((got, _)) => {
                 for e in got.iter() {
                     match e.filter() {
+                        EventFilter::Read(fd) if Some(fd) == announcer => {
+                            ready.child = true;
+                            ready.exiting = true;
+                        }
                         EventFilter::Read(_) => ready.pipe = true,
                         EventFilter::Proc { .. } => {
                             // NOTE_EXIT may be posted just before the child

@@ -217,3 +217,20 @@ pub(crate) fn address_space_size() -> Result<u64, Errno> {
     }
     Ok(pages.saturating_mul(rustix::param::page_size() as u64))
 }
+
+/// `close_range(first, ~0, 0)`—Closes every descriptor from `first` up.
+/// Before Linux 5.9 (`ENOSYS`), one `close` per number up to the
+/// descriptor limit.
+///
+/// # References
+///  - [Linux `close_range(2)`](https://man7.org/linux/man-pages/man2/close_range.2.html)
+pub(crate) fn close_from(first: i32) {
+    let Ok(start) = libc::c_uint::try_from(first) else {
+        return;
+    };
+    // SAFETY: closes only descriptors the calling process is giving up.
+    let r = unsafe { libc::syscall(libc::SYS_close_range, start, libc::c_uint::MAX, 0) };
+    if r != 0 {
+        super::fd::close_each(first, super::fd::descriptor_limit());
+    }
+}

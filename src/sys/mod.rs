@@ -19,6 +19,8 @@
 //! | `memory.rs` | the shared page's mapping |
 //! | `limits.rs` | `RLIMIT_AS` and `RLIMIT_FSIZE` |
 //! | `watch.rs` | the [`ChildWatch`] contract, [`Ready`], the clock |
+//! | `socket.rs` | Unix socket pairs and records with descriptors (a zygote's sockets) |
+//! | `signal.rs` | `SIGCHLD` through a self-pipe (a zygote's loop) |
 //!
 //! And one file per platform family for what differs, each providing the
 //! same items (so that the files above, and the crate above `sys`, carry
@@ -40,8 +42,14 @@ mod limits;
 mod memory;
 mod pipe;
 mod process;
+#[cfg(feature = "alloc")]
+mod signal;
+#[cfg(feature = "alloc")]
+mod socket;
 mod watch;
 
+#[cfg(feature = "alloc")]
+pub(crate) use fd::close_all_but;
 pub(crate) use fd::{
     CheckedFd, KeptFile, above_stdio, file_size, pread_into, pwrite_all, read_into, truncate,
 };
@@ -53,6 +61,10 @@ pub use process::ResourceUsage;
 pub(crate) use process::{Exit, exit_now, fork, getpid, kill_group, lead_own_group, reap};
 #[cfg(feature = "tokio")]
 pub(crate) use watch::FALLBACK_TICK;
+#[cfg(feature = "alloc")]
+pub(crate) use signal::{default_child_signal, drain, wake_on_child_exit};
+#[cfg(feature = "alloc")]
+pub(crate) use socket::{MAX_FDS, recv_some, recv_with_fds, send_all, send_with_fds, socket_pair};
 use watch::tick;
 pub(crate) use watch::{ChildWatch, Ready, WaitMode, now, yield_now};
 
@@ -68,6 +80,9 @@ use android::last_errno;
 use linux::address_space_size;
 #[cfg(target_os = "linux")]
 use linux::last_errno;
+#[cfg(linux_kernel)]
+#[cfg(all(feature = "alloc", linux_kernel))]
+use linux::close_from;
 #[cfg(linux_kernel)]
 pub(crate) use linux::{
     MEMORY_LIMIT_SUPPORTED, on_parent_death, pipe_capacity, spill_file, widen_pipe,
@@ -87,6 +102,8 @@ pub(crate) use bsd::{
 };
 #[cfg(kqueue)]
 use bsd::{address_space_size, last_errno};
+#[cfg(all(feature = "alloc", kqueue))]
+use bsd::close_from;
 #[cfg(all(feature = "tokio", kqueue))]
 pub(crate) use kqueue::WATCH_HOLDS_PIPE;
 #[cfg(kqueue)]

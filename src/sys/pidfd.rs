@@ -30,6 +30,10 @@ const CHILD_TOKEN: u64 = 2;
 pub(crate) struct Watch {
     queue: LazyQueue,
     pidfd: Option<OwnedFd>,
+    /// For a zygote's worker: the call's socket, readable once the worker
+    /// has ended (see [`ChildWatch::watch_through`]); waited on as a pidfd
+    /// would be.
+    announcer: Option<OwnedFd>,
     /// Nothing to wait for but the child, and no deadline: the wait is a
     /// blocking reap (see [`Watch::child_only`]).
     reap_only: bool,
@@ -94,6 +98,7 @@ impl ChildWatch for Watch {
         Ok(Self {
             queue: LazyQueue(AtomicI32::new(-1)),
             pidfd: None,
+            announcer: None,
             reap_only: false,
         })
     }
@@ -108,6 +113,7 @@ impl ChildWatch for Watch {
         Ok(Self {
             queue: LazyQueue(AtomicI32::new(-1)),
             pidfd: None,
+            announcer: None,
             reap_only: !deadline,
         })
     }
@@ -120,7 +126,7 @@ impl ChildWatch for Watch {
     /// the child faulted in on every call.
     #[inline]
     fn leave_in_child(&self) {
-        debug_assert!(self.pidfd.is_none() && self.queue.get().is_none());
+        debug_assert!(self.ended().is_none() && self.queue.get().is_none());
     }
 
     /// `epoll_create1(EPOLL_CLOEXEC)` and `epoll_ctl(ADD)` of the pipe
@@ -136,7 +142,7 @@ impl ChildWatch for Watch {
             let queue = super::above_stdio(epoll::create(epoll::CreateFlags::CLOEXEC)?)?;
             let members = [
                 (pipe, PIPE_TOKEN),
-                (self.pidfd.as_ref().map(AsFd::as_fd), CHILD_TOKEN),
+                (self.ended().map(AsFd::as_fd), CHILD_TOKEN),
             ];
             for (fd, token) in members {
                 if let Some(fd) = fd {
@@ -157,14 +163,14 @@ impl ChildWatch for Watch {
     /// [`WATCH_HOLDS_PIPE`]).
     #[cfg(feature = "tokio")]
     fn child_fd(&self) -> Option<BorrowedFd<'_>> {
-        self.pidfd.as_ref().map(AsFd::as_fd)
+        self.ended().map(AsFd::as_fd)
     }
 
     /// No call—Whether a waiter must check the child on a timer
     /// ([`FALLBACK_TICK`](super::watch::FALLBACK_TICK)), having no pidfd to wake it.
     #[cfg(feature = "tokio")]
     fn needs_tick(&self) -> bool {
-        self.pidfd.is_none() && !self.reap_only
+        self.ended().is_none() && !self.reap_only
     }
 
     /// `pidfd_open(pid, 0)`—Starts watching the child `pid`, straight
@@ -182,6 +188,19 @@ impl ChildWatch for Watch {
             return;
         };
         self.pidfd = Some(pidfd);
+    }
+
+    /// No call—Takes the zygote call's socket, which becomes readable
+    /// when the worker has ended, as the descriptor to wait on in place
+    /// of a pidfd.
+    #[cfg(feature = "alloc")]
+    fn watch_through(&mut self, announcer: OwnedFd) {
+        self.announcer = Some(announcer);
+    }
+
+    #[cfg(feature = "alloc")]
+    fn announcer(&self) -> Option<BorrowedFd<'_>> {
+        self.announcer.as_ref().map(AsFd::as_fd)
     }
 
     /// `epoll_ctl(DEL, pipe)` (once the epoll instance exists; a `poll`
@@ -220,7 +239,7 @@ impl ChildWatch for Watch {
                 exiting: true,
             });
         }
-        let (timeout, ticked) = tick(timeout, self.pidfd.is_some());
+        let (timeout, ticked) = tick(timeout, self.ended().is_some());
         let ts = timeout.map(|t| Timespec {
             tv_sec: i64::try_from(t.as_secs()).unwrap_or(i64::MAX),
             tv_nsec: i64::from(t.subsec_nanos()),
@@ -245,7 +264,7 @@ impl ChildWatch for Watch {
                 }
                 ready
             }
-            None => poll_both(pipe, self.pidfd.as_ref(), ts.as_ref())?,
+            None => poll_both(pipe, self.ended(), ts.as_ref())?,
         };
         if ticked {
             ready.child = true;
@@ -272,6 +291,13 @@ impl ChildWatch for Watch {
             Ok(()) | Err(Errno::SRCH) => Ok(()),
             Err(e) => Err(e),
         }
+    }
+}
+
+impl Watch {
+    /// What says the child has ended: its pidfd, or a zygote call's socket.
+    fn ended(&self) -> Option<&OwnedFd> {
+        self.pidfd.as_ref().or(self.announcer.as_ref())
     }
 }
 

@@ -178,6 +178,19 @@ pub(crate) trait ChildWatch: Sized {
     /// `pid`. Cannot fail: a platform that refuses falls back to the tick.
     fn watch_child(&mut self, pid: Pid);
 
+    /// In the parent, instead of [`ChildWatch::watch_child`], for a child
+    /// it did not fork (a zygote's worker): takes `announcer`, a socket
+    /// that becomes readable when the child has ended, and watches it as it
+    /// would the child. The watch owns it from then on; the caller reads it
+    /// through [`ChildWatch::announcer`]. Cannot fail: a platform that
+    /// refuses falls back to the tick.
+    #[cfg(feature = "alloc")]
+    fn watch_through(&mut self, announcer: rustix::fd::OwnedFd);
+
+    /// The socket given to [`ChildWatch::watch_through`], if any.
+    #[cfg(feature = "alloc")]
+    fn announcer(&self) -> Option<BorrowedFd<'_>>;
+
     /// Stops watching `pipe`, once the stream is complete or rejected, so
     /// that a grandchild still writing to it cannot keep waking the parent.
     /// Cannot fail.
