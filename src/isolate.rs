@@ -531,7 +531,8 @@ impl Isolate {
         async move {
             let handle = handle?;
             let sink = VecSink::new(isolate.max_result_size.unwrap_or(usize::MAX));
-            let (call, watch) = call::zygote::start(handle.via(), &isolate.options(), f, &args, sink)?;
+            let (call, watch) =
+                call::zygote::start(handle.via(), &isolate.options(), f, &args, sink)?;
             crate::IsolatedChild::<T>::new(Driven::new(call, watch)).await
         }
     }

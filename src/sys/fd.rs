@@ -328,7 +328,7 @@ pub(super) fn close_each(from: i32, to: i32) {
 ///  - [POSIX `getrlimit`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/getrlimit.html)
 pub(super) fn descriptor_limit() -> i32 {
     let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
-    limit
-        .current
-        .map_or(1 << 20, |c| i32::try_from(c.min(1 << 20)).unwrap_or(1 << 20))
+    limit.current.map_or(1 << 20, |c| {
+        i32::try_from(c.min(1 << 20)).unwrap_or(1 << 20)
+    })
 }

@@ -59,12 +59,12 @@ use pipe::ASSUMED_PIPE_CAPACITY;
 pub(crate) use pipe::{result_pipe, write_all};
 pub use process::ResourceUsage;
 pub(crate) use process::{Exit, exit_now, fork, getpid, kill_group, lead_own_group, reap};
-#[cfg(feature = "tokio")]
-pub(crate) use watch::FALLBACK_TICK;
 #[cfg(feature = "alloc")]
 pub(crate) use signal::{default_child_signal, drain, wake_on_child_exit};
 #[cfg(feature = "alloc")]
 pub(crate) use socket::{MAX_FDS, recv_some, recv_with_fds, send_all, send_with_fds, socket_pair};
+#[cfg(feature = "tokio")]
+pub(crate) use watch::FALLBACK_TICK;
 use watch::tick;
 pub(crate) use watch::{ChildWatch, Ready, WaitMode, now, yield_now};
 
@@ -78,11 +78,11 @@ mod pidfd;
 use android::last_errno;
 #[cfg(linux_kernel)]
 use linux::address_space_size;
-#[cfg(target_os = "linux")]
-use linux::last_errno;
 #[cfg(linux_kernel)]
 #[cfg(all(feature = "alloc", linux_kernel))]
 use linux::close_from;
+#[cfg(target_os = "linux")]
+use linux::last_errno;
 #[cfg(linux_kernel)]
 pub(crate) use linux::{
     MEMORY_LIMIT_SUPPORTED, on_parent_death, pipe_capacity, spill_file, widen_pipe,
@@ -96,14 +96,14 @@ pub(crate) use pidfd::Watch;
 mod bsd;
 #[cfg(kqueue)]
 mod kqueue;
+#[cfg(all(feature = "alloc", kqueue))]
+use bsd::close_from;
 #[cfg(kqueue)]
 pub(crate) use bsd::{
     MEMORY_LIMIT_SUPPORTED, on_parent_death, pipe_capacity, spill_file, widen_pipe,
 };
 #[cfg(kqueue)]
 use bsd::{address_space_size, last_errno};
-#[cfg(all(feature = "alloc", kqueue))]
-use bsd::close_from;
 #[cfg(all(feature = "tokio", kqueue))]
 pub(crate) use kqueue::WATCH_HOLDS_PIPE;
 #[cfg(kqueue)]

@@ -240,7 +240,10 @@ impl Zygote {
     ) -> ! {
         sys::default_child_signal();
         let theirs = [&self.control, &self.wake, &self.wake_write, socket];
-        for fd in theirs.into_iter().chain(self.workers.iter().map(|w| &w.socket)) {
+        for fd in theirs
+            .into_iter()
+            .chain(self.workers.iter().map(|w| &w.socket))
+        {
             close_raw(fd.as_fd());
         }
         let args = match args_socket {

@@ -192,9 +192,7 @@ impl Reply {
             STARTED if no_usage => Pid::from_raw(value).map(Self::Started),
             REFUSED if no_usage => crate::errno::errno_from_raw(value).map(Self::Refused),
             EXITED if (0..=255).contains(&value) => Some(Self::Ended(Exit::Code(value), usage)),
-            SIGNALED if (1..=128).contains(&value) => {
-                Some(Self::Ended(Exit::Signal(value), usage))
-            }
+            SIGNALED if (1..=128).contains(&value) => Some(Self::Ended(Exit::Signal(value), usage)),
             _ => None,
         }
     }
