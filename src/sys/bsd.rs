@@ -119,7 +119,7 @@ pub(crate) fn spill_file() -> Result<OwnedFd, Errno> {
 ///
 /// # References
 ///  - [FreeBSD `closefrom(2)`](https://man.freebsd.org/cgi/man.cgi?query=closefrom&sektion=2)
-#[cfg(freebsd)]
+#[cfg(all(feature = "alloc", freebsd))]
 pub(crate) fn close_from(first: i32) {
     // SAFETY: closes only descriptors the calling process is giving up.
     unsafe { libc::closefrom(first) };
@@ -130,7 +130,7 @@ pub(crate) fn close_from(first: i32) {
 ///
 /// # References
 ///  - [Apple `close(2)`](https://developer.apple.com/library/archive/documentation/System/Conceptual/ManPages_iPhoneOS/man2/close.2.html)
-#[cfg(apple)]
+#[cfg(all(feature = "alloc", apple))]
 pub(crate) fn close_from(first: i32) {
     super::fd::close_each(first, super::fd::descriptor_limit());
 }

@@ -300,6 +300,7 @@ pub(crate) fn pread_into<'b>(
 ///  - [POSIX `close`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/close.html)
 ///  - [Linux `close_range(2)`](https://man7.org/linux/man-pages/man2/close_range.2.html)
 ///  - [FreeBSD `closefrom(2)`](https://man.freebsd.org/cgi/man.cgi?query=closefrom&sektion=2)
+#[cfg(feature = "alloc")]
 pub(crate) fn close_all_but(keep: BorrowedFd<'_>) {
     use rustix::fd::AsRawFd;
     let keep = keep.as_raw_fd();
@@ -312,6 +313,7 @@ pub(crate) fn close_all_but(keep: BorrowedFd<'_>) {
 ///
 /// # References
 ///  - [POSIX `close`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/close.html)
+#[cfg(feature = "alloc")]
 pub(super) fn close_each(from: i32, to: i32) {
     for fd in from..to {
         // SAFETY: closing a number this process is giving up; `close` on
@@ -326,6 +328,7 @@ pub(super) fn close_each(from: i32, to: i32) {
 ///
 /// # References
 ///  - [POSIX `getrlimit`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/getrlimit.html)
+#[cfg(all(feature = "alloc", not(freebsd)))]
 pub(super) fn descriptor_limit() -> i32 {
     let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
     limit.current.map_or(1 << 20, |c| {

@@ -224,6 +224,7 @@ pub(crate) fn address_space_size() -> Result<u64, Errno> {
 ///
 /// # References
 ///  - [Linux `close_range(2)`](https://man7.org/linux/man-pages/man2/close_range.2.html)
+#[cfg(feature = "alloc")]
 pub(crate) fn close_from(first: i32) {
     let Ok(start) = libc::c_uint::try_from(first) else {
         return;
