@@ -502,3 +502,66 @@ fn leaks_in_workers_never_grow_the_zygote() {
         "the zygote grew from {before} to {after} bytes"
     );
 }
+
+#[cfg(feature = "tokio")]
+mod with_tokio {
+    use super::*;
+
+    fn pid_file(name: &str) -> String {
+        std::env::temp_dir()
+            .join(format!("mem-isolate-zygote-{name}-{}", std::process::id()))
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn run_async_in_returns_the_value_and_is_send() {
+        let zygote = Zygote::start().unwrap();
+        let future = Isolate::new().run_async_in(&zygote, double, 21);
+        // Send and 'static: it can be handed to the runtime.
+        assert_eq!(tokio::spawn(future).await.unwrap(), Ok(42));
+        let e = Isolate::new()
+            .timeout(Duration::from_millis(50))
+            .run_async_in(
+                &zygote,
+                |()| std::thread::sleep(Duration::from_secs(60)),
+                (),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e,
+            MemIsolateError::CallableStatusUnknown(Unknown::TimedOut(Duration::from_millis(50)))
+        );
+    }
+
+    #[tokio::test]
+    async fn cancelling_run_async_in_kills_the_worker() {
+        let zygote = Zygote::start().unwrap();
+        let path = pid_file("cancelled");
+        let _ = std::fs::remove_file(&path);
+        let call = Isolate::new().run_async_in(
+            &zygote,
+            |path: String| {
+                std::fs::write(&path, std::process::id().to_string()).unwrap();
+                std::thread::sleep(Duration::from_secs(60));
+            },
+            path.clone(),
+        );
+        // Polled until the worker is known to run, then dropped.
+        let mut call = Box::pin(call);
+        let pid: i32 = loop {
+            tokio::select! {
+                done = &mut call => panic!("the call ended: {done:?}"),
+                () = tokio::time::sleep(Duration::from_millis(5)) => {
+                    if let Some(pid) = std::fs::read_to_string(&path).ok().and_then(|s| s.parse().ok()) {
+                        break pid;
+                    }
+                }
+            }
+        };
+        drop(call);
+        wait_gone(pid);
+        let _ = std::fs::remove_file(&path);
+    }
+}
