@@ -189,7 +189,8 @@ impl Reply {
         };
         let no_usage = usage == ResourceUsage::default();
         match u32_at(bytes, 4) {
-            STARTED if no_usage => Pid::from_raw(value).map(Self::Started),
+            // `Pid::from_raw` insists on a non-negative number.
+            STARTED if no_usage && value > 0 => Pid::from_raw(value).map(Self::Started),
             REFUSED if no_usage => crate::errno::errno_from_raw(value).map(Self::Refused),
             EXITED if (0..=255).contains(&value) => Some(Self::Ended(Exit::Code(value), usage)),
             SIGNALED if (1..=128).contains(&value) => Some(Self::Ended(Exit::Signal(value), usage)),
