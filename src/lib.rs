@@ -293,6 +293,24 @@ pub mod fuzzing {
     ) -> Option<Result<T, MemIsolateError>> {
         crate::call::verdict::judge_stream(nonce, pieces, limit)
     }
+
+    /// Bytes in a zygote request and in a zygote reply.
+    pub const ZYGOTE_RECORD_LENS: (usize, usize) =
+        (crate::zygote::wire::REQUEST_LEN, crate::zygote::wire::REPLY_LEN);
+
+    /// What the zygote makes of a request record: `Some` with the record
+    /// encoded again from what it decoded, `None` if refused.
+    #[must_use]
+    pub fn zygote_request(bytes: &[u8; crate::zygote::wire::REQUEST_LEN]) -> Option<Vec<u8>> {
+        crate::zygote::wire::Request::decode(bytes).map(|r| r.encode().to_vec())
+    }
+
+    /// What a caller makes of a reply record from its zygote: as
+    /// [`zygote_request`].
+    #[must_use]
+    pub fn zygote_reply(bytes: &[u8; crate::zygote::wire::REPLY_LEN]) -> Option<Vec<u8>> {
+        crate::zygote::wire::Reply::decode(bytes).map(|r| r.encode().to_vec())
+    }
 }
 
 /// Runs `callable` in a forked child process and returns its value.
