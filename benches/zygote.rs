@@ -1,0 +1,225 @@
+//! Calls through a zygote against direct calls (issue 23's targets).
+//!
+//! `cargo bench -p mem-isolate-benches --bench zygote` from the repository
+//! root (`RATIO_ROUNDS_SCALE=0.2` for a quick look).
+//!
+//! The "small parent" is a helper process forked first thing, while this
+//! one is small: it makes direct calls on request and times them itself.
+//! This process then starts its zygote, grows to 1 GiB and starts 8 busy
+//! threads, and the rounds alternate between the helper's direct call and
+//! a call through the zygote here (sides rotated each round). Then 8
+//! threads call through one zygote, against 8 threads making direct calls
+//! in the helper; then the zygote's RSS over 10,000 calls; then Python's
+//! `forkserver` on the same machine.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use mem_isolate::{Isolate, Zygote};
+use support::{ballast, in_parallel, rounds};
+
+const THREADS: usize = 8;
+const PER_THREAD: usize = 50;
+
+fn small(n: u64) -> u64 {
+    n + 1
+}
+
+/// The small parent: a process forked before anything grew, serving
+/// requests on `stream`: `b'1'` times one direct small call, `b'8'` times
+/// `THREADS` threads making `PER_THREAD` direct calls each; the answer is
+/// the time in nanoseconds.
+fn small_parent(mut stream: UnixStream) -> ! {
+    let mut request = [0u8; 1];
+    while stream.read_exact(&mut request).is_ok() {
+        let took = match request[0] {
+            b'1' => {
+                let t = Instant::now();
+                let n = Isolate::new().run(|| small(41)).unwrap();
+                assert_eq!(n, 42);
+                t.elapsed()
+            }
+            _ => in_parallel(THREADS, PER_THREAD, &|| {
+                assert_eq!(Isolate::new().run(|| small(1)).unwrap(), 2);
+            }),
+        };
+        let nanos = u64::try_from(took.as_nanos()).unwrap();
+        stream.write_all(&nanos.to_le_bytes()).unwrap();
+    }
+    // SAFETY: leaving the helper without running the parent's exit code.
+    unsafe { libc::_exit(0) }
+}
+
+fn ask(stream: &mut UnixStream, what: u8) -> Duration {
+    stream.write_all(&[what]).unwrap();
+    let mut nanos = [0u8; 8];
+    stream.read_exact(&mut nanos).unwrap();
+    Duration::from_nanos(u64::from_le_bytes(nanos))
+}
+
+fn median(v: &mut [Duration]) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+#[cfg(target_os = "linux")]
+fn rss(pid: i32) -> Option<u64> {
+    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
+    Some(statm.split_whitespace().nth(1)?.parse::<u64>().ok()? * 4096)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn rss(_pid: i32) -> Option<u64> {
+    None
+}
+
+/// Python's `forkserver` per call on this machine, in milliseconds.
+fn python_forkserver() -> Option<f64> {
+    let script = r"
+import multiprocessing as mp, time
+def f(): pass
+if __name__ == '__main__':
+    ctx = mp.get_context('forkserver')
+    p = ctx.Process(target=f); p.start(); p.join()
+    times = []
+    for _ in range(30):
+        t = time.perf_counter(); p = ctx.Process(target=f); p.start(); p.join()
+        times.append(time.perf_counter() - t)
+    times.sort()
+    print(times[len(times) // 2] * 1000)
+";
+    let out = std::process::Command::new("python3")
+        .args(["-c", script])
+        .output()
+        .ok()?;
+    String::from_utf8(out.stdout).ok()?.trim().parse().ok()
+}
+
+fn main() {
+    let (mut helper, theirs) = UnixStream::pair().unwrap();
+    // SAFETY: this process is still single-threaded; the helper runs only
+    // `small_parent`, which never returns.
+    match unsafe { libc::fork() } {
+        0 => {
+            drop(helper);
+            small_parent(theirs)
+        }
+        pid => assert!(pid > 0, "fork failed"),
+    }
+    drop(theirs);
+    let zygote = Zygote::start().unwrap();
+    let zygote_pid = zygote.pid().as_raw_nonzero().get();
+
+    let _ballast = ballast(1 << 30);
+    let stop = Arc::new(AtomicBool::new(false));
+    let busy: Vec<_> = (0..THREADS)
+        .map(|_| {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let mut x = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(1));
+                }
+            })
+        })
+        .collect();
+
+    println!("| case | mem-isolate | baseline | ratio | target |");
+    println!("| --- | --- | --- | --- | --- |");
+
+    let n = rounds(200);
+    let (mut ours, mut base) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for round in 0..n {
+        let mut through_zygote = || {
+            let t = Instant::now();
+            assert_eq!(zygote.run(small, 41), Ok(42));
+            ours.push(t.elapsed());
+        };
+        if round % 2 == 0 {
+            through_zygote();
+            base.push(ask(&mut helper, b'1'));
+        } else {
+            base.push(ask(&mut helper, b'1'));
+            through_zygote();
+        }
+    }
+    let (z, d) = (median(&mut ours), median(&mut base));
+    println!(
+        "| small call through a zygote, parent 1 GiB + {THREADS} busy threads | {z:?} | {d:?} (direct, small parent) | {:.2}x | <= 1.5x |",
+        z.as_secs_f64() / d.as_secs_f64()
+    );
+    stop.store(true, Ordering::Relaxed);
+    for t in busy {
+        t.join().unwrap();
+    }
+
+    let mut direct_big = Vec::new();
+    for _ in 0..rounds(10) {
+        let t = Instant::now();
+        assert_eq!(Isolate::new().run(|| small(41)), Ok(42));
+        direct_big.push(t.elapsed());
+    }
+    let big = median(&mut direct_big);
+    println!(
+        "| direct small call from the 1 GiB parent (for scale) | {big:?} | {z:?} (through the zygote) | {:.0}x slower | - |",
+        big.as_secs_f64() / z.as_secs_f64()
+    );
+
+    let n = rounds(5);
+    let (mut ours, mut base) = (Vec::new(), Vec::new());
+    for round in 0..n {
+        let mut through_zygote = || {
+            ours.push(in_parallel(THREADS, PER_THREAD, &|| {
+                assert_eq!(zygote.run(small, 1), Ok(2));
+            }));
+        };
+        if round % 2 == 0 {
+            through_zygote();
+            base.push(ask(&mut helper, b'8'));
+        } else {
+            base.push(ask(&mut helper, b'8'));
+            through_zygote();
+        }
+    }
+    let calls = (THREADS * PER_THREAD) as f64;
+    let (z, d) = (median(&mut ours), median(&mut base));
+    let (z_rate, d_rate) = (calls / z.as_secs_f64(), calls / d.as_secs_f64());
+    println!(
+        "| {THREADS} threads through one zygote, calls/s | {z_rate:.0} | {d_rate:.0} (direct, small parent) | {:.2}x | >= 0.9x |",
+        z_rate / d_rate
+    );
+
+    match rss(zygote_pid) {
+        Some(first) => {
+            for _ in 0..10_000 {
+                assert_eq!(zygote.run(small, 1), Ok(2));
+            }
+            let after = rss(zygote_pid).unwrap();
+            println!(
+                "| zygote RSS after 10,000 calls | {after} B | {first} B (after the first calls) | {:+} B | within 1 MiB |",
+                i128::from(after) - i128::from(first)
+            );
+        }
+        None => println!("| zygote RSS | not measured: /proc/<pid>/statm is Linux's | | | |"),
+    }
+
+    let mut ours = Vec::new();
+    for _ in 0..rounds(100) {
+        let t = Instant::now();
+        assert_eq!(zygote.run(small, 41), Ok(42));
+        ours.push(t.elapsed());
+    }
+    let z = median(&mut ours);
+    match python_forkserver() {
+        Some(ms) => println!(
+            "| per call, idle parent: ours through a zygote vs Python 3 `forkserver` | {z:?} | {ms:.2} ms | {:.1}x faster | - |",
+            ms / 1000.0 / z.as_secs_f64()
+        ),
+        None => println!("| Python `forkserver` | not measured: python3 not found | | | |"),
+    }
+}
