@@ -78,7 +78,11 @@ fn main() -> Result<(), MemIsolateError> {
     };
     let (z, d) = (median(&mut through_zygote), median(&mut direct));
     let mut out = std::io::stdout().lock();
-    writeln!(out, "\nparent holding 1 GiB, one thread holding stdout's lock:").unwrap();
+    writeln!(
+        out,
+        "\nparent holding 1 GiB, one thread holding stdout's lock:"
+    )
+    .unwrap();
     writeln!(out, "  call through the zygote (median of 20): {z:?}").unwrap();
     writeln!(out, "  direct call (median of 3):              {d:?}").unwrap();
     writeln!(

@@ -295,8 +295,10 @@ pub mod fuzzing {
     }
 
     /// Bytes in a zygote request and in a zygote reply.
-    pub const ZYGOTE_RECORD_LENS: (usize, usize) =
-        (crate::zygote::wire::REQUEST_LEN, crate::zygote::wire::REPLY_LEN);
+    pub const ZYGOTE_RECORD_LENS: (usize, usize) = (
+        crate::zygote::wire::REQUEST_LEN,
+        crate::zygote::wire::REPLY_LEN,
+    );
 
     /// What the zygote makes of a request record: `Some` with the record
     /// encoded again from what it decoded, `None` if refused.
