@@ -16,7 +16,7 @@ use std::time::Duration;
 use mem_isolate::errors::{
     CallableDidNotExecuteError, CallableExecutedError, CallableStatusUnknownError,
 };
-use mem_isolate::{Isolate, IsolatedChild, MemIsolateError};
+use mem_isolate::{Isolate, IsolatedChild, MemIsolateError, Zygote};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// The second-level variant's name, and what it means for the caller.
@@ -46,6 +46,14 @@ fn explain(e: &MemIsolateError) -> (&'static str, String) {
             NotRun::ChildSetupFailed(errno) => (
                 "ChildSetupFailed",
                 format!("the child could not apply an option ({errno}); check the limit"),
+            ),
+            NotRun::ZygoteUnavailable(errno) => (
+                "ZygoteUnavailable",
+                format!("the zygote is gone ({errno}): start a new one, retry"),
+            ),
+            NotRun::ArgumentsNotSerialized(msg) => (
+                "ArgumentsNotSerialized",
+                format!("the arguments' Serialize failed ({msg:?}): fix the impl"),
             ),
             other => ("(newer variant)", format!("did not run: {other}")),
         },
@@ -260,6 +268,27 @@ fn scenarios() -> Vec<Scenario> {
             what: "a Serialize impl that fails",
             expect: "SerializationFailed",
             run: || Isolate::new().run(|| Refuses).map(drop),
+        },
+        Scenario {
+            what: "a zygote killed from outside",
+            expect: "ZygoteUnavailable",
+            run: || {
+                let zygote = Zygote::start()?;
+                // SAFETY: the zygote is this program's own child.
+                assert_eq!(
+                    unsafe { libc::kill(zygote.pid().as_raw_nonzero().get(), libc::SIGKILL) },
+                    0
+                );
+                zygote.run(|n: u8| n, 1).map(drop)
+            },
+        },
+        Scenario {
+            what: "arguments whose Serialize fails",
+            expect: "ArgumentsNotSerialized",
+            run: || {
+                let zygote = Zygote::start()?;
+                zygote.run(|_: Refuses| 1u8, Refuses).map(drop)
+            },
         },
         Scenario {
             what: "a Deserialize impl that refuses",
@@ -523,8 +552,8 @@ fn main() {
     seen.dedup();
     assert_eq!(
         seen.len(),
-        18,
+        20,
         "every second-level variant is covered: {seen:?}"
     );
-    println!("\nall 18 second-level variants: provoked, or said why not");
+    println!("\nall 20 second-level variants: provoked, or said why not");
 }
