@@ -13,7 +13,11 @@ use crate::sink::VecSink;
 use crate::sys::ResourceUsage;
 
 /// A callable running in a forked child, started by
-/// [`Isolate::spawn`](crate::Isolate::spawn).
+/// [`Isolate::spawn`](crate::Isolate::spawn), or in a zygote's worker,
+/// started by [`Isolate::spawn_in`](crate::Isolate::spawn_in) or
+/// [`Zygote::spawn`](crate::Zygote::spawn) (everything below holds for
+/// both; a worker's end is learned from its zygote, see
+/// [`Zygote`](crate::Zygote)).
 ///
 /// - [`join`](Self::join) blocks until the value (or the error) is in.
 /// - [`try_join`](Self::try_join) never blocks, for event loops.

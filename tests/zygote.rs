@@ -275,6 +275,28 @@ fn a_spawned_call_can_be_polled_killed_and_dropped() {
 }
 
 #[test]
+fn a_zygote_is_shared_between_threads_and_its_handles_are_pollable() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Zygote>();
+    use std::os::fd::{AsFd, AsRawFd};
+    let zygote = Zygote::start().unwrap();
+    let mut child = zygote.spawn(|n: u64| n + 1, 1).unwrap();
+    let value = loop {
+        let mut ready = libc::pollfd {
+            fd: child.as_fd().as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd; waits at most a second.
+        unsafe { libc::poll(&raw mut ready, 1, 1000) };
+        if let Some(value) = child.try_join().unwrap() {
+            break value;
+        }
+    };
+    assert_eq!(value, 2);
+}
+
+#[test]
 fn kill_descendants_ends_what_the_worker_started() {
     let zygote = Zygote::start().unwrap();
     let e = Isolate::new()
