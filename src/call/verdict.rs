@@ -1,4 +1,7 @@
-//! From what happened to the caller's answer: pure functions, no I/O.
+//! From what happened to the caller's answer: no I/O, and nothing but the
+//! facts it is given. Decoding the value converts the sink's buffer in
+//! place for `Vec<u8>` and `String` (see [`crate::bytes`]), its one
+//! `unsafe`.
 //!
 //! [`Facts`] is everything the parent learned about one call; [`verdict`]
 //! turns it into `Result<T, MemIsolateError>`. The fuzz targets call

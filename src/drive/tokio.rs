@@ -247,26 +247,9 @@ impl<T: DeserializeOwned> ChildFuture<T> {
     ) -> Option<Ready> {
         let mut seen = Ready::default();
         let mut failed = None;
-        if let (Some(fd), Some(_)) = (&self.pipe, pipe) {
-            match fd.poll_read_ready(cx) {
-                Poll::Ready(Ok(mut guard)) => {
-                    guard.clear_ready();
-                    seen.pipe = true;
-                }
-                Poll::Ready(Err(e)) => failed = Some(e),
-                Poll::Pending => {}
-            }
-        }
-        if let Some(fd) = &self.child {
-            match fd.poll_read_ready(cx) {
-                Poll::Ready(Ok(mut guard)) => {
-                    guard.clear_ready();
-                    seen.child = true;
-                }
-                Poll::Ready(Err(e)) => failed = Some(e),
-                Poll::Pending => {}
-            }
-        }
+        let pipe_fd = self.pipe.as_ref().filter(|_| pipe.is_some());
+        seen.pipe = take_readiness(pipe_fd, cx, &mut failed);
+        seen.child = take_readiness(self.child.as_ref(), cx, &mut failed);
         let os = &mut Os {
             watch,
             reactor: Some(&mut self.pipe),
@@ -349,6 +332,27 @@ impl<T: DeserializeOwned> ChildFuture<T> {
             self.tick_at = None;
         }
         Poll::Ready(due(tick.is_some()))
+    }
+}
+
+/// Whether the runtime says `fd` is readable, clearing that as it is seen
+/// (see [`ChildFuture::reactor_readiness`]); a reactor error goes to
+/// `failed`. The waker is set when it is not ready.
+fn take_readiness(
+    fd: Option<&AsyncFd<Registered>>,
+    cx: &mut Context<'_>,
+    failed: &mut Option<std::io::Error>,
+) -> bool {
+    match fd.map(|fd| fd.poll_read_ready(cx)) {
+        Some(Poll::Ready(Ok(mut guard))) => {
+            guard.clear_ready();
+            true
+        }
+        Some(Poll::Ready(Err(e))) => {
+            *failed = Some(e);
+            false
+        }
+        Some(Poll::Pending) | None => false,
     }
 }
 

@@ -37,7 +37,8 @@ pub(crate) mod page;
 pub(crate) mod pipe;
 pub(crate) mod spill;
 
-/// The child side of a transport: where [`FrameWriter`](crate::child::FrameWriter)
+/// The child side of a transport: where the staging buffer
+/// ([`Staging`](crate::encode::Staging))
 /// sends its frames.
 pub(crate) trait Emit {
     /// Writes all of `bytes`, or fails with the errno that stopped it.
