@@ -69,23 +69,15 @@ where
         args_len: args.len() as u64,
         inline,
     };
-    let mut record = [0u8; REQUEST_LEN + INLINE_ARGS_MAX];
-    record[..REQUEST_LEN].copy_from_slice(&request.encode());
-    let mut len = REQUEST_LEN;
-    if inline {
-        record[len..len + args.len()].copy_from_slice(&args);
-        len += args.len();
-    }
     let started = sys::now();
-    {
-        let mut fds = heapless::Vec::<BorrowedFd<'_>, 3>::new();
-        let _ = fds.push(write.as_fd());
-        let _ = fds.push(theirs.as_fd());
-        if let Some((_, worker_end)) = &args_socket {
-            let _ = fds.push(worker_end.as_fd());
-        }
-        sys::send_with_fds(via.control, &record[..len], &fds).map_err(NotRun::ZygoteUnavailable)?;
-    }
+    let worker_end = args_socket.as_ref().map(|(_, theirs)| theirs.as_fd());
+    send(
+        via,
+        &request,
+        &args,
+        [write.as_fd(), theirs.as_fd()],
+        worker_end,
+    )?;
     // Only the worker may hold the write end (see `call::start`), and only
     // the zygote its end of the call socket.
     drop(write);
@@ -115,6 +107,31 @@ where
         started,
     });
     Ok((call, watch))
+}
+
+/// Sends `request` (with `args` inline, if it says so) and the
+/// descriptors the worker and the zygote take over, in one record.
+fn send(
+    via: Via<'_>,
+    request: &Request,
+    args: &[u8],
+    [write, theirs]: [BorrowedFd<'_>; 2],
+    args_socket: Option<BorrowedFd<'_>>,
+) -> Result<(), NotRun> {
+    let mut record = [0u8; REQUEST_LEN + INLINE_ARGS_MAX];
+    record[..REQUEST_LEN].copy_from_slice(&request.encode());
+    let mut len = REQUEST_LEN;
+    if request.inline {
+        record[len..len + args.len()].copy_from_slice(args);
+        len += args.len();
+    }
+    let mut fds = heapless::Vec::<BorrowedFd<'_>, 3>::new();
+    let _ = fds.push(write);
+    let _ = fds.push(theirs);
+    if let Some(fd) = args_socket {
+        let _ = fds.push(fd);
+    }
+    sys::send_with_fds(via.control, &record[..len], &fds).map_err(NotRun::ZygoteUnavailable)
 }
 
 /// The arguments, serialized with postcard; a failure keeps the
