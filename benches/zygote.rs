@@ -158,6 +158,30 @@ fn main() {
         t.join().unwrap();
     }
 
+    // The same comparison with the parent's threads idle: what the zygote's
+    // extra process costs on its own.
+    let n = rounds(200);
+    let (mut ours, mut base) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for round in 0..n {
+        let mut through_zygote = || {
+            let t = Instant::now();
+            assert_eq!(zygote.run(small, 41), Ok(42));
+            ours.push(t.elapsed());
+        };
+        if round % 2 == 0 {
+            through_zygote();
+            base.push(ask(&mut helper, b'1'));
+        } else {
+            base.push(ask(&mut helper, b'1'));
+            through_zygote();
+        }
+    }
+    let (z_idle, d_idle) = (median(&mut ours), median(&mut base));
+    println!(
+        "| small call through a zygote, parent 1 GiB, threads idle | {z_idle:?} | {d_idle:?} (direct, small parent) | {:.2}x | - |",
+        z_idle.as_secs_f64() / d_idle.as_secs_f64()
+    );
+
     let mut direct_big = Vec::new();
     for _ in 0..rounds(10) {
         let t = Instant::now();
@@ -166,8 +190,8 @@ fn main() {
     }
     let big = median(&mut direct_big);
     println!(
-        "| direct small call from the 1 GiB parent (for scale) | {big:?} | {z:?} (through the zygote) | {:.0}x slower | - |",
-        big.as_secs_f64() / z.as_secs_f64()
+        "| direct small call from the 1 GiB parent, threads idle | {big:?} | {z_idle:?} (through the zygote) | {:.0}x slower | - |",
+        big.as_secs_f64() / z_idle.as_secs_f64()
     );
 
     let n = rounds(5);
