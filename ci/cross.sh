@@ -43,8 +43,8 @@ export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="${CARGO_TARGET_AARCH64_UNK
 say "cargo test --target ${ARM} (under ${CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER})"
 # Skipped under emulation, and run natively (x86_64 gnu and musl):
 # - qemu-user accepts setrlimit(RLIMIT_AS) but does not apply it to the
-#   emulated process, so the two tests that need an enforced address-space
-#   limit cannot pass;
+#   emulated process, so the three tests that need an enforced
+#   address-space limit (one of them through a zygote) cannot pass;
 # - the sealed sixteen-thread leak test starts threads inside a child forked
 #   from the threaded test harness, which under qemu-user did not finish
 #   within its 60 s (qemu's own locking around fork in threaded guests).
