@@ -167,6 +167,45 @@ fn the_memory_limit_holds_in_the_worker() {
     );
 }
 
+/// Linux only: it lowers the zygote's own process limit from outside
+/// (`prlimit`), which macOS and FreeBSD have no call for.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_zygote_that_cannot_fork_refuses_the_call() {
+    let refused = common::sealed(|| {
+        // SAFETY: the credentials of the sealed child alone.
+        unsafe {
+            // Root ignores RLIMIT_NPROC: become nobody first.
+            if libc::getuid() == 0 {
+                assert_eq!(libc::setgid(65534), 0);
+                assert_eq!(libc::setuid(65534), 0);
+            }
+        }
+        let zygote = Zygote::start().expect("the zygote starts");
+        let zero = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: sets the limit of the zygote, this process's own child.
+        let set = unsafe {
+            libc::prlimit(
+                raw(zygote.pid()),
+                libc::RLIMIT_NPROC,
+                &raw const zero,
+                std::ptr::null_mut(),
+            )
+        };
+        assert_eq!(set, 0, "prlimit: {}", std::io::Error::last_os_error());
+        zygote.run(double, 1)
+    });
+    assert_eq!(
+        refused,
+        Err(MemIsolateError::CallableDidNotExecute(NotRun::ForkFailed(
+            mem_isolate::errors::Errno::AGAIN
+        )))
+    );
+}
+
 #[test]
 fn arguments_that_cannot_be_serialized_are_not_sent() {
     struct Refuses;
