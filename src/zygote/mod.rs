@@ -102,8 +102,9 @@ pub(crate) mod worker;
 ///
 /// The zygote closes every descriptor but 0, 1 and 2 as it starts, so it
 /// keeps none of the caller's alive, and a worker inherits only those
-/// three and its result pipe. A call cannot hand a worker a descriptor;
-/// open what the callable needs inside it.
+/// three (as they were at `start`: a later `dup2` over the caller's stdout
+/// does not reach workers) and its result pipe. A call cannot hand a
+/// worker a descriptor; open what the callable needs inside it.
 ///
 /// # Lifetime
 ///
@@ -132,7 +133,11 @@ pub(crate) mod worker;
 /// (`PR_SET_PDEATHSIG` on Linux, `PROC_PDEATHSIG_CTL` on FreeBSD); macOS
 /// has no such call, so there a worker outlives a zygote killed from
 /// outside until it finishes (a zygote that shuts down normally kills its
-/// workers first).
+/// workers first), and a zygote killed just after it forked a worker may
+/// leave that worker running although the call reports
+/// `ZygoteUnavailable`. (On Linux and FreeBSD such a worker is killed
+/// before the callable starts: it checks its parent after arming the
+/// signal.)
 ///
 /// # Trust
 ///
