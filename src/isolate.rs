@@ -429,6 +429,7 @@ impl Isolate {
     /// ```
     #[cfg(feature = "alloc")]
     #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
+    #[allow(clippy::needless_pass_by_value)] // the arguments are the call's, as a value
     pub fn run_in<A, T>(
         &self,
         zygote: &crate::Zygote,
@@ -440,7 +441,14 @@ impl Isolate {
         T: Serialize + DeserializeOwned,
     {
         call_span!("mem_isolate::run_in");
-        self.spawn_in(zygote, f, args)?.join()
+        let sink = VecSink::new(self.max_result_size.unwrap_or(usize::MAX));
+        let (mut call, watch) = call::zygote::start(zygote.via(), &self.options(), f, &args, sink)?;
+        // The value is all a blocking call returns: it need not wait for
+        // the zygote to reap the worker.
+        call.release_at_end();
+        let mut driven = Driven::new(call, watch);
+        driven.advance(None);
+        driven.call_mut().outcome()
     }
 
     /// Starts `f(args)` in a worker forked from `zygote`, with these

@@ -366,6 +366,28 @@ fn kill_descendants_ends_what_the_worker_started() {
     wait_gone(pid);
 }
 
+#[test]
+fn a_blocking_call_returns_with_its_value_and_its_descendants_still_end() {
+    let zygote = Zygote::start().unwrap();
+    let pid = Isolate::new()
+        .kill_descendants(true)
+        .run_in(
+            &zygote,
+            |()| {
+                let child = std::process::Command::new("sleep")
+                    .arg("60")
+                    .spawn()
+                    .unwrap();
+                child.id()
+            },
+            (),
+        )
+        .unwrap();
+    // `run_in` returned with the value; the zygote reaps the worker and
+    // kills its group right after.
+    wait_gone(i32::try_from(pid).unwrap());
+}
+
 fn grandchild_file() -> String {
     std::env::temp_dir()
         .join(format!(

@@ -82,6 +82,18 @@ impl ReportAt<'_> {
     }
 }
 
+/// Whether a call may finish without its child's end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Release {
+    /// It waits for the child's end (every call but a zygote's blocking
+    /// one).
+    Never,
+    /// It finishes once the stream is complete.
+    AtEnd,
+    /// It did.
+    Done,
+}
+
 /// What a call starts from: everything the parent knows of a freshly
 /// forked child.
 pub(crate) struct Start<'a, S> {
@@ -118,6 +130,9 @@ pub(crate) struct Call<'a, S: Sink> {
     killed: bool,
     /// The pipe ended while the child was not yet reaped.
     pipe_ended: bool,
+    /// Whether the call may finish without the child's end (see
+    /// [`Call::release_at_end`]).
+    release: Release,
     report: ReportAt<'a>,
     nonce: u64,
     /// When the call started, for the `tracing` summary.
@@ -162,6 +177,7 @@ impl<'a, S: Sink> Call<'a, S> {
             stopped: None,
             killed: false,
             pipe_ended: false,
+            release: Release::Never,
             report,
             nonce,
             started,
@@ -184,9 +200,22 @@ impl<'a, S: Sink> Call<'a, S> {
         self.route.pipe_fd()
     }
 
-    /// True once the child has been reaped (or found reaped elsewhere).
+    /// True once the child has been reaped (or found reaped elsewhere),
+    /// or released (see [`Call::release_at_end`]).
     pub(crate) fn is_finished(&self) -> bool {
-        self.exit.is_some() || self.reap_error.is_some()
+        self.exit.is_some() || self.reap_error.is_some() || self.release == Release::Done
+    }
+
+    /// Makes the call finish as soon as its stream is complete, without
+    /// waiting for the child's end, which then never counts: for a
+    /// zygote's blocking call. Its worker is the zygote's child, not this
+    /// process's, so nothing is left to reap here; the zygote reaps it
+    /// (killing it and its group, as a direct call's parent would, once
+    /// the call's socket closes). Saves the caller the wait for the
+    /// zygote's `Ended` reply, two wake-ups.
+    #[cfg(feature = "alloc")]
+    pub(crate) fn release_at_end(&mut self) {
+        self.release = Release::AtEnd;
     }
 
     /// Takes what the driver saw and makes what progress it can without
@@ -199,6 +228,11 @@ impl<'a, S: Sink> Call<'a, S> {
         }
         if ready.pipe {
             self.collect(os, false);
+        }
+        if self.release == Release::AtEnd && !self.is_finished() && self.decoder.end().is_some() {
+            self.release = Release::Done;
+            self.close_pipe(os);
+            self.route.finish();
         }
         if ready.child && !self.is_finished() {
             self.try_reap(os, ready.exiting);
@@ -333,7 +367,9 @@ impl<'a, S: Sink> Call<'a, S> {
     /// reaped only if it already ended: waiting for a child that cannot be
     /// stopped would hang.
     pub(crate) fn abandon(&mut self, os: &mut impl Process) {
-        let reaped = self.exit.is_some() || self.reap_error == Some(Errno::CHILD);
+        let reaped = self.exit.is_some()
+            || self.reap_error == Some(Errno::CHILD)
+            || self.release == Release::Done;
         if !reaped {
             self.kill_child(os);
             let _ = os.reap(self.pid, self.killed, self.group);
@@ -525,6 +561,33 @@ mod tests {
         child: true,
         exiting: true,
     };
+
+    #[test]
+    fn a_released_call_finishes_with_its_stream_and_never_waits_for_the_child() {
+        let (mut call, write, mut script) = new_call(None, 1024);
+        call.release_at_end();
+        send(&write, &frames_for(&7u32));
+        // The child never ends in this script: a reap would find it running.
+        assert!(
+            call.on(&mut script, PIPE).is_none(),
+            "finished with the stream"
+        );
+        assert_eq!(call.outcome::<u32>(), Ok(7));
+        call.abandon(&mut script);
+        assert!(!script.killed && !script.reaped && script.blocking_reaps == 0);
+    }
+
+    #[test]
+    fn a_released_call_still_waits_while_the_stream_is_incomplete() {
+        let (mut call, write, mut script) = new_call(None, 1024);
+        call.release_at_end();
+        let frames = frames_for(&7u32);
+        send(&write, &frames[..frames.len() - 1]);
+        assert!(call.on(&mut script, PIPE).is_some());
+        script.exits_at = Some((script.now, Exit::Code(0)));
+        assert!(call.on(&mut script, CHILD).is_none());
+        assert!(call.outcome::<u32>().is_err());
+    }
 
     #[test]
     fn a_value_then_the_exit() {
