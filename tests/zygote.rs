@@ -374,6 +374,8 @@ fn a_blocking_call_returns_with_its_value_and_its_descendants_still_end() {
         .run_in(
             &zygote,
             |()| {
+                // Never waited for: the group kill ends it.
+                #[allow(clippy::zombie_processes)]
                 let child = std::process::Command::new("sleep")
                     .arg("60")
                     .spawn()
