@@ -539,8 +539,10 @@ impl Isolate {
         async move {
             let handle = handle?;
             let sink = VecSink::new(isolate.max_result_size.unwrap_or(usize::MAX));
-            let (call, watch) =
+            let (mut call, watch) =
                 call::zygote::start(handle.via(), &isolate.options(), f, &args, sink)?;
+            // As `run_in`: the value is all it returns.
+            call.release_at_end();
             crate::IsolatedChild::<T>::new(Driven::new(call, watch)).await
         }
     }
