@@ -497,7 +497,11 @@ impl Isolate {
     /// of its value, which waits through tokio's reactor: what
     /// [`run_async`](Self::run_async) is to [`run`](Self::run), this is to
     /// [`run_in`](Self::run_in). The request is sent when the future is
-    /// first polled; the future owns what it needs (a duplicate of the
+    /// first polled, and that poll waits, on the polling thread, for the
+    /// zygote to acknowledge the fork (a fork of the small zygote, well
+    /// under a millisecond) and for the worker to take arguments larger
+    /// than 2 KiB; the rest is awaited through the reactor. The future
+    /// owns what it needs (a duplicate of the
     /// zygote's control socket), so it is `Send` and `'static`, and
     /// dropping it kills and reaps the worker. Dropping the
     /// [`Zygote`](crate::Zygote) meanwhile ends the call as it ends a
