@@ -450,6 +450,32 @@ fn dropping_the_zygote_ends_every_call_it_serves() {
 }
 
 #[test]
+fn a_forked_copy_of_the_owner_may_use_the_zygote_but_not_end_it() {
+    let zygote = Zygote::start().unwrap();
+    // A direct call's child holds a copy of the `Zygote`: it calls through
+    // it, then drops its copy.
+    let through_the_copy = common::sealed(|| {
+        let copy = unsafe_copy(&zygote);
+        let n = copy.run(double, 5);
+        drop(copy);
+        n
+    });
+    assert_eq!(through_the_copy, Ok(10));
+    // The owner's zygote serves on.
+    assert_eq!(zygote.run(double, 6), Ok(12));
+}
+
+/// A bitwise copy of `zygote`, as a forked copy of the process has: only
+/// for a child that is about to `_exit`, where the original is never
+/// dropped.
+fn unsafe_copy(zygote: &Zygote) -> Zygote {
+    // SAFETY: used only in a forked child, whose copy of the original is
+    // never dropped (the child leaves with `_exit`); the two never close
+    // the same descriptor in one process.
+    unsafe { std::ptr::read(zygote) }
+}
+
+#[test]
 fn the_zygote_outlives_the_thread_that_started_it() {
     let zygote = std::thread::spawn(|| Zygote::start().unwrap())
         .join()

@@ -152,6 +152,8 @@ pub(crate) mod worker;
 pub struct Zygote {
     control: OwnedFd,
     pid: Pid,
+    /// The process that started it: only that one ends it (see `Drop`).
+    owner: Pid,
 }
 
 impl Zygote {
@@ -172,7 +174,11 @@ impl Zygote {
         match unsafe { sys::fork() } {
             Ok(Some(pid)) => {
                 drop(theirs);
-                let zygote = Self { control, pid };
+                let zygote = Self {
+                    control,
+                    pid,
+                    owner: parent,
+                };
                 let mut ready = [0u8; 1];
                 match sys::recv_some(zygote.control.as_fd(), &mut ready, true) {
                     Ok(Some(1)) if ready[0] == server::READY => Ok(zygote),
@@ -269,7 +275,14 @@ impl Drop for Zygote {
     /// Ends the zygote: shuts the control socket down (whoever else holds
     /// a copy of it: a child forked by a direct call), so that the zygote
     /// kills and reaps every worker and leaves, then reaps the zygote.
+    ///
+    /// Only in the process that started it: a copy of the `Zygote` in a
+    /// forked copy of that process (which may use it) only closes its own
+    /// descriptor when dropped, leaving the zygote to its owner.
     fn drop(&mut self) {
+        if sys::getpid() != self.owner {
+            return;
+        }
         let _ = rustix::net::shutdown(&self.control, rustix::net::Shutdown::Both);
         let _ = sys::reap(self.pid, true, false);
     }
