@@ -497,7 +497,18 @@ fn the_zygote_dies_with_the_process_that_started_it() {
 
 #[test]
 fn the_zygote_keeps_none_of_the_callers_descriptors() {
-    let (mut reader, writer) = std::io::pipe().unwrap();
+    let (mut reader, writer) = {
+        use std::os::fd::FromRawFd;
+        let mut fds = [0; 2];
+        // SAFETY: `pipe` fills the two descriptors, which the files own.
+        unsafe {
+            assert_eq!(libc::pipe(fds.as_mut_ptr()), 0);
+            (
+                std::fs::File::from_raw_fd(fds[0]),
+                std::fs::File::from_raw_fd(fds[1]),
+            )
+        }
+    };
     let zygote = Zygote::start().unwrap();
     drop(writer);
     // End-of-file at once: nobody else, the zygote included, holds the
