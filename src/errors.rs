@@ -516,10 +516,13 @@ pub enum CallableDidNotExecuteError {
         Errno,
     ),
 
-    /// The [`Zygote`](crate::Zygote) could not take the call: it has ended
-    /// (killed from outside, or gone with an error), so the request could
-    /// not be sent (`EPIPE`) or was never answered (`ECONNRESET`). The
-    /// zygote does not come back: start a new one.
+    /// The [`Zygote`] could not take the call: it has ended (killed from
+    /// outside, or gone with an error), so the request could not be sent
+    /// (`EPIPE`) or was never answered (`ECONNRESET`). The zygote does not
+    /// come back: start a new one.
+    ///
+    #[cfg_attr(feature = "alloc", doc = "[`Zygote`]: crate::Zygote")]
+    #[cfg_attr(not(feature = "alloc"), doc = "[`Zygote`]: crate")]
     #[error("the zygote could not take the call")]
     ZygoteUnavailable(
         #[cfg_attr(feature = "std", source)]
@@ -527,9 +530,12 @@ pub enum CallableDidNotExecuteError {
         Errno,
     ),
 
-    /// The arguments of a call through a [`Zygote`](crate::Zygote) could
-    /// not be serialized (their `Serialize` impl failed, with this
-    /// message), so nothing was sent.
+    /// The arguments of a call through a [`Zygote`] could not be
+    /// serialized (their `Serialize` impl failed, with this message), so
+    /// nothing was sent.
+    ///
+    #[cfg_attr(feature = "alloc", doc = "[`Zygote`]: crate::Zygote")]
+    #[cfg_attr(not(feature = "alloc"), doc = "[`Zygote`]: crate")]
     #[error("serializing the arguments failed: {0}")]
     ArgumentsNotSerialized(ErrorText),
 }
