@@ -54,6 +54,8 @@ pub struct Isolate {
     memory_limit: Option<u64>,
     max_result_size: Option<usize>,
     kill_descendants: bool,
+    #[cfg(feature = "sandbox")]
+    sandbox: Option<crate::Sandbox>,
 }
 
 impl Default for Isolate {
@@ -63,6 +65,8 @@ impl Default for Isolate {
             memory_limit: None,
             max_result_size: None,
             kill_descendants: true,
+            #[cfg(feature = "sandbox")]
+            sandbox: None,
         }
     }
 }
@@ -253,6 +257,46 @@ impl Isolate {
     /// ```
     pub fn max_result_size(mut self, bytes: usize) -> Self {
         self.max_result_size = Some(bytes);
+        self
+    }
+
+    /// Runs the callable under `sandbox`: a policy that refuses what it
+    /// may do besides computing (the network, running programs, writing
+    /// files, or every system call computing does not need), from just
+    /// before it starts to the child's end. See [`Sandbox`](crate::Sandbox)
+    /// for the policies, what stays reachable, and what each kernel
+    /// enforces.
+    ///
+    /// The filters are compiled here (or on the first call, for a sandbox
+    /// that a clone of this `Isolate` has not used yet), never per call. A
+    /// system that cannot enforce the policy fails every call with
+    /// [`SandboxUnsupported`](crate::errors::CallableDidNotExecuteError::SandboxUnsupported)
+    /// before anything runs, unless it is
+    /// [`best_effort`](crate::Sandbox::best_effort).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # #[cfg(any(target_os = "linux", target_os = "android"))] {
+    /// use mem_isolate::{Isolate, Sandbox};
+    ///
+    /// let no_programs = Isolate::new().sandbox(Sandbox::new().deny_exec());
+    /// let ran = no_programs.run(|| std::process::Command::new("true").status().is_ok());
+    /// # if !matches!(ran, Err(ref e) if e.callable_did_not_execute()) {
+    /// assert_eq!(ran?, false);
+    /// # }
+    /// // The parent, and a call without the sandbox, are free.
+    /// assert_eq!(Isolate::new().run(|| std::process::Command::new("true").status().is_ok())?, true);
+    /// # }
+    /// # Ok::<(), mem_isolate::MemIsolateError>(())
+    /// ```
+    #[cfg(feature = "sandbox")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sandbox")))]
+    pub fn sandbox(mut self, sandbox: crate::Sandbox) -> Self {
+        // Built now, so that no call pays for it; an error waits for the
+        // first call.
+        let _ = sandbox.for_call();
+        self.sandbox = Some(sandbox);
         self
     }
 
@@ -459,6 +503,13 @@ impl Isolate {
             timeout: self.timeout,
             memory_limit: self.memory_limit,
             kill_descendants: self.kill_descendants,
+            #[cfg(feature = "sandbox")]
+            sandbox: self
+                .sandbox
+                .as_ref()
+                .map_or(Ok(None), crate::Sandbox::for_call),
+            #[cfg(not(feature = "sandbox"))]
+            sandbox: Ok(None),
         }
     }
 }

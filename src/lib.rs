@@ -219,6 +219,8 @@ mod handle;
 mod isolate;
 mod panic_hook;
 mod report;
+#[cfg(feature = "sandbox")]
+mod sandbox;
 mod sink;
 mod sys;
 mod transport;
@@ -233,6 +235,9 @@ pub use errors::MemIsolateError;
 pub use handle::IsolatedChild;
 pub use isolate::Isolate;
 pub use rustix::process::Pid;
+#[cfg(feature = "sandbox")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sandbox")))]
+pub use sandbox::Sandbox;
 pub use serde::{Serialize, de::DeserializeOwned};
 pub use sys::ResourceUsage;
 

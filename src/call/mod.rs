@@ -34,6 +34,12 @@ pub(crate) struct Options {
     pub(crate) timeout: Option<Duration>,
     pub(crate) memory_limit: Option<u64>,
     pub(crate) kill_descendants: bool,
+    /// The sandbox to enter, built once and kept by the `Isolate`, or why
+    /// it cannot be.
+    pub(crate) sandbox: Result<
+        Option<core::ptr::NonNull<sys::sandbox::Prepared>>,
+        crate::errors::SandboxUnsupported,
+    >,
 }
 
 /// Plans the call, forks, and returns the parent's side of it, which
@@ -55,6 +61,7 @@ where
     if options.memory_limit.is_some() && !sys::MEMORY_LIMIT_SUPPORTED {
         return Err(NotRun::MemoryLimitUnsupported.into());
     }
+    let sandbox = options.sandbox.clone().map_err(NotRun::SandboxUnsupported)?;
     let plan::Plan {
         mut route,
         child: child_route,
@@ -81,6 +88,7 @@ where
             ReportAt::None => None,
         },
         route: child_route,
+        sandbox,
     };
     panic_hook::install();
     let started = sys::now();
