@@ -82,8 +82,9 @@ pub(crate) struct Prepared {
     /// The policy's filter, if it has one: an allow-list under
     /// `compute_only`, a deny-list otherwise.
     filter: Option<Program>,
-    /// Where the filter compares with [`SELF_PID`].
-    self_pid: [usize; SELF_PID_SLOTS],
+    /// Where the filter compares with [`SELF_PID`] (`compute_only`'s
+    /// filter only).
+    self_pid: Option<[usize; SELF_PID_SLOTS]>,
     /// `compute_only`'s second filter: `clone3` fails with `ENOSYS`, so
     /// that the C library falls back to `clone`, whose flags a filter can
     /// read (a new thread is allowed, a new process is not). Its own
@@ -123,16 +124,12 @@ pub(crate) fn prepare(policy: Policy) -> Result<Prepared, SandboxUnsupported> {
         landlock_ruleset(policy)?
     };
     let (filter, self_pid, clone3) = if !seccomp {
-        (None, [0; SELF_PID_SLOTS], None)
+        (None, None, None)
     } else if policy.compute_only {
         let (program, at) = compute_only_filter(policy.kill_on_violation)?;
-        (Some(program), at, Some(clone3_filter()?))
+        (Some(program), Some(at), Some(clone3_filter()?))
     } else {
-        (
-            Some(deny_filter(policy)?),
-            [0; SELF_PID_SLOTS],
-            None,
-        )
+        (Some(deny_filter(policy)?), None, None)
     };
     Ok(Prepared {
         filter,
@@ -177,7 +174,7 @@ pub(crate) unsafe fn enter(prepared: NonNull<Prepared>) -> Result<(), Errno> {
     }
     if let Some(filter) = &prepared.filter {
         let pid = rustix::process::getpid().as_raw_nonzero().get();
-        for &at in &prepared.self_pid {
+        for &at in prepared.self_pid.iter().flatten() {
             if let Some(slot) = filter.0.get(at) {
                 // SAFETY: this child's own copy of the program, written by
                 // its one thread, with no reference into it alive (see
@@ -214,7 +211,11 @@ fn restrict_self(attr: &RulesetAttr, size: usize) -> Result<(), Errno> {
     let fd = fd as libc::c_int;
     // SAFETY: `fd` is the ruleset just made, and owned here.
     let restricted = unsafe { libc::syscall(SYS_LANDLOCK_RESTRICT_SELF, fd, 0u32) };
-    let result = if restricted < 0 { Err(last_errno()) } else { Ok(()) };
+    let result = if restricted < 0 {
+        Err(last_errno())
+    } else {
+        Ok(())
+    };
     // SAFETY: closes the descriptor made above, once.
     unsafe { libc::close(fd) };
     result
@@ -311,7 +312,8 @@ fn landlock_abi() -> u8 {
 /// the kernel by building it once through the `landlock` crate.
 fn landlock_ruleset(policy: Policy) -> Result<Option<(RulesetAttr, usize)>, SandboxUnsupported> {
     use landlock::{
-        ABI, Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, Ruleset, RulesetAttr as _,
+        ABI, Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, Ruleset,
+        RulesetAttr as _,
     };
     let needed = [
         (policy.read_only_filesystem, READ_ONLY_ABI),
@@ -331,7 +333,9 @@ fn landlock_ruleset(policy: Policy) -> Result<Option<(RulesetAttr, usize)>, Sand
     }
     // What this kernel can take, for a best-effort policy; all of it
     // otherwise (checked just above).
-    let abi = ABI::from(i32::from(available.min(READ_ONLY_ABI.max(DENY_NETWORK_ABI))));
+    let abi = ABI::from(i32::from(
+        available.min(READ_ONLY_ABI.max(DENY_NETWORK_ABI)),
+    ));
     let mut fs: BitFlags<AccessFs> = BitFlags::EMPTY;
     if policy.read_only_filesystem {
         fs |= AccessFs::from_write(abi.min(ABI::V3));
@@ -356,7 +360,9 @@ fn landlock_ruleset(policy: Policy) -> Result<Option<(RulesetAttr, usize)>, Sand
         ruleset = ruleset.handle_access(fs).map_err(|_| unsupported.clone())?;
     }
     if !net.is_empty() {
-        ruleset = ruleset.handle_access(net).map_err(|_| unsupported.clone())?;
+        ruleset = ruleset
+            .handle_access(net)
+            .map_err(|_| unsupported.clone())?;
     }
     drop(ruleset.create().map_err(|_| unsupported)?);
     let attr = RulesetAttr {
@@ -400,7 +406,8 @@ fn compile(
     matched: seccompiler::SeccompAction,
 ) -> Result<Program, SandboxUnsupported> {
     let failed = |_| SandboxUnsupported::Seccomp(Errno::INVAL);
-    let filter = seccompiler::SeccompFilter::new(rules, mismatch, matched, arch()).map_err(failed)?;
+    let filter =
+        seccompiler::SeccompFilter::new(rules, mismatch, matched, arch()).map_err(failed)?;
     let program: seccompiler::BpfProgram = filter.try_into().map_err(failed)?;
     // The kernel's limit on one program (`BPF_MAXINSNS`).
     if program.len() > 4096 {
@@ -541,6 +548,10 @@ fn compute_only_filter(
         libc::SYS_close,
         libc::SYS_exit,
         libc::SYS_exit_group,
+        // Refused with ENOSYS by the filter installed before this one
+        // (`clone3_filter`): allowed here, or this filter's refusal
+        // (`EPERM`, or death) would be the one that counts.
+        libc::SYS_clone3,
     ] {
         allow(nr, vec![]);
     }
