@@ -253,6 +253,19 @@ const SYS_LANDLOCK_CREATE_RULESET: libc::c_long = 444;
 const SYS_LANDLOCK_RESTRICT_SELF: libc::c_long = 446;
 /// `LANDLOCK_CREATE_RULESET_VERSION`.
 const LANDLOCK_CREATE_RULESET_VERSION: u32 = 1;
+/// `fstat` and `rseq`, which the `libc` crate does not name on every
+/// target (Android).
+#[cfg(target_arch = "x86_64")]
+const SYS_FSTAT: libc::c_long = 5;
+#[cfg(target_arch = "x86_64")]
+const SYS_RSEQ: libc::c_long = 334;
+#[cfg(any(target_arch = "aarch64", target_arch = "riscv64"))]
+const SYS_FSTAT: libc::c_long = 80;
+#[cfg(any(target_arch = "aarch64", target_arch = "riscv64"))]
+const SYS_RSEQ: libc::c_long = 293;
+/// `BPF_JMP | BPF_JEQ | BPF_K`: a jump if the accumulator equals the
+/// instruction's constant.
+const BPF_JEQ_K: u16 = 0x05 | 0x10;
 /// `SECCOMP_SET_MODE_FILTER`.
 const SECCOMP_SET_MODE_FILTER: u32 = 1;
 /// `SECCOMP_GET_ACTION_AVAIL`.
@@ -383,21 +396,14 @@ fn refusal(kill: bool) -> seccompiler::SeccompAction {
     }
 }
 
-/// The architecture the filters are compiled for.
-fn arch() -> seccompiler::TargetArch {
-    #[cfg(target_arch = "x86_64")]
-    {
-        seccompiler::TargetArch::x86_64
-    }
-    #[cfg(target_arch = "aarch64")]
-    {
-        seccompiler::TargetArch::aarch64
-    }
-    #[cfg(target_arch = "riscv64")]
-    {
-        seccompiler::TargetArch::riscv64
-    }
-}
+/// The architecture the filters are compiled for: those seccompiler
+/// knows.
+#[cfg(target_arch = "x86_64")]
+const ARCH: seccompiler::TargetArch = seccompiler::TargetArch::x86_64;
+#[cfg(target_arch = "aarch64")]
+const ARCH: seccompiler::TargetArch = seccompiler::TargetArch::aarch64;
+#[cfg(target_arch = "riscv64")]
+const ARCH: seccompiler::TargetArch = seccompiler::TargetArch::riscv64;
 
 /// Compiles `rules` to a [`Program`].
 fn compile(
@@ -407,7 +413,7 @@ fn compile(
 ) -> Result<Program, SandboxUnsupported> {
     let failed = |_| SandboxUnsupported::Seccomp(Errno::INVAL);
     let filter =
-        seccompiler::SeccompFilter::new(rules, mismatch, matched, arch()).map_err(failed)?;
+        seccompiler::SeccompFilter::new(rules, mismatch, matched, ARCH).map_err(failed)?;
     let program: seccompiler::BpfProgram = filter.try_into().map_err(failed)?;
     // The kernel's limit on one program (`BPF_MAXINSNS`).
     if program.len() > 4096 {
@@ -523,7 +529,7 @@ fn compute_only_filter(
         libc::SYS_madvise,
         libc::SYS_futex,
         libc::SYS_set_robust_list,
-        libc::SYS_rseq,
+        SYS_RSEQ,
         libc::SYS_sched_yield,
         libc::SYS_sched_getaffinity,
         libc::SYS_gettid,
@@ -544,7 +550,7 @@ fn compute_only_filter(
         libc::SYS_writev,
         libc::SYS_pwrite64,
         libc::SYS_ppoll,
-        libc::SYS_fstat,
+        SYS_FSTAT,
         libc::SYS_close,
         libc::SYS_exit,
         libc::SYS_exit_group,
@@ -586,7 +592,6 @@ fn compute_only_filter(
 
     // Find the comparisons with the placeholder pid: each a `JEQ` with
     // it as the constant.
-    let jeq_k = u16::try_from(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K).unwrap_or(0);
     let mut at = [0; SELF_PID_SLOTS];
     let mut found = 0;
     for (i, insn) in program.0.iter().enumerate() {
@@ -594,7 +599,7 @@ fn compute_only_filter(
         // it yet.
         let insn = unsafe { &*insn.get() };
         if insn.k == SELF_PID {
-            if insn.code != jeq_k || found == SELF_PID_SLOTS {
+            if insn.code != BPF_JEQ_K || found == SELF_PID_SLOTS {
                 return Err(SandboxUnsupported::Seccomp(Errno::INVAL));
             }
             at[found] = i;
