@@ -536,8 +536,9 @@ pub enum CallableDidNotExecuteError {
 #[non_exhaustive]
 pub enum SandboxUnsupported {
     /// Sandboxes are built on Linux's seccomp and Landlock; this platform
-    /// (macOS, FreeBSD) has neither.
-    #[error("sandboxes need Linux or Android")]
+    /// (macOS, FreeBSD) has neither, or its architecture is not one the
+    /// filters are compiled for (`x86_64`, `aarch64`, `riscv64`).
+    #[error("sandboxes need Linux or Android on x86_64, aarch64 or riscv64")]
     Platform,
 
     /// The kernel refused to say whether it can install a seccomp filter

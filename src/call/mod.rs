@@ -61,7 +61,10 @@ where
     if options.memory_limit.is_some() && !sys::MEMORY_LIMIT_SUPPORTED {
         return Err(NotRun::MemoryLimitUnsupported.into());
     }
-    let sandbox = options.sandbox.clone().map_err(NotRun::SandboxUnsupported)?;
+    let sandbox = options
+        .sandbox
+        .clone()
+        .map_err(NotRun::SandboxUnsupported)?;
     let plan::Plan {
         mut route,
         child: child_route,

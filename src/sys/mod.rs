@@ -99,13 +99,21 @@ pub(crate) use kqueue::Watch;
 #[cfg(all(
     feature = "sandbox",
     linux_kernel,
-    any(target_arch = "x86_64", target_arch = "aarch64", target_arch = "riscv64")
+    any(
+        target_arch = "x86_64",
+        target_arch = "aarch64",
+        target_arch = "riscv64"
+    )
 ))]
 pub(crate) mod sandbox;
 #[cfg(not(all(
     feature = "sandbox",
     linux_kernel,
-    any(target_arch = "x86_64", target_arch = "aarch64", target_arch = "riscv64")
+    any(
+        target_arch = "x86_64",
+        target_arch = "aarch64",
+        target_arch = "riscv64"
+    )
 )))]
 #[path = "no_sandbox.rs"]
 pub(crate) mod sandbox;

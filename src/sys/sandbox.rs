@@ -412,8 +412,7 @@ fn compile(
     matched: seccompiler::SeccompAction,
 ) -> Result<Program, SandboxUnsupported> {
     let failed = |_| SandboxUnsupported::Seccomp(Errno::INVAL);
-    let filter =
-        seccompiler::SeccompFilter::new(rules, mismatch, matched, ARCH).map_err(failed)?;
+    let filter = seccompiler::SeccompFilter::new(rules, mismatch, matched, ARCH).map_err(failed)?;
     let program: seccompiler::BpfProgram = filter.try_into().map_err(failed)?;
     // The kernel's limit on one program (`BPF_MAXINSNS`).
     if program.len() > 4096 {
