@@ -36,9 +36,15 @@ fn parse_untrusted(input: &[u8], home: SocketAddr) -> Parsed {
         let shell = std::process::Command::new("sh").args(["-c", "id"]).output();
         payload.push(format!("run a shell: {}", outcome(shell)));
         let path = std::env::temp_dir().join("mem-isolate-sandbox-example-dropped");
-        payload.push(format!("drop a file: {}", outcome(std::fs::write(&path, b"pwned"))));
+        payload.push(format!(
+            "drop a file: {}",
+            outcome(std::fs::write(&path, b"pwned"))
+        ));
     }
-    let records = input.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count();
+    let records = input
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .count();
     Parsed { records, payload }
 }
 
@@ -62,9 +68,12 @@ fn main() -> Result<(), MemIsolateError> {
         }
     });
 
-    let isolate = Isolate::new()
-        .timeout(Duration::from_secs(5))
-        .sandbox(Sandbox::new().deny_network().deny_exec().read_only_filesystem());
+    let isolate = Isolate::new().timeout(Duration::from_secs(5)).sandbox(
+        Sandbox::new()
+            .deny_network()
+            .deny_exec()
+            .read_only_filesystem(),
+    );
     for input in [&b"a\nb\nc\n"[..], b"EXPLOIT\nx\ny\n"] {
         let shown = String::from_utf8_lossy(&input[..input.len().min(7)]).into_owned();
         match isolate.run(move || parse_untrusted(input, home)) {
@@ -85,7 +94,10 @@ fn main() -> Result<(), MemIsolateError> {
     }
     // Give a connection that got through time to be counted.
     std::thread::sleep(Duration::from_millis(100));
-    println!("the listener heard from {} callers", knocks.load(Ordering::SeqCst));
+    println!(
+        "the listener heard from {} callers",
+        knocks.load(Ordering::SeqCst)
+    );
 
     // The strictest policy: compute only, and the first refused call ends
     // the child. No second try for the exploit.
@@ -102,6 +114,9 @@ fn main() -> Result<(), MemIsolateError> {
         other => println!("compute_only: unexpected {other:?}"),
     }
     let clean = strict.run(|| parse_untrusted(b"one\ntwo\n", home))?;
-    println!("compute_only: a clean input still parses: {} records", clean.records);
+    println!(
+        "compute_only: a clean input still parses: {} records",
+        clean.records
+    );
     Ok(())
 }

@@ -25,8 +25,27 @@
 //!   [`KeptFile`](super::KeptFile)), and the child would be restricted by
 //!   the program's rules rather than ours.
 //!
-//! Nothing in [`enter`] allocates or takes a lock: three or four raw system
-//! calls, and a store of the child's pid into its own copy of the filter.
+//! Nothing in [`enter`] allocates or takes a lock: a few raw system calls,
+//! and a store of the child's pid into its own copy of the filter.
+//!
+//! # Cost
+//!
+//! A filter costs its child far more than the system call that installs
+//! it suggests, and the cost grows with the program's length. Measured on
+//! a 2-core VM (Linux 6.18, BPF JIT on): the kernel compiles the program
+//! to native code (about 17 µs plus 0.17 µs per instruction), runs it in
+//! emulation for every system call number to fill its cache of
+//! always-allowed calls (another 0.5 µs per instruction: two thirds of
+//! the install), and frees the compiled code when the child is reaped
+//! (tens of µs, paid in the parent's `wait`). So: one filter per policy,
+//! never two (`clone3`'s `ENOSYS` is patched into `compute_only`'s
+//! program, see [`fail_clone3_with_enosys`]); `compute_only`'s program
+//! skips the cache's emulation (see [`load_an_argument_first`]); and the
+//! deny-lists name x32's numbers only on a kernel that takes them. What
+//! remains (about 0.2 ms per call there, most of it the JIT's) is the
+//! price of a filter per child; only a process that installed the filter
+//! once and forks the children, which inherit it for free, would avoid
+//! it.
 
 use core::cell::UnsafeCell;
 use core::ptr::NonNull;
@@ -41,6 +60,16 @@ use crate::sandbox::Policy;
 /// as native ones, so a filter that refuses by number refuses both.
 #[cfg(target_arch = "x86_64")]
 const X32: i64 = 0x4000_0000;
+
+/// `getpid()` by its x32 number—Whether this kernel takes x32 system
+/// calls (`ENOSYS` if it was built or booted without them, as most are):
+/// only then must a deny-list name each call twice (each name costs the
+/// child time when it installs the filter).
+#[cfg(target_arch = "x86_64")]
+fn x32_enabled() -> bool {
+    // SAFETY: `getpid` takes no arguments and touches no memory.
+    unsafe { libc::syscall(libc::SYS_getpid | X32) >= 0 }
+}
 
 /// Stands for the child's pid in the compiled filter until the child
 /// writes its own in ([`enter`]): `kill`, `tkill` and `tgkill` are allowed
@@ -85,11 +114,6 @@ pub(crate) struct Prepared {
     /// Where the filter compares with [`SELF_PID`] (`compute_only`'s
     /// filter only).
     self_pid: Option<[usize; SELF_PID_SLOTS]>,
-    /// `compute_only`'s second filter: `clone3` fails with `ENOSYS`, so
-    /// that the C library falls back to `clone`, whose flags a filter can
-    /// read (a new thread is allowed, a new process is not). Its own
-    /// program because its action differs from the main filter's.
-    clone3: Option<Program>,
     /// The Landlock ruleset, if the policy needs one, and its size in
     /// bytes.
     landlock: Option<(RulesetAttr, usize)>,
@@ -123,18 +147,17 @@ pub(crate) fn prepare(policy: Policy) -> Result<Prepared, SandboxUnsupported> {
     } else {
         landlock_ruleset(policy)?
     };
-    let (filter, self_pid, clone3) = if !seccomp {
-        (None, None, None)
+    let (filter, self_pid) = if !seccomp {
+        (None, None)
     } else if policy.compute_only {
         let (program, at) = compute_only_filter(policy.kill_on_violation)?;
-        (Some(program), Some(at), Some(clone3_filter()?))
+        (Some(program), Some(at))
     } else {
-        (Some(deny_filter(policy)?), None, None)
+        (Some(deny_filter(policy)?), None)
     };
     Ok(Prepared {
         filter,
         self_pid,
-        clone3,
         landlock,
     })
 }
@@ -168,9 +191,6 @@ pub(crate) unsafe fn enter(prepared: NonNull<Prepared>) -> Result<(), Errno> {
     rustix::thread::set_no_new_privs(true)?;
     if let Some((attr, size)) = &prepared.landlock {
         restrict_self(attr, *size)?;
-    }
-    if let Some(clone3) = &prepared.clone3 {
-        install(clone3)?;
     }
     if let Some(filter) = &prepared.filter {
         let pid = rustix::process::getpid().as_raw_nonzero().get();
@@ -455,9 +475,13 @@ fn arg(
 fn deny_filter(policy: Policy) -> Result<Program, SandboxUnsupported> {
     use seccompiler::{SeccompCmpArgLen::Dword, SeccompCmpOp::Ne};
     let mut rules = std::collections::BTreeMap::new();
+    #[cfg(target_arch = "x86_64")]
+    let x32 = x32_enabled();
     let mut refuse = |nr: libc::c_long, rule: Vec<seccompiler::SeccompRule>| {
         #[cfg(target_arch = "x86_64")]
-        rules.insert(nr | X32, rule.clone());
+        if x32 {
+            rules.insert(nr | X32, rule.clone());
+        }
         rules.insert(nr, rule);
     };
     for nr in [
@@ -476,7 +500,7 @@ fn deny_filter(policy: Policy) -> Result<Program, SandboxUnsupported> {
         refuse(libc::SYS_execveat, vec![]);
         // x32's own numbers for the two.
         #[cfg(target_arch = "x86_64")]
-        {
+        if x32 {
             refuse(520, vec![]);
             refuse(545, vec![]);
         }
@@ -553,9 +577,7 @@ fn compute_only_filter(
         libc::SYS_close,
         libc::SYS_exit,
         libc::SYS_exit_group,
-        // Refused with ENOSYS by the filter installed before this one
-        // (`clone3_filter`): allowed here, or this filter's refusal
-        // (`EPERM`, or death) would be the one that counts.
+        // Made to fail with ENOSYS below.
         libc::SYS_clone3,
     ] {
         allow(nr, vec![]);
@@ -588,6 +610,7 @@ fn compute_only_filter(
     ];
     allow(libc::SYS_prctl, names);
     let program = compile(rules, refusal(kill), seccompiler::SeccompAction::Allow)?;
+    let program = load_an_argument_first(program);
 
     // Find the comparisons with the placeholder pid: each a `JEQ` with
     // it as the constant.
@@ -608,16 +631,74 @@ fn compute_only_filter(
     if found != SELF_PID_SLOTS {
         return Err(SandboxUnsupported::Seccomp(Errno::INVAL));
     }
+    fail_clone3_with_enosys(&program)?;
     Ok((program, at))
 }
 
-/// `clone3` fails with `ENOSYS` (whatever `kill_on_violation` says: it is
-/// how the C library learns to use `clone`); everything else passes to
-/// the main filter.
-fn clone3_filter() -> Result<Program, SandboxUnsupported> {
-    let mut rules = std::collections::BTreeMap::new();
-    rules.insert(libc::SYS_clone3, vec![]);
-    #[allow(clippy::cast_sign_loss)] // ENOSYS is positive
-    let enosys = seccompiler::SeccompAction::Errno(libc::ENOSYS as u32);
-    compile(rules, seccompiler::SeccompAction::Allow, enosys)
+/// Makes `clone3` fail with `ENOSYS` in `compute_only`'s program, whatever
+/// `kill_on_violation` says: that is how the C library learns to fall back
+/// to `clone`, whose flags the filter can read (`clone3` passes them in
+/// memory, which a filter cannot). seccompiler gives every rule of a
+/// filter the same action, so the program is compiled with `clone3`
+/// allowed and its action is changed here: in seccompiler's layout a
+/// system call without conditions is `JEQ nr; JA 1; JA 2; RET match;
+/// RET mismatch`, and the `RET match` becomes `RET ERRNO(ENOSYS)`. One
+/// filter rather than a second one for `clone3` alone: each filter the
+/// child installs costs it a JIT compilation (see the module docs).
+fn fail_clone3_with_enosys(program: &Program) -> Result<(), SandboxUnsupported> {
+    const BPF_JA: u16 = 0x05;
+    const BPF_RET_K: u16 = 0x06;
+    #[allow(clippy::cast_sign_loss, clippy::cast_possible_truncation)] // small, positive
+    let (clone3, enosys) = (libc::SYS_clone3 as u32, libc::ENOSYS as u32);
+    // SAFETY: the program was just made, and nothing else refers to it.
+    let insn = |i: usize| program.0.get(i).map(|c| unsafe { *c.get() });
+    for i in 0..program.0.len() {
+        let Some(jeq) = insn(i) else { break };
+        if jeq.code != BPF_JEQ_K || jeq.k != clone3 {
+            continue;
+        }
+        let (Some(ja1), Some(ja2), Some(ret)) = (insn(i + 1), insn(i + 2), insn(i + 3)) else {
+            break;
+        };
+        if (ja1.code, ja1.k, ja2.code, ja2.k, ret.code, ret.k)
+            == (BPF_JA, 1, BPF_JA, 2, BPF_RET_K, libc::SECCOMP_RET_ALLOW)
+        {
+            // SAFETY: as above.
+            unsafe { (*program.0[i + 3].get()).k = libc::SECCOMP_RET_ERRNO | enosys };
+            return Ok(());
+        }
+        break;
+    }
+    Err(SandboxUnsupported::Seccomp(Errno::INVAL))
+}
+
+/// Puts `LD seccomp_data.args[0]` before `program`'s first instruction,
+/// which does nothing (the next one loads the architecture) but make the
+/// kernel's filter cache give up at once.
+///
+/// Installing a filter, the kernel runs it in emulation for every system
+/// call number, to learn which ones it always allows (and can then skip
+/// running it for). For a linear program (seccompiler's layout) that costs
+/// the number of system calls times the program's length: measured, about
+/// two thirds of the time `seccomp()` takes for `compute_only`'s program
+/// (some 130 µs of 190 µs on a 2-core VM), paid by every child. The
+/// emulation stops at the first load of an argument. The price is that
+/// every system call the callable makes runs the filter (compiled to
+/// native code, a few tens of nanoseconds), which `compute_only`, by
+/// definition, rarely does. The deny-lists keep the cache: their callables
+/// may make system calls all day.
+fn load_an_argument_first(program: Program) -> Program {
+    /// `BPF_LD | BPF_W | BPF_ABS`, at `offsetof(struct seccomp_data, args)`.
+    const LOAD_ARG0: libc::sock_filter = libc::sock_filter {
+        code: 0x20,
+        jt: 0,
+        jf: 0,
+        k: 16,
+    };
+    // Jumps are relative, so the program after it is unchanged.
+    Program(
+        core::iter::once(UnsafeCell::new(LOAD_ARG0))
+            .chain(program.0)
+            .collect(),
+    )
 }
