@@ -64,6 +64,7 @@
 //! | `alloc` | via `std` | [`execute_in_isolated_process`], [`Isolate::run`], [`Isolate::spawn`] and [`IsolatedChild`] |
 //! | `tracing` | no | debug events in the parent (fork, reap, decode); none in the child |
 //! | `tokio` | no | implies `std`; `Isolate::run_async` and `child.await` on an [`IsolatedChild`] (`ChildFuture`), waited for through tokio's reactor: see [Async code](#async-code) |
+//! | `sandbox` | no | implies `std`; `Sandbox` and `Isolate::sandbox`: seccomp and Landlock for the callable (Linux, Android), see the README's "Sandbox" section |
 //!
 //! Without `alloc` the crate is `#![no_std]` and needs no allocator:
 //! [`Isolate::run_with_buffer`] and [`execute_in_isolated_process_with_buffer`]
