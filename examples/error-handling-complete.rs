@@ -49,7 +49,9 @@ fn explain(e: &MemIsolateError) -> (&'static str, String) {
             ),
             NotRun::SandboxUnsupported(why) => (
                 "SandboxUnsupported",
-                format!("the sandbox cannot be enforced here ({why}): run where it can, or ask for best_effort"),
+                format!(
+                    "the sandbox cannot be enforced here ({why}): run where it can, or ask for best_effort"
+                ),
             ),
             other => ("(newer variant)", format!("did not run: {other}")),
         },
