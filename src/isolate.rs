@@ -277,7 +277,6 @@ impl Isolate {
     /// # Example
     ///
     /// ```
-    /// # #[cfg(any(target_os = "linux", target_os = "android"))] {
     /// use mem_isolate::{Isolate, Sandbox};
     ///
     /// let no_programs = Isolate::new().sandbox(Sandbox::new().deny_exec());
@@ -287,7 +286,6 @@ impl Isolate {
     /// # }
     /// // The parent, and a call without the sandbox, are free.
     /// assert_eq!(Isolate::new().run(|| std::process::Command::new("true").status().is_ok())?, true);
-    /// # }
     /// # Ok::<(), mem_isolate::MemIsolateError>(())
     /// ```
     #[cfg(feature = "sandbox")]
@@ -507,7 +505,8 @@ impl Isolate {
             sandbox: self
                 .sandbox
                 .as_ref()
-                .map_or(Ok(None), crate::Sandbox::for_call),
+                .map_or(Ok(None), crate::Sandbox::for_call)
+                .map_err(crate::errors::CallableDidNotExecuteError::SandboxUnsupported),
             #[cfg(not(feature = "sandbox"))]
             sandbox: Ok(None),
         }

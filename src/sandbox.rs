@@ -5,19 +5,8 @@ use core::ptr::NonNull;
 use std::sync::{Arc, OnceLock};
 
 use crate::errors::SandboxUnsupported;
+use crate::sys::SandboxPolicy as Policy;
 use crate::sys::sandbox::Prepared;
-
-/// What a [`Sandbox`] refuses: its builder's switches.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[allow(clippy::struct_excessive_bools)] // six independent switches
-pub(crate) struct Policy {
-    pub(crate) deny_network: bool,
-    pub(crate) deny_exec: bool,
-    pub(crate) read_only_filesystem: bool,
-    pub(crate) compute_only: bool,
-    pub(crate) kill_on_violation: bool,
-    pub(crate) best_effort: bool,
-}
 
 /// A policy for the callable: what it may do besides computing. Given to
 /// [`Isolate::sandbox`](crate::Isolate::sandbox), it applies to the child of
@@ -32,7 +21,6 @@ pub(crate) struct Policy {
 /// with everything the process may do, and the sandbox takes that away.
 ///
 /// ```
-/// # #[cfg(any(target_os = "linux", target_os = "android"))] {
 /// use std::time::Duration;
 /// use mem_isolate::{Isolate, Sandbox};
 ///
@@ -46,7 +34,6 @@ pub(crate) struct Policy {
 /// #     eprintln!("no sandbox here: {why}");
 /// # } else {
 /// assert_eq!(decoded?, 9);
-/// # }
 /// # }
 /// # Ok::<(), mem_isolate::MemIsolateError>(())
 /// ```
@@ -158,14 +145,12 @@ impl Sandbox {
     /// which reach local services only.
     ///
     /// ```
-    /// # #[cfg(any(target_os = "linux", target_os = "android"))] {
     /// use mem_isolate::{Isolate, Sandbox};
     ///
     /// let offline = Isolate::new().sandbox(Sandbox::new().deny_network());
     /// let reached = offline.run(|| std::net::TcpStream::connect("127.0.0.1:9").is_ok());
     /// # if !matches!(reached, Err(ref e) if e.callable_did_not_execute()) {
     /// assert_eq!(reached?, false);
-    /// # }
     /// # }
     /// # Ok::<(), mem_isolate::MemIsolateError>(())
     /// ```
@@ -207,7 +192,6 @@ impl Sandbox {
     /// `exit`, `exit_group`. `read` is not among them.
     ///
     /// ```
-    /// # #[cfg(any(target_os = "linux", target_os = "android"))] {
     /// use mem_isolate::{Isolate, Sandbox};
     ///
     /// let pure = Isolate::new().sandbox(Sandbox::new().compute_only());
@@ -218,7 +202,6 @@ impl Sandbox {
     /// });
     /// # if !matches!(result, Err(ref e) if e.callable_did_not_execute()) {
     /// assert_eq!(result?, (false, 5050));
-    /// # }
     /// # }
     /// # Ok::<(), mem_isolate::MemIsolateError>(())
     /// ```
@@ -239,7 +222,6 @@ impl Sandbox {
     /// `EACCES`: Landlock has no such action.
     ///
     /// ```
-    /// # #[cfg(any(target_os = "linux", target_os = "android"))] {
     /// use mem_isolate::{Isolate, MemIsolateError, Sandbox};
     /// use mem_isolate::errors::CallableStatusUnknownError;
     ///
@@ -252,7 +234,6 @@ impl Sandbox {
     ///         CallableStatusUnknownError::ChildProcessKilledBySignal(libc::SIGSYS)
     ///     )
     /// );
-    /// # }
     /// # }
     /// ```
     pub fn kill_on_violation(self) -> Self {

@@ -35,11 +35,8 @@ pub(crate) struct Options {
     pub(crate) memory_limit: Option<u64>,
     pub(crate) kill_descendants: bool,
     /// The sandbox to enter, built once and kept by the `Isolate`, or why
-    /// it cannot be.
-    pub(crate) sandbox: Result<
-        Option<core::ptr::NonNull<sys::sandbox::Prepared>>,
-        crate::errors::SandboxUnsupported,
-    >,
+    /// it cannot be (`SandboxUnsupported`).
+    pub(crate) sandbox: Result<Option<core::ptr::NonNull<sys::sandbox::Prepared>>, NotRun>,
 }
 
 /// Plans the call, forks, and returns the parent's side of it, which
@@ -61,10 +58,7 @@ where
     if options.memory_limit.is_some() && !sys::MEMORY_LIMIT_SUPPORTED {
         return Err(NotRun::MemoryLimitUnsupported.into());
     }
-    let sandbox = options
-        .sandbox
-        .clone()
-        .map_err(NotRun::SandboxUnsupported)?;
+    let sandbox = options.sandbox.clone()?;
     let plan::Plan {
         mut route,
         child: child_route,

@@ -93,6 +93,11 @@ pub(crate) use kqueue::WATCH_HOLDS_PIPE;
 #[cfg(kqueue)]
 pub(crate) use kqueue::Watch;
 
+#[cfg(feature = "sandbox")]
+mod policy;
+#[cfg(feature = "sandbox")]
+pub(crate) use policy::SandboxPolicy;
+
 // The sandbox (feature `sandbox`): seccomp and Landlock, on Linux kernels
 // and the architectures seccompiler compiles for. Elsewhere a stub that
 // refuses every sandbox.

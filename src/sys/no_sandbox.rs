@@ -17,7 +17,7 @@ pub(crate) enum Prepared {}
 /// Refuses: this platform has neither seccomp nor Landlock.
 #[cfg(feature = "sandbox")]
 #[allow(clippy::trivially_copy_pass_by_ref, clippy::needless_pass_by_value)]
-pub(crate) fn prepare(_: crate::sandbox::Policy) -> Result<Prepared, SandboxUnsupported> {
+pub(crate) fn prepare(_: super::SandboxPolicy) -> Result<Prepared, SandboxUnsupported> {
     Err(SandboxUnsupported::Platform)
 }
 

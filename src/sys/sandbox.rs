@@ -52,8 +52,8 @@ use core::ptr::NonNull;
 
 use rustix::io::Errno;
 
+use super::SandboxPolicy as Policy;
 use crate::errors::SandboxUnsupported;
-use crate::sandbox::Policy;
 
 /// `__X32_SYSCALL_BIT`: `x86_64` kernels built with the x32 ABI take
 /// system calls numbered with this bit under the same audit architecture
@@ -517,32 +517,10 @@ fn deny_filter(policy: Policy) -> Result<Program, SandboxUnsupported> {
     )
 }
 
-/// `compute_only`'s allow-list: what allocating, computing, threads and
-/// the crate's own delivery of the result need; every other call is
-/// refused. Returns the program and where it compares with
-/// [`SELF_PID`].
-///
-/// Allowed without condition: memory (`brk`, `mmap`, `munmap`, `mremap`,
-/// `mprotect`, `madvise`), threads and waiting (`futex`,
-/// `set_robust_list`, `rseq`, `sched_yield`, `sched_getaffinity`,
-/// `gettid`, `getpid`, `getppid`), signals to itself (`rt_sigaction`,
-/// `rt_sigprocmask`, `rt_sigreturn`, `sigaltstack`, `restart_syscall`),
-/// clocks and sleeping, `getrandom` (a `HashMap`'s seed), and what the
-/// result's delivery calls on an inherited descriptor: `write`, `writev`,
-/// `pwrite64`, `poll`/`ppoll`, `fstat`, `close`; `exit` and `exit_group`.
-/// With a condition: `clone` of a thread (`CLONE_THREAD`), not of a
-/// process; `prlimit64` that reads this process's limit but sets none;
-/// `kill`, `tkill` and `tgkill` of this process; `prctl` that names a
-/// thread.
-fn compute_only_filter(
-    kill: bool,
-) -> Result<(Program, [usize; SELF_PID_SLOTS]), SandboxUnsupported> {
-    use seccompiler::SeccompCmpArgLen::{Dword, Qword};
-    use seccompiler::SeccompCmpOp::{Eq, MaskedEq};
+/// The calls `compute_only` allows without condition (see
+/// [`compute_only_filter`]).
+fn computing_calls() -> std::collections::BTreeMap<i64, Vec<seccompiler::SeccompRule>> {
     let mut rules = std::collections::BTreeMap::new();
-    let mut allow = |nr: libc::c_long, rule: Vec<seccompiler::SeccompRule>| {
-        rules.insert(nr, rule);
-    };
     for nr in [
         libc::SYS_brk,
         libc::SYS_mmap,
@@ -577,15 +555,44 @@ fn compute_only_filter(
         libc::SYS_close,
         libc::SYS_exit,
         libc::SYS_exit_group,
-        // Made to fail with ENOSYS below.
+        // Made to fail with ENOSYS (`fail_clone3_with_enosys`).
         libc::SYS_clone3,
     ] {
-        allow(nr, vec![]);
+        rules.insert(nr, vec![]);
     }
     #[cfg(target_arch = "x86_64")]
     for nr in [libc::SYS_poll, libc::SYS_getrlimit] {
-        allow(nr, vec![]);
+        rules.insert(nr, vec![]);
     }
+    rules
+}
+
+/// `compute_only`'s allow-list: what allocating, computing, threads and
+/// the crate's own delivery of the result need; every other call is
+/// refused. Returns the program and where it compares with
+/// [`SELF_PID`].
+///
+/// Allowed without condition: memory (`brk`, `mmap`, `munmap`, `mremap`,
+/// `mprotect`, `madvise`), threads and waiting (`futex`,
+/// `set_robust_list`, `rseq`, `sched_yield`, `sched_getaffinity`,
+/// `gettid`, `getpid`, `getppid`), signals to itself (`rt_sigaction`,
+/// `rt_sigprocmask`, `rt_sigreturn`, `sigaltstack`, `restart_syscall`),
+/// clocks and sleeping, `getrandom` (a `HashMap`'s seed), and what the
+/// result's delivery calls on an inherited descriptor: `write`, `writev`,
+/// `pwrite64`, `poll`/`ppoll`, `fstat`, `close`; `exit` and `exit_group`.
+/// With a condition: `clone` of a thread (`CLONE_THREAD`), not of a
+/// process; `prlimit64` that reads this process's limit but sets none;
+/// `kill`, `tkill` and `tgkill` of this process; `prctl` that names a
+/// thread.
+fn compute_only_filter(
+    kill: bool,
+) -> Result<(Program, [usize; SELF_PID_SLOTS]), SandboxUnsupported> {
+    use seccompiler::SeccompCmpArgLen::{Dword, Qword};
+    use seccompiler::SeccompCmpOp::{Eq, MaskedEq};
+    let mut rules = computing_calls();
+    let mut allow = |nr: libc::c_long, rule: Vec<seccompiler::SeccompRule>| {
+        rules.insert(nr, rule);
+    };
     #[allow(clippy::cast_sign_loss)] // positive flags
     let thread = libc::CLONE_THREAD as u64;
     allow(
@@ -611,9 +618,15 @@ fn compute_only_filter(
     allow(libc::SYS_prctl, names);
     let program = compile(rules, refusal(kill), seccompiler::SeccompAction::Allow)?;
     let program = load_an_argument_first(program);
+    let at = self_pid_slots(&program)?;
+    fail_clone3_with_enosys(&program)?;
+    Ok((program, at))
+}
 
-    // Find the comparisons with the placeholder pid: each a `JEQ` with
-    // it as the constant.
+/// Where `program` compares with [`SELF_PID`]: each a `JEQ` with it as
+/// the constant, [`SELF_PID_SLOTS`] of them, or the program is not what
+/// it was meant to be.
+fn self_pid_slots(program: &Program) -> Result<[usize; SELF_PID_SLOTS], SandboxUnsupported> {
     let mut at = [0; SELF_PID_SLOTS];
     let mut found = 0;
     for (i, insn) in program.0.iter().enumerate() {
@@ -631,8 +644,7 @@ fn compute_only_filter(
     if found != SELF_PID_SLOTS {
         return Err(SandboxUnsupported::Seccomp(Errno::INVAL));
     }
-    fail_clone3_with_enosys(&program)?;
-    Ok((program, at))
+    Ok(at)
 }
 
 /// Makes `clone3` fail with `ENOSYS` in `compute_only`'s program, whatever
