@@ -260,6 +260,60 @@ mod linux {
         assert_eq!(inner, (Some(libc::EPERM), Some(libc::EPERM)));
     }
 
+    /// Tries to reach into a process of its own (a grandchild, which
+    /// Yama's `ptrace_scope` 1 still lets it trace): `ptrace` attach,
+    /// `process_vm_writev`, and an `io_uring`. Each errno, or 0.
+    fn reach_into_a_child() -> (i32, i32, i32) {
+        // SAFETY (all below): plain system calls with valid arguments; the
+        // grandchild only waits to be killed.
+        unsafe {
+            let pid = libc::fork();
+            if pid == 0 {
+                loop {
+                    libc::pause();
+                }
+            }
+            let ptrace = or_errno(libc::ptrace(libc::PTRACE_ATTACH, pid, 0, 0));
+            let mut byte = 0u8;
+            let local = libc::iovec {
+                iov_base: (&raw mut byte).cast(),
+                iov_len: 1,
+            };
+            let remote = libc::iovec {
+                iov_base: (&raw mut byte).cast(),
+                iov_len: 1,
+            };
+            let vm_write =
+                or_errno(
+                    libc::process_vm_writev(pid, &raw const local, 1, &raw const remote, 1, 0)
+                        as libc::c_long,
+                );
+            let mut params = [0u8; 120];
+            let uring = or_errno(libc::syscall(
+                libc::SYS_io_uring_setup,
+                4,
+                params.as_mut_ptr(),
+            ));
+            libc::kill(pid, libc::SIGKILL);
+            libc::waitpid(pid, std::ptr::null_mut(), 0);
+            (ptrace, vm_write, uring)
+        }
+    }
+
+    #[test]
+    fn deny_policies_refuse_reaching_into_other_processes() {
+        let Some(isolate) = enforced("reach", Isolate::new().sandbox(Sandbox::new().deny_exec()))
+        else {
+            return;
+        };
+        // Without a sandbox each succeeds (or io_uring is missing, where
+        // the kernel lacks it), so the refusals below are the sandbox's.
+        let free = Isolate::new().run(reach_into_a_child).unwrap();
+        assert_eq!((free.0, free.1), (0, 0), "without a sandbox");
+        let denied = isolate.run(reach_into_a_child).unwrap();
+        assert_eq!(denied, (libc::EPERM, libc::EPERM, libc::EPERM));
+    }
+
     // ---- read_only_filesystem -------------------------------------------
 
     #[test]
