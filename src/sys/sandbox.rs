@@ -163,15 +163,15 @@ pub(crate) fn prepare(policy: Policy) -> Result<Prepared, SandboxUnsupported> {
 }
 
 /// `prctl(PR_SET_NO_NEW_PRIVS, 1)`, `landlock_create_ruleset`,
-/// `landlock_restrict_self`, `close`, then `seccomp(SECCOMP_SET_MODE_FILTER)`
-/// once or twice—In the child, after the crate's own setup and right
-/// before the callable: enters the sandbox. Nothing here allocates or
-/// takes a lock.
+/// `landlock_restrict_self`, `close`, `getpid`, then
+/// `seccomp(SECCOMP_SET_MODE_FILTER)`—In the child, after the crate's own
+/// setup and right before the callable: enters the sandbox. Nothing here
+/// allocates or takes a lock.
 ///
 /// `no_new_privs` first (Landlock and an unprivileged filter need it, and
 /// a set-uid program the callable might run could otherwise shed them);
-/// then Landlock, whose calls the filters may refuse; `clone3`'s filter
-/// before the main one, which refuses `seccomp` itself.
+/// then Landlock, whose calls `compute_only`'s filter would refuse; then
+/// the filter, with the child's pid written into its own copy.
 ///
 /// # Safety
 ///
