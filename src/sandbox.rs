@@ -196,6 +196,15 @@ impl Sandbox {
     /// `write`, `writev`, `pwrite64`, `poll`, `ppoll`, `fstat`, `close`,
     /// `exit`, `exit_group`. `read` is not among them.
     ///
+    /// `tkill` of a thread other than the child's first one is refused (a
+    /// filter cannot tell this process's threads from another's), so under
+    /// musl, whose `abort` uses it, an `abort` in a thread the callable
+    /// started ends the child with `SIGSEGV` rather than `SIGABRT`. With
+    /// `RUST_BACKTRACE` set, the standard library's out-of-memory handler
+    /// opens the executable to print a backtrace: refused, or, with
+    /// [`kill_on_violation`](Self::kill_on_violation), the child dies with
+    /// `SIGSYS` rather than `SIGABRT`.
+    ///
     /// ```
     /// use mem_isolate::{Isolate, Sandbox};
     ///
