@@ -81,6 +81,7 @@ fn main() -> Result<(), MemIsolateError> {
                 println!("{shown:?}: {} records", parsed.records);
                 for attempt in &parsed.payload {
                     println!("    payload tried to {attempt}");
+                    assert!(!attempt.ends_with("DONE"), "the sandbox let this through");
                 }
             }
             Err(MemIsolateError::CallableDidNotExecute(
@@ -94,10 +95,9 @@ fn main() -> Result<(), MemIsolateError> {
     }
     // Give a connection that got through time to be counted.
     std::thread::sleep(Duration::from_millis(100));
-    println!(
-        "the listener heard from {} callers",
-        knocks.load(Ordering::SeqCst)
-    );
+    let heard = knocks.load(Ordering::SeqCst);
+    println!("the listener heard from {heard} callers");
+    assert_eq!(heard, 0, "the sandbox let a connection through");
 
     // The strictest policy: compute only, and the first refused call ends
     // the child. No second try for the exploit.
