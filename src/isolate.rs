@@ -113,6 +113,12 @@ impl Isolate {
     /// - A descendant that leaves the group (`setsid`, `setpgid`, as a
     ///   daemon does) escapes, and so does one started after the group was
     ///   killed by a descendant that escaped.
+    /// - The child itself leads its group, so `setsid()` called by the
+    ///   callable fails with `EPERM` (a group leader cannot start a
+    ///   session). A callable that needs a session of its own calls it in
+    ///   a process it forks, or runs with `kill_descendants(false)`, where
+    ///   `setsid()` succeeds (and the new session leaves the group it would
+    ///   have been killed with, so its descendants escape the call).
     ///
     /// With `false` the child stays in its parent's process group and only
     /// the child itself is killed, as in 0.1.
