@@ -387,21 +387,19 @@ fn scenarios() -> Vec<Scenario> {
             },
         },
     ];
-    if !cfg!(any(target_os = "linux", target_os = "android")) {
-        all.push(Scenario {
-            what: "descriptors for the pipe only",
-            expect: "WatchSetupFailed",
-            run: || {
-                sealed(|| {
-                    exhaust_descriptors(256, 2);
-                    Isolate::new()
-                        .spawn(|| 1u8)
-                        .and_then(IsolatedChild::join)
-                        .map(drop)
-                })
-            },
-        });
-    }
+    all.push(Scenario {
+        what: "descriptors for the pipe only",
+        expect: "WatchSetupFailed",
+        run: || {
+            sealed(|| {
+                exhaust_descriptors(256, 2);
+                Isolate::new()
+                    .spawn(|| 1u8)
+                    .and_then(IsolatedChild::join)
+                    .map(drop)
+            })
+        },
+    });
     if cfg!(target_vendor = "apple") {
         all.push(Scenario {
             what: "a memory limit on macOS",
@@ -492,12 +490,6 @@ fn not_here() -> Vec<(&'static str, &'static str)> {
         "SandboxUnsupported",
         "a sandbox needs the `sandbox` feature; tests/sandbox.rs provokes it (a kernel without Landlock or seccomp, made by a filter)",
     ));
-    if cfg!(any(target_os = "linux", target_os = "android")) {
-        none.push((
-            "WatchSetupFailed",
-            "Linux makes no watch before the fork: the pidfd is optional, and a handle's epoll instance is made when as_fd asks",
-        ));
-    }
     if !cfg!(target_os = "linux") {
         none.push((
             "ParentPipeReadFailed",

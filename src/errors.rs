@@ -488,9 +488,9 @@ pub enum CallableDidNotExecuteError {
     ),
 
     /// Setting up the parent's watch on the child failed before the
-    /// callable was allowed to start (for example no descriptor was left
-    /// for the kqueue on macOS and FreeBSD; on Linux the watch needs no
-    /// descriptor before the fork).
+    /// callable was allowed to start: no descriptor was left for a spawned
+    /// handle's readiness queue (epoll on Linux, kqueue on macOS and
+    /// FreeBSD, made before the fork so that `as_fd` cannot fail later).
     #[error("setting up the watch on the child failed")]
     WatchSetupFailed(
         #[cfg_attr(feature = "std", source)]

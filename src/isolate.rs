@@ -375,15 +375,30 @@ impl Isolate {
         F: FnOnce() -> T,
         T: Serialize + DeserializeOwned,
     {
-        let limit = self.max_result_size.unwrap_or(usize::MAX);
         call_span!("mem_isolate::spawn");
-        // Several spawned children may be alive at once, so they do not
-        // share a page: their results always travel through the pipe.
-        let sink = VecSink::new(limit);
+        // The handle's readiness queue is made before the fork, so that
+        // `as_fd` cannot fail.
+        let driven = self.start_unshared(callable, WaitMode::Queue)?;
+        Ok(crate::IsolatedChild::new(driven))
+    }
+
+    /// Starts a call whose child may outlive this thread, waited for as
+    /// `mode` says. Several such children may be alive at once, so they do
+    /// not share a page: their results always travel through the pipe.
+    #[cfg(feature = "alloc")]
+    fn start_unshared<F, T>(
+        &self,
+        callable: F,
+        mode: WaitMode,
+    ) -> Result<Driven<'static, VecSink>, MemIsolateError>
+    where
+        F: FnOnce() -> T,
+        T: Serialize,
+    {
+        let sink = VecSink::new(self.max_result_size.unwrap_or(usize::MAX));
         let pid = crate::sys::getpid();
-        let (call, watch) =
-            call::start(&self.options(), callable, sink, None, pid, WaitMode::Queue)?;
-        Ok(crate::IsolatedChild::new(Driven::new(call, watch)))
+        let (call, watch) = call::start(&self.options(), callable, sink, None, pid, mode)?;
+        Ok(Driven::new(call, watch))
     }
 
     /// Runs `callable` in a forked child and returns a future of its value,
@@ -449,7 +464,14 @@ impl Isolate {
         T: Serialize + DeserializeOwned,
     {
         let isolate = self.clone();
-        async move { isolate.spawn(callable)?.await }
+        async move {
+            let driven = {
+                call_span!("mem_isolate::spawn");
+                // The reactor waits on the pipe and the pidfd: no queue.
+                isolate.start_unshared(callable, WaitMode::Reactor)?
+            };
+            crate::drive::tokio::ChildFuture::<T>::new(driven, false).await
+        }
     }
 
     /// Runs `callable` in a forked child without allocating: the parent

@@ -76,7 +76,7 @@ where
         memory_limit: options.memory_limit,
         nonce,
         own_group: options.kill_descendants,
-        outlives_thread: matches!(mode, WaitMode::Queue),
+        outlives_thread: !matches!(mode, WaitMode::Direct),
         // SAFETY: both are live shared mappings made before the fork,
         // which the child never unmaps.
         report: match &report {
