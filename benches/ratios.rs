@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use mem_isolate::{Isolate, execute_in_isolated_process};
 use support::{
-    ab, ballast, bare_fork_wait, bytes, faults_per_call, in_parallel, rotated, rounds, rows,
+    ab, ballast, bare_fork_wait, bytes, faults_per_call, in_parallel, mixed, rotated, rounds, rows,
     shared_memory_bytes,
 };
 
@@ -24,6 +24,8 @@ use support::{
 enum Target {
     AtMost(f64),
     AtLeast(f64),
+    /// Measured for the record, without a target.
+    None,
 }
 
 struct Line {
@@ -68,6 +70,7 @@ fn report(lines: &[Line]) {
         let target = match l.target {
             Target::AtMost(t) => format!("<= {t:.2}x {}", mark(ratio <= t)),
             Target::AtLeast(t) => format!(">= {t:.2}x {}", mark(ratio >= t)),
+            Target::None => "none".to_string(),
         };
         println!(
             "| {} | {:.3?} | {:.3?} ({}) | {:.3}x | {target} |",
@@ -193,6 +196,81 @@ fn rows_sides(n: usize) -> [Duration; 3] {
     [t[0], t[1], t[2]]
 }
 
+/// The small call where real callers make it: in a process that also
+/// does other work between calls. For each kind of work, two forms: the
+/// call and a bare fork each timed straight after that work (the line;
+/// on Linux with the raw floor as a third side, the note), and the
+/// issue's form, the work as a third side rotated with the two.
+fn mixed_cases(wanted: &dyn Fn(&str) -> bool, lines: &mut Vec<Line>, notes: &mut Vec<String>) {
+    let mut echo = None;
+    let cases: [(&str, usize, Target); 3] = [
+        (
+            "a pipe round trip through a forked child",
+            1000,
+            Target::AtMost(1.10),
+        ),
+        (
+            "a tokio current_thread socket round trip",
+            1000,
+            Target::None,
+        ),
+        ("Command::new(\"true\").status()", 200, Target::None),
+    ];
+    for (i, (work, n, target)) in cases.into_iter().enumerate() {
+        let case = format!("small result after {work}");
+        if !wanted(&case) {
+            continue;
+        }
+        let echo = echo.get_or_insert_with(mixed::TokioEcho::new);
+        let before = |k: usize, echo: &mut mixed::TokioEcho| match k {
+            0 => mixed::pipe_round_trip(),
+            1 => echo.round_trip(),
+            _ => mixed::command_true(),
+        };
+        #[cfg(target_os = "linux")]
+        let t = mixed::each_after(
+            rounds(n),
+            &mut || before(i, echo),
+            &mut [
+                &mut small_call,
+                &mut bare_fork_wait,
+                &mut support::raw_isolation_floor_with_group,
+            ],
+        );
+        #[cfg(not(target_os = "linux"))]
+        let t = mixed::each_after(
+            rounds(n),
+            &mut || before(i, echo),
+            &mut [&mut small_call, &mut bare_fork_wait],
+        );
+        lines.push(Line::time(
+            &case,
+            (t[0], t[1]),
+            "bare fork+waitpid after it",
+            target,
+        ));
+        if let Some(floor) = t.get(2) {
+            notes.push(format!(
+                "after {work}: the raw floor with the group kill {floor:.3?}, {:.3}x bare fork+waitpid (the call: {:.3}x)",
+                floor.as_secs_f64() / t[1].as_secs_f64(),
+                t[0].as_secs_f64() / t[1].as_secs_f64()
+            ));
+        }
+        let t = rotated(
+            rounds(n),
+            &mut [&mut small_call, &mut bare_fork_wait, &mut || {
+                before(i, echo);
+            }],
+        );
+        notes.push(format!(
+            "{work} rotated as a third side: small call {:.3?}, bare fork+waitpid {:.3?}, {:.3}x",
+            t[0],
+            t[1],
+            t[0].as_secs_f64() / t[1].as_secs_f64()
+        ));
+    }
+}
+
 #[allow(clippy::too_many_lines)]
 fn main() {
     // `cargo bench` passes `--bench`; any other word picks cases by name.
@@ -295,6 +373,8 @@ fn main() {
             target: Target::AtLeast(0.95),
         });
     }
+
+    mixed_cases(&wanted, &mut lines, &mut notes);
 
     if wanted("small result, parent holding 1 GiB") {
         let held = ballast(1 << 30);

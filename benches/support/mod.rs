@@ -2,6 +2,8 @@
 //! ratio report.
 #![allow(dead_code)]
 
+pub mod mixed;
+
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
