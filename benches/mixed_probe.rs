@@ -6,9 +6,16 @@
 //!
 //! `cargo bench -p mem-isolate-benches --bench mixed_probe` runs every
 //! combination rotated in one process and prints medians split by
-//! placement. `-- one BEFORE SIDE N` runs one combination `N` times and
-//! nothing else, to profile it alone (`perf stat`, `perf sched`):
-//! BEFORE is `none` or `pipe`, SIDE is `ours`, `bare` or `floor`.
+//! placement, and the CPU time the parent and the child spent (means:
+//! unlike wall time, CPU time does not count waiting for a CPU another
+//! program holds). `-- one BEFORE SIDE N` runs one combination `N` times
+//! and nothing else, to profile it alone (`perf stat`, `perf record`,
+//! `perf sched`): BEFORE is `none`, `pipe` or `thrash` (a read of 4 MiB,
+//! which evicts caches with no system call); SIDE is `ours`, `bare`,
+//! `floor`, or one of the parent wait strategies and placements tried
+//! on the floor: `floorspin` (look without blocking for 150 µs first),
+//! `flooryield` (the same, yielding between looks), `floorpin` (the
+//! child started on the parent's CPU).
 
 mod support;
 
@@ -41,8 +48,25 @@ fn shared_page() -> *mut i32 {
 }
 
 /// One timed call, and where it ran: `(time, parent CPU before the fork,
-/// child CPU, parent CPU after)`.
-type Sample = (Duration, i32, i32, i32);
+/// child CPU, parent CPU after, CPU time the parent's thread spent,
+/// CPU time the child spent)`.
+type Sample = (Duration, i32, i32, i32, Duration, Duration);
+
+/// This thread's CPU time, and that of every child reaped so far.
+fn cpu_times() -> (Duration, Duration) {
+    // SAFETY: both calls fill the structs they are given.
+    unsafe {
+        let mut ts: libc::timespec = std::mem::zeroed();
+        libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &raw mut ts);
+        let mut u: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_CHILDREN, &raw mut u);
+        let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+        (
+            Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32),
+            tv(u.ru_utime) + tv(u.ru_stime),
+        )
+    }
+}
 
 fn ours() -> i32 {
     black_box(execute_in_isolated_process(cpu).unwrap())
@@ -153,6 +177,45 @@ fn thrash() {
     BUF.with(|b| black_box(b.iter().fold(0u64, |x, v| x.wrapping_add(*v))));
 }
 
+/// [`floor`], with the child started on the parent's CPU whatever the
+/// scheduler's fork balancing would pick: the parent pins itself to its
+/// CPU around the fork (the child inherits the mask), and the child
+/// restores the original mask first thing, so that only its placement
+/// changes.
+fn floor_pinned(page: *mut i32) -> i32 {
+    // SAFETY: as in `floor`; the affinity calls read and write the sets
+    // they are given.
+    unsafe {
+        let mut mask: libc::cpu_set_t = std::mem::zeroed();
+        libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &raw mut mask);
+        let mut here: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu() as usize, &mut here);
+        libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &raw const here);
+        let pid = libc::fork();
+        assert!(pid >= 0);
+        if pid == 0 {
+            libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &raw const mask);
+            libc::setpgid(0, 0);
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            libc::getppid();
+            page.write_volatile(cpu());
+            libc::_exit(0);
+        }
+        libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &raw const mask);
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        libc::waitid(
+            libc::P_PID,
+            pid.unsigned_abs(),
+            &raw mut info,
+            libc::WEXITED | libc::WNOWAIT,
+        );
+        libc::kill(-pid, libc::SIGKILL);
+        let mut status = 0;
+        assert_eq!(libc::waitpid(pid, &raw mut status, 0), pid);
+        page.read_volatile()
+    }
+}
+
 fn sample(before: &str, side: &str, page: *mut i32) -> Sample {
     match before {
         "pipe" => pipe_round_trip(),
@@ -160,16 +223,19 @@ fn sample(before: &str, side: &str, page: *mut i32) -> Sample {
         _ => {}
     }
     let p0 = cpu();
+    let (self0, kids0) = cpu_times();
     let t = Instant::now();
     let c = match side {
         "ours" => ours(),
         "bare" => bare(page),
         "floorspin" => floor_spin(page, false),
+        "floorpin" => floor_pinned(page),
         "flooryield" => floor_spin(page, true),
         _ => floor(page),
     };
     let d = t.elapsed();
-    (d, p0, c, cpu())
+    let (self1, kids1) = cpu_times();
+    (d, p0, c, cpu(), self1 - self0, kids1 - kids0)
 }
 
 fn median(mut v: Vec<Duration>) -> Option<Duration> {
@@ -220,9 +286,9 @@ fn main() {
         median(all[i].iter().map(|s| s.0).collect()).unwrap()
     };
     println!(
-        "| before | side | median | / bare, same before | child on parent's CPU | median, child on parent's CPU | median, child elsewhere | parent moved |"
+        "| before | side | median | / bare, same before | child on parent's CPU | median, child on parent's CPU | median, child elsewhere | parent moved | parent CPU, mean | child CPU, mean |"
     );
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for (i, (before, side)) in combos.iter().enumerate() {
         let s = &all[i];
         let m = median(s.iter().map(|s| s.0).collect()).unwrap();
@@ -231,12 +297,15 @@ fn main() {
         let moved = s.iter().filter(|s| s.1 != s.3).count();
         let share = 100.0 * same.len() as f64 / s.len() as f64;
         let fmt = |d: Option<Duration>| d.map_or("-".to_string(), |d| format!("{d:.1?}"));
+        let mean = |f: fn(&Sample) -> Duration| s.iter().map(f).sum::<Duration>() / s.len() as u32;
         println!(
-            "| {before} | {side} | {m:.1?} | {:.3}x | {share:.0}% | {} | {} | {:.0}% |",
+            "| {before} | {side} | {m:.1?} | {:.3}x | {share:.0}% | {} | {} | {:.0}% | {:.1?} | {:.1?} |",
             m.as_secs_f64() / base(before).as_secs_f64(),
             fmt(median(same)),
             fmt(median(other)),
-            100.0 * moved as f64 / s.len() as f64
+            100.0 * moved as f64 / s.len() as f64,
+            mean(|s| s.4),
+            mean(|s| s.5)
         );
     }
 }
