@@ -76,7 +76,9 @@
 //! call's result, and a spawned [`IsolatedChild`] can be awaited
 //! (`child.await`, through [`ChildFuture`]). They wait through tokio's
 //! reactor on the child's watcher and the result pipe, so thousands of
-//! children can be in flight on one thread, at two descriptors each. The
+//! children can be in flight on one thread, at two descriptors each with
+//! `run_async` (a spawned handle also holds the readiness queue its
+//! `AsFd` hands out, made at the spawn: three on Linux). The
 //! fork happens on the first poll; the [`timeout`](Isolate::timeout) keeps
 //! its meaning; dropping the future kills the child (and its process
 //! group) and reaps it without blocking the runtime. Both `current_thread`
