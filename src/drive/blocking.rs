@@ -8,8 +8,6 @@ use core::time::Duration;
 
 #[cfg(feature = "alloc")]
 use rustix::fd::BorrowedFd;
-#[cfg(feature = "alloc")]
-use rustix::io::Errno;
 
 use super::{ExitSpin, Os};
 use crate::call::Call;
