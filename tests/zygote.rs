@@ -687,3 +687,24 @@ mod with_tokio {
         let _ = std::fs::remove_file(&path);
     }
 }
+
+#[cfg(feature = "sandbox")]
+#[test]
+fn a_sandboxed_call_through_a_zygote_is_refused() {
+    use mem_isolate::Sandbox;
+    use mem_isolate::errors::SandboxUnsupported;
+    let zygote = Zygote::start().unwrap();
+    let sandboxed = Isolate::new().sandbox(Sandbox::new());
+    let e = sandboxed.run_in(&zygote, double, 1).unwrap_err();
+    if sandboxed.run(|| 1u8).is_ok() {
+        // Where sandboxes work at all, the zygote is the reason.
+        assert_eq!(
+            e,
+            MemIsolateError::CallableDidNotExecute(NotRun::SandboxUnsupported(
+                SandboxUnsupported::Zygote
+            ))
+        );
+    } else {
+        assert!(e.callable_did_not_execute(), "{e:?}");
+    }
+}

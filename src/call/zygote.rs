@@ -49,6 +49,10 @@ where
     if options.memory_limit.is_some() && !sys::MEMORY_LIMIT_SUPPORTED {
         return Err(NotRun::MemoryLimitUnsupported.into());
     }
+    // The filters live in this process's memory, not the worker's.
+    if options.sandbox.clone()?.is_some() {
+        return Err(NotRun::SandboxUnsupported(crate::errors::SandboxUnsupported::Zygote).into());
+    }
     let args = encode_args(args)?;
     let (read, write) = sys::result_pipe().map_err(NotRun::PipeCreationFailed)?;
     let (mine, theirs) = sys::socket_pair().map_err(NotRun::PipeCreationFailed)?;

@@ -90,6 +90,8 @@ where
         // The caller's report page is not mapped here; a worker that
         // cannot deliver is reported by how it ended.
         report: None,
+        // Refused before the request (`call::zygote::start`).
+        sandbox: None,
         route: ChildRoute {
             write: Some(write),
             spill: None,
