@@ -195,7 +195,7 @@ impl<'a, S: Sink> Call<'a, S> {
     }
 
     /// The pipe's read end, while the call still reads it.
-    #[cfg(feature = "alloc")]
+    #[cfg(feature = "tokio")]
     pub(crate) fn pipe_fd(&self) -> Option<BorrowedFd<'_>> {
         self.route.pipe_fd()
     }

@@ -38,6 +38,7 @@ pub(crate) struct Watch {
     announcer: Option<OwnedFd>,
     /// The call's socket, when the queue refused it: read to reap, never
     /// waited on (the fallback tick stands in).
+    #[cfg(feature = "alloc")]
     unwatched: Option<OwnedFd>,
     /// Nothing to wait for but the child, and no deadline: the wait is a
     /// blocking reap (see [`Watch::child_only`]).
@@ -77,6 +78,7 @@ impl ChildWatch for Watch {
             queue,
             pidfd: None,
             announcer: None,
+            #[cfg(feature = "alloc")]
             unwatched: None,
             reap_only: false,
         })
@@ -93,6 +95,7 @@ impl ChildWatch for Watch {
             queue: None,
             pidfd: None,
             announcer: None,
+            #[cfg(feature = "alloc")]
             unwatched: None,
             reap_only: !deadline,
         })
