@@ -67,7 +67,10 @@ pub(crate) mod worker;
 /// [`memory_limit`](Isolate::memory_limit) (counted from the worker's
 /// own, small size), [`max_result_size`](Isolate::max_result_size),
 /// [`kill_descendants`](Isolate::kill_descendants)), every error, panic
-/// message, signal and usage report is the same. Arguments that fail to
+/// message, signal and usage report is the same, but for a sandbox
+/// (feature `sandbox`): its filters are built in the caller's memory, which
+/// workers do not share, so a sandboxed call through a zygote is refused
+/// with `SandboxUnsupported::Zygote`. Arguments that fail to
 /// decode in the worker are
 /// [`ChildSetupFailed(EBADMSG)`](crate::errors::CallableDidNotExecuteError::ChildSetupFailed);
 /// arguments too large for the worker's memory limit are
