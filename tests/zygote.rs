@@ -1,6 +1,7 @@
 //! Calls through a `Zygote`: the same results as direct calls, forked from
 //! a small snapshot of the process, with the zygote's lifetime tied to its
 //! handle and to the process that started it.
+#![cfg(feature = "std")]
 
 mod common;
 
