@@ -543,6 +543,34 @@ fn the_zygote_keeps_none_of_the_callers_descriptors() {
     drop(zygote);
 }
 
+#[test]
+fn the_callers_signal_handlers_are_not_the_zygotes() {
+    extern "C" fn noted(_: libc::c_int) {}
+    fn disposition(signal: libc::c_int) -> usize {
+        // SAFETY: reads the current action into a zeroed `sigaction`.
+        unsafe {
+            let mut old: libc::sigaction = std::mem::zeroed();
+            assert_eq!(libc::sigaction(signal, std::ptr::null(), &raw mut old), 0);
+            old.sa_sigaction
+        }
+    }
+    let in_the_worker = common::sealed(|| {
+        // SAFETY: a handler that does nothing, in the sealed child alone.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = noted as extern "C" fn(libc::c_int) as usize;
+            assert_eq!(
+                libc::sigaction(libc::SIGUSR1, &raw const action, std::ptr::null_mut()),
+                0
+            );
+        }
+        assert_ne!(disposition(libc::SIGUSR1), libc::SIG_DFL);
+        let zygote = Zygote::start().unwrap();
+        zygote.run(|()| disposition(libc::SIGUSR1), ())
+    });
+    assert_eq!(in_the_worker, Ok(libc::SIG_DFL));
+}
+
 static HELD_AFTER_START: Mutex<u32> = Mutex::new(0);
 static HELD_AT_START: Mutex<u32> = Mutex::new(0);
 

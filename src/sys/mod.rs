@@ -61,7 +61,7 @@ pub(crate) use pipe::{result_pipe, write_all};
 pub use process::ResourceUsage;
 pub(crate) use process::{Exit, exit_now, fork, getpid, kill_group, lead_own_group, reap};
 #[cfg(feature = "alloc")]
-pub(crate) use signal::{default_child_signal, drain, wake_on_child_exit};
+pub(crate) use signal::{default_child_signal, default_signal_handlers, drain, wake_on_child_exit};
 #[cfg(feature = "alloc")]
 pub(crate) use socket::{MAX_FDS, recv_some, recv_with_fds, send_all, send_with_fds, socket_pair};
 #[cfg(feature = "tokio")]

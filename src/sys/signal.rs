@@ -41,6 +41,38 @@ pub(crate) fn wake_on_child_exit() -> Result<(OwnedFd, OwnedFd), Errno> {
     Ok((read, write))
 }
 
+/// `sigaction(sig, SIG_DFL)` for every signal that has a handler—In a
+/// freshly forked zygote, before it sets its own: the caller's handlers
+/// (a signal library's, an async runtime's) write to descriptors the
+/// zygote has closed, whose numbers its call sockets reuse, so one of them
+/// run in the zygote (or a worker) could write into a stranger's call.
+/// Ignored signals stay ignored. Signal numbers the system does not have
+/// are refused with `EINVAL`, and skipped.
+///
+/// # References
+///  - [POSIX `sigaction`](https://pubs.opengroup.org/onlinepubs/9799919799/functions/sigaction.html)
+pub(crate) fn default_signal_handlers() {
+    for signal in 1..=64 {
+        // SAFETY: an all-zero `sigaction` is a valid value to read into,
+        // and the call only reads the current action into it.
+        let (read, old) = unsafe {
+            let mut old: libc::sigaction = core::mem::zeroed();
+            (
+                libc::sigaction(signal, core::ptr::null(), &raw mut old),
+                old,
+            )
+        };
+        if read != 0 || old.sa_sigaction == libc::SIG_DFL || old.sa_sigaction == libc::SIG_IGN {
+            continue;
+        }
+        // SAFETY: as above; the default action has no handler to run.
+        let mut action: libc::sigaction = unsafe { core::mem::zeroed() };
+        action.sa_sigaction = libc::SIG_DFL;
+        // SAFETY: a valid action for a signal that had a handler.
+        unsafe { libc::sigaction(signal, &raw const action, core::ptr::null_mut()) };
+    }
+}
+
 /// `sigaction(SIGCHLD, SIG_DFL)`—In a worker, before anything else: the
 /// zygote's handler would write into a descriptor number the worker has
 /// closed (and the callable may reuse).

@@ -45,6 +45,9 @@ pub(crate) fn serve(control: OwnedFd, parent: Pid) -> ! {
     // Nothing of the caller's stays open here: its descriptors reach
     // end-of-file when the caller closes them, whatever the zygote lives.
     sys::close_all_but(control.as_fd());
+    // And none of its signal handlers, which would write to descriptors
+    // whose numbers the zygote reuses.
+    sys::default_signal_handlers();
     // Its own process group: a Ctrl-C at the terminal is the caller's to
     // handle, and the zygote goes when the caller does.
     sys::lead_own_group();
