@@ -715,6 +715,23 @@ impl<O> Finished<'_, O> {
             core::slice::from_raw_parts(staging(), self.pending + END_FRAME_LEN)
         }
     }
+
+    /// The unsent frame followed by a stream's `ITEM` frame, ready to be
+    /// written in one go.
+    #[cfg(feature = "alloc")]
+    #[inline]
+    pub(crate) fn with_item(&mut self) -> &[u8] {
+        let item = wire::item_frame(self.length, self.checksum);
+        // SAFETY: as in `with_end`; an `ITEM` frame is shorter than `END`.
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                item.as_ptr(),
+                staging().add(self.pending),
+                wire::ITEM_FRAME_LEN,
+            );
+            core::slice::from_raw_parts(staging(), self.pending + wire::ITEM_FRAME_LEN)
+        }
+    }
 }
 
 impl<'a, O: Emit> Flavor for FrameWriter<'a, O> {

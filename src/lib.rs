@@ -218,6 +218,8 @@ mod handle;
 mod isolate;
 mod report;
 mod sink;
+#[cfg(feature = "alloc")]
+mod stream;
 mod sys;
 mod transport;
 mod wire;
@@ -232,6 +234,9 @@ pub use handle::IsolatedChild;
 pub use isolate::Isolate;
 pub use rustix::process::Pid;
 pub use serde::{Serialize, de::DeserializeOwned};
+#[cfg(feature = "alloc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
+pub use stream::{IsolatedStream, SendError, Sender};
 pub use sys::ResourceUsage;
 
 /// Entry points for the fuzz targets in `fuzz/` (built only with

@@ -30,6 +30,24 @@ use crate::sys::{self, SharedMapping, WaitMode};
 use crate::transport::Out;
 use crate::transport::page::{PageView, SharedPage};
 
+/// What the child runs: a callable, whose value is the call's result, or
+/// a stream's producer ([`crate::stream`]), which also needs the child's
+/// way out for the items it sends.
+pub(crate) trait Job {
+    /// What the child's usual path sends back once the job returns.
+    type Value: Serialize;
+    /// Runs in the child; `out` and `nonce` are the call's.
+    fn run(self, out: Out<'_>, nonce: u64) -> Self::Value;
+}
+
+impl<F: FnOnce() -> T, T: Serialize> Job for F {
+    type Value = T;
+    #[inline]
+    fn run(self, _out: Out<'_>, _nonce: u64) -> T {
+        self()
+    }
+}
+
 /// The options a call takes from [`Isolate`](crate::Isolate).
 pub(crate) struct Options {
     pub(crate) timeout: Option<Duration>,
@@ -40,17 +58,16 @@ pub(crate) struct Options {
 /// Plans the call, forks, and returns the parent's side of it, which
 /// collects the result into `sink`. A blocking call lends the child its
 /// thread's shared `page`; `parent` is this process's pid.
-pub(crate) fn start<'a, F, T, S>(
+pub(crate) fn start<'a, J, S>(
     options: &Options,
-    callable: F,
+    callable: J,
     sink: S,
     page: Option<&'a SharedPage>,
     parent: Pid,
     mode: WaitMode,
 ) -> Result<Driven<'a, S>, MemIsolateError>
 where
-    F: FnOnce() -> T,
-    T: Serialize,
+    J: Job,
     S: Sink,
 {
     if options.memory_limit.is_some() && !sys::MEMORY_LIMIT_SUPPORTED {
@@ -133,17 +150,13 @@ where
 /// As [`sys::fork`]'s: the caller must be fine with a child that runs
 /// only `child::run`.
 #[inline(never)]
-unsafe fn fork_and_run<F, T>(
-    callable: F,
+unsafe fn fork_and_run<J: Job>(
+    callable: J,
     plan: &ChildPlan,
     child_route: &plan::ChildRoute<'_>,
     route: &mut plan::Route<'_>,
     watch: &sys::Watch,
-) -> Result<Pid, rustix::io::Errno>
-where
-    F: FnOnce() -> T,
-    T: Serialize,
-{
+) -> Result<Pid, rustix::io::Errno> {
     // SAFETY: the caller's promise; the child branch runs only
     // `child::run`.
     if let Some(pid) = unsafe { sys::fork() }? {
@@ -160,7 +173,7 @@ where
         // One of the two was made by the plan.
         (None, None) => sys::exit_now(0),
     };
-    child::run(callable, plan, out)
+    child::run(move || callable.run(out, plan.nonce), plan, out)
 }
 
 /// A per-call value that seeds the stream checksum, so that bytes recorded

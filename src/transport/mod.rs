@@ -99,6 +99,9 @@ impl<S: Sink> Feed<'_, S> {
         // costs a fault.
         let mut scratch = [MaybeUninit::<u8>::uninit(); 512];
         while !self.decoder.is_finished() {
+            if self.sink.paused() {
+                return Pumped::Later;
+            }
             let data_left = self.decoder.data_remaining();
             let got = if data_left > 0 {
                 let spare = match self.sink.spare(data_left) {

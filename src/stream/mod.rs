@@ -1,0 +1,242 @@
+//! Streams: a producer in the child sends typed items while it runs, and
+//! the parent iterates over them ([`Isolate::stream`]).
+//!
+//! ```text
+//! child  (StreamJob: the producer, then the usual path for its `()`)
+//!   Sender::send ─ FrameWriter (staging buffer) ─ DATA… ITEM ─┐ one pipe
+//!   producer returns / panics ─ END (child::run) ─────────────┘
+//! parent (IsolatedStream: Call + Watch, as a spawned handle)
+//!   Decoder::stream ─ ItemQueue (whole items) ─ next(): decode one item
+//!   END + the child's exit ─ verdict ─ at most one Err, then None
+//! ```
+//!
+//! Nothing here is a second protocol or a second driver: the frames are the
+//! call's, with two more kinds (see [Streams](crate::wire#streams)); the
+//! child is forked and watched by [`crate::call::start`] like a spawned
+//! handle's; the parent's [`Call`](crate::call::Call) reads, reaps, keeps
+//! the deadline and kills exactly as for a value. What differs is the
+//! sink, [`ItemQueue`]: it holds whole items until the iterator takes
+//! them and pauses reading while it holds one, which is the backpressure
+//! (the producer blocks in `send` once the pipe is full) and the bound on
+//! the parent's memory (one item and one read's worth of bytes).
+
+use core::marker::PhantomData;
+
+use rustix::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use rustix::process::Pid;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::call::{self, verdict};
+use crate::drive::Driven;
+use crate::errors::MemIsolateError;
+use crate::isolate::Isolate;
+use crate::sys::{self, WaitMode};
+
+#[cfg(feature = "tokio")]
+mod asynchronous;
+mod queue;
+mod sender;
+
+#[cfg(feature = "tokio")]
+pub use asynchronous::AsyncIsolatedStream;
+pub(crate) use queue::ItemQueue;
+pub use sender::{SendError, Sender};
+pub(crate) use sender::StreamJob;
+
+impl Isolate {
+    /// Runs `producer` in a forked child and returns the items it sends,
+    /// as they come, as an iterator.
+    ///
+    /// - Items arrive in the order they were sent, while the producer
+    ///   runs: each [`Sender::send`] reaches the parent before it returns.
+    /// - After the last item the iterator yields at most one `Err`, then
+    ///   `None` for ever: the producer panicked
+    ///   ([`CallablePanicked`](crate::errors::CallableExecutedError::CallablePanicked),
+    ///   with its message), died by a signal, ran past the
+    ///   [`timeout`](Self::timeout), an item was larger than
+    ///   [`max_result_size`](Self::max_result_size) (the child is then
+    ///   killed) or could not be decoded. Every item sent before that is
+    ///   delivered first, so a crash after an hour keeps the hour's items.
+    /// - The `timeout` bounds the whole stream; `max_result_size` bounds
+    ///   each item.
+    /// - While the iterator is not advanced, the producer blocks in `send`
+    ///   once the pipe is full, and the parent holds about one item: the
+    ///   parent's memory does not grow with the number of items.
+    /// - Dropping the stream, or [`IsolatedStream::kill`], kills the child
+    ///   and its process group and reaps them.
+    ///
+    /// # Errors
+    ///
+    /// As [`spawn`](Self::spawn): the child could not be started
+    /// ([`CallableDidNotExecute`](MemIsolateError::CallableDidNotExecute)).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use mem_isolate::{Isolate, Sender};
+    ///
+    /// let rows = Isolate::new().stream(|tx: &mut Sender<(u32, String)>| {
+    ///     for i in 0..3 {
+    ///         tx.send(&(i, format!("row {i}"))).ok();
+    ///     }
+    ///     panic!("the parser leaked its last byte");
+    /// })?;
+    /// let mut got = Vec::new();
+    /// for row in rows {
+    ///     match row {
+    ///         Ok(row) => got.push(row),
+    ///         // The last item may be the error that ended the stream.
+    ///         Err(e) => assert!(e.to_string().contains("panicked")),
+    ///     }
+    /// }
+    /// assert_eq!(got.len(), 3);
+    /// assert_eq!(got[2].1, "row 2");
+    /// # Ok::<(), mem_isolate::MemIsolateError>(())
+    /// ```
+    pub fn stream<F, T>(&self, producer: F) -> Result<IsolatedStream<T>, MemIsolateError>
+    where
+        F: FnOnce(&mut Sender<T>),
+        T: Serialize + DeserializeOwned,
+    {
+        call_span!("mem_isolate::stream");
+        let sink = ItemQueue::new(self.result_cap());
+        let call = call::start(
+            &self.options(),
+            StreamJob::new(producer),
+            sink,
+            None,
+            sys::getpid(),
+            WaitMode::Queue,
+        )?;
+        Ok(IsolatedStream::new(call))
+    }
+}
+
+/// The items a child's producer sends, started by [`Isolate::stream`]: an
+/// iterator of `Result<T, MemIsolateError>`.
+///
+/// - [`pid`](Self::pid), [`kill`](Self::kill), and [`AsFd`] /
+///   [`AsRawFd`] for readiness, as on [`IsolatedChild`](crate::IsolatedChild).
+/// - Dropping it kills the child (and its process group, with
+///   [`kill_descendants`](crate::Isolate::kill_descendants)) and reaps it:
+///   no zombie, no descriptor left.
+/// - The stream ends from its own framing and the child's exit, never from
+///   end-of-file: a process the producer started that still holds the
+///   pipe cannot keep it open.
+pub struct IsolatedStream<T> {
+    call: Driven<'static, ItemQueue>,
+    /// The child has been reaped: what is queued is all there is.
+    finished: bool,
+    /// The end (`None`, or the one `Err`) has been yielded.
+    over: bool,
+    _item: PhantomData<fn() -> T>,
+}
+
+impl<T: DeserializeOwned> IsolatedStream<T> {
+    fn new(call: Driven<'static, ItemQueue>) -> Self {
+        Self {
+            call,
+            finished: false,
+            over: false,
+            _item: PhantomData,
+        }
+    }
+
+    /// The child's process id; it names the child until the child is
+    /// reaped (the stream's end, `kill`, or drop).
+    #[must_use]
+    pub fn pid(&self) -> Pid {
+        self.call.call.pid()
+    }
+
+    /// Kills the child (`SIGKILL`, and its process group with
+    /// [`kill_descendants`](crate::Isolate::kill_descendants)) and reaps
+    /// it. The items already received are still yielded, then
+    /// [`ChildProcessKilledBySignal`](crate::errors::CallableStatusUnknownError::ChildProcessKilledBySignal),
+    /// unless the child had already been reaped.
+    ///
+    /// # Errors
+    ///
+    /// [`WaitFailed`](crate::errors::CallableStatusUnknownError::WaitFailed)
+    /// if the signal could not be sent or the child not reaped.
+    pub fn kill(&mut self) -> Result<(), MemIsolateError> {
+        self.call.stop();
+        self.finished = true;
+        self.call.call.kill_result()
+    }
+
+    /// The next item, the stream's one error, or the end. Blocks until
+    /// one of them is there.
+    fn next_result(&mut self) -> Option<Result<T, MemIsolateError>> {
+        loop {
+            if self.over {
+                return None;
+            }
+            if let Some(bytes) = self.call.call.sink_mut().pop() {
+                match verdict::decode::<T>(bytes) {
+                    Ok(item) => return Some(Ok(item)),
+                    Err(e) => {
+                        // The rest cannot be trusted to line up either.
+                        self.over = true;
+                        self.call.stop();
+                        return Some(Err(e));
+                    }
+                }
+            }
+            if self.finished {
+                self.over = true;
+                // A clean end is the producer's `()`.
+                return self.call.call.outcome::<()>().err().map(Err);
+            }
+            self.finished = self.call.advance(None);
+        }
+    }
+}
+
+impl<T: DeserializeOwned> Iterator for IsolatedStream<T> {
+    type Item = Result<T, MemIsolateError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_result()
+    }
+}
+
+impl<T: DeserializeOwned> core::iter::FusedIterator for IsolatedStream<T> {}
+
+/// The descriptor an event loop waits on: readable when the child has
+/// sent something, ended, or its deadline passed, so that `next` has
+/// something to give without waiting for the child.
+///
+/// # Panics
+///
+/// As for [`IsolatedChild`](crate::IsolatedChild)'s `AsFd`: on Linux the
+/// descriptor is an epoll instance made on the first call, and this panics
+/// if the system refuses to make it.
+impl<T> AsFd for IsolatedStream<T> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self.call.ready_fd() {
+            Ok(fd) => fd,
+            Err(e) => panic!("mem-isolate: could not make the readiness descriptor: {e}"),
+        }
+    }
+}
+
+/// The same descriptor as [`AsFd`].
+///
+/// # Panics
+///
+/// As for [`AsFd`].
+impl<T> AsRawFd for IsolatedStream<T> {
+    fn as_raw_fd(&self) -> RawFd {
+        self.as_fd().as_raw_fd()
+    }
+}
+
+impl<T> core::fmt::Debug for IsolatedStream<T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("IsolatedStream")
+            .field("pid", &self.call.call.pid())
+            .finish_non_exhaustive()
+    }
+}
