@@ -174,7 +174,7 @@ impl<T: DeserializeOwned> IsolatedStream<T> {
                 return None;
             }
             if let Some(bytes) = self.call.call.sink_mut().pop() {
-                match verdict::decode::<T>(bytes) {
+                match decode_item::<T>(bytes) {
                     Ok(item) => return Some(Ok(item)),
                     Err(e) => {
                         // The rest cannot be trusted to line up either.
@@ -192,6 +192,21 @@ impl<T: DeserializeOwned> IsolatedStream<T> {
             self.finished = self.call.advance(None);
         }
     }
+}
+
+/// One item from its bytes: a `Vec<u8>` or `String` in one copy (see
+/// [`crate::bytes`]), anything else through postcard, which must use every
+/// byte.
+fn decode_item<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, MemIsolateError> {
+    if let Some(kind) = crate::bytes::kind::<T>() {
+        if let Some(start) = crate::bytes::wholesale_start(bytes, kind) {
+            // SAFETY: `kind` is `T`'s, and the bytes from `start` on are
+            // the whole payload it was found for (checked as UTF-8 for
+            // text).
+            return Ok(unsafe { crate::bytes::into_value(bytes[start..].to_vec(), 0, kind) });
+        }
+    }
+    verdict::decode(bytes)
 }
 
 impl<T: DeserializeOwned> Iterator for IsolatedStream<T> {
