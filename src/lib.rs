@@ -280,6 +280,32 @@ pub mod fuzzing {
         crate::wire::side_checksum(nonce, detail, message)
     }
 
+    /// The bytes a stream's child would write for `items` (see
+    /// [`encode`]), then the `END` of a producer that returned.
+    ///
+    /// # Errors
+    ///
+    /// The serializer's error.
+    pub fn encode_items<T: serde::Serialize>(
+        items: &[T],
+        nonce: u64,
+        staging: usize,
+    ) -> Result<Vec<u8>, postcard::Error> {
+        crate::stream::encode_items(items, nonce, staging)
+    }
+
+    /// What a stream's iterator yields for `pieces` (one stream, split
+    /// anywhere) from a child that exited with status 0: the items, then
+    /// at most one error; `false` while the stream is incomplete.
+    #[must_use]
+    pub fn decode_items<T: serde::de::DeserializeOwned>(
+        nonce: u64,
+        pieces: &[&[u8]],
+        limit: usize,
+    ) -> (Vec<Result<T, MemIsolateError>>, bool) {
+        crate::stream::judge_items(nonce, pieces, limit)
+    }
+
     /// What the parent makes of `pieces` (one stream, split anywhere) from
     /// a child that exited with status 0; `None` while incomplete.
     #[must_use]

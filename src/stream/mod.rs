@@ -255,3 +255,91 @@ impl<T> core::fmt::Debug for IsolatedStream<T> {
             .finish_non_exhaustive()
     }
 }
+
+/// What the iterator yields for a stream fed in `pieces` from a child that
+/// then exited with status 0: the items, then at most one error; `false`
+/// while the stream is incomplete. For the fuzz targets, which drive the
+/// decoder and the queue without processes.
+#[cfg(fuzzing)]
+pub(crate) fn judge_items<T: DeserializeOwned>(
+    nonce: u64,
+    pieces: &[&[u8]],
+    limit: usize,
+) -> (alloc::vec::Vec<Result<T, MemIsolateError>>, bool) {
+    use crate::errors::{CallableExecutedError, CallableStatusUnknownError};
+    use crate::sink::Sink;
+    use crate::wire::{DecodeError, Decoder};
+
+    let mut decoder = Decoder::stream(nonce);
+    let mut queue = ItemQueue::new(limit);
+    let mut out = alloc::vec::Vec::new();
+    for piece in pieces {
+        let fed = decoder.feed(piece, &mut queue);
+        while let Some(bytes) = queue.pop() {
+            let item = decode_item::<T>(bytes);
+            let failed = item.is_err();
+            out.push(item);
+            if failed {
+                return (out, true);
+            }
+        }
+        match fed {
+            Ok(_) => {}
+            Err(DecodeError::TooLarge) => {
+                out.push(Err(CallableExecutedError::ResultTooLarge {
+                    limit: queue.limit(),
+                }
+                .into()));
+                return (out, true);
+            }
+            Err(DecodeError::Corrupt) => {
+                out.push(Err(CallableStatusUnknownError::ResultStreamCorrupted.into()));
+                return (out, true);
+            }
+        }
+        if decoder.is_finished() {
+            break;
+        }
+    }
+    match decoder.end() {
+        Some(end) => {
+            if let Err(e) = verdict::end_outcome::<(), _>(end, &decoder, &mut queue) {
+                out.push(Err(e));
+            }
+            (out, true)
+        }
+        None => (out, false),
+    }
+}
+
+/// The bytes a child's [`Sender`] would write for `items`, staged through
+/// `staging` bytes, and the `END` of a producer that returned. For the fuzz
+/// targets; not reentrant (the child's static staging buffer).
+#[cfg(fuzzing)]
+pub(crate) fn encode_items<T: Serialize>(
+    items: &[T],
+    nonce: u64,
+    staging: usize,
+) -> Result<alloc::vec::Vec<u8>, postcard::Error> {
+    use crate::child::{FrameWriter, serialize};
+    use crate::wire::item_seed;
+
+    let err = core::cell::Cell::new(None);
+    let mut out = alloc::vec::Vec::new();
+    for (i, item) in (0u64..).zip(items) {
+        // SAFETY: the fuzz harness runs one input at a time on one thread,
+        // so this writer is the staging buffer's only user.
+        let writer = unsafe {
+            FrameWriter::new(core::mem::take(&mut out), staging + 40, item_seed(nonce, i), &err)
+        };
+        let mut done = serialize(item, writer)?;
+        out = core::mem::take(&mut done.out);
+        out.extend_from_slice(done.with_item());
+    }
+    // SAFETY: as above.
+    let writer = unsafe { FrameWriter::new(out, staging + 40, nonce, &err) };
+    let mut done = serialize(&(), writer)?;
+    let mut out = core::mem::take(&mut done.out);
+    out.extend_from_slice(done.with_end());
+    Ok(out)
+}
