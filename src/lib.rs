@@ -234,6 +234,9 @@ pub use handle::IsolatedChild;
 pub use isolate::Isolate;
 pub use rustix::process::Pid;
 pub use serde::{Serialize, de::DeserializeOwned};
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+pub use stream::AsyncIsolatedStream;
 #[cfg(feature = "alloc")]
 #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
 pub use stream::{IsolatedStream, SendError, Sender};

@@ -418,7 +418,10 @@ impl Decoder {
 
     /// True while not a single byte has been fed.
     pub(crate) fn untouched(&self) -> bool {
-        self.state == State::Header && self.small_len == 0 && self.received == 0 && self.boundaries == 0
+        self.state == State::Header
+            && self.small_len == 0
+            && self.received == 0
+            && self.boundaries == 0
     }
 
     /// The failure that stopped decoding, if any.

@@ -41,7 +41,11 @@ fn items_arrive_in_order_small_and_large() {
         .stream(|tx: &mut Sender<(u32, Vec<u8>)>| {
             for i in 0..20_000u32 {
                 // Every 1000th item is far larger than the staging buffer.
-                let len = if i % 1000 == 7 { 300_000 } else { (i % 50) as usize };
+                let len = if i % 1000 == 7 {
+                    300_000
+                } else {
+                    (i % 50) as usize
+                };
                 tx.send(&(i, vec![(i % 251) as u8; len])).unwrap();
             }
         })
@@ -136,7 +140,10 @@ fn a_crash_after_k_items_keeps_the_k_items_then_reports_the_signal() {
         })
         .unwrap();
     let (items, error) = drain(s);
-    assert_eq!(items, (0..7).map(|i| format!("item {i}")).collect::<Vec<_>>());
+    assert_eq!(
+        items,
+        (0..7).map(|i| format!("item {i}")).collect::<Vec<_>>()
+    );
     assert_eq!(error, Some(signalled(libc::SIGABRT)));
 }
 

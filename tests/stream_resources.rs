@@ -107,7 +107,11 @@ fn streams_leave_nothing_behind_and_hold_about_one_item() {
     streams_ending_every_way();
 
     #[cfg(target_os = "linux")]
-    assert_eq!(open_descriptors(), descriptors, "a descriptor was left open");
+    assert_eq!(
+        open_descriptors(),
+        descriptors,
+        "a descriptor was left open"
+    );
     // No child of this process is left, not even a zombie.
     // SAFETY: a non-blocking wait for any child.
     let r = unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) };

@@ -41,8 +41,8 @@ mod sender;
 #[cfg(feature = "tokio")]
 pub use asynchronous::AsyncIsolatedStream;
 pub(crate) use queue::ItemQueue;
-pub use sender::{SendError, Sender};
 pub(crate) use sender::StreamJob;
+pub use sender::{SendError, Sender};
 
 impl Isolate {
     /// Runs `producer` in a forked child and returns the items it sends,
@@ -330,7 +330,12 @@ pub(crate) fn encode_items<T: Serialize>(
         // SAFETY: the fuzz harness runs one input at a time on one thread,
         // so this writer is the staging buffer's only user.
         let writer = unsafe {
-            FrameWriter::new(core::mem::take(&mut out), staging + 40, item_seed(nonce, i), &err)
+            FrameWriter::new(
+                core::mem::take(&mut out),
+                staging + 40,
+                item_seed(nonce, i),
+                &err,
+            )
         };
         let mut done = serialize(item, writer)?;
         out = core::mem::take(&mut done.out);
