@@ -64,6 +64,8 @@ const KIND_DROP: u8 = 0xD7;
 /// Bytes in the body of an `ITEM` frame.
 pub(crate) const ITEM_LEN: usize = 16;
 /// Bytes in a whole `ITEM` frame.
+// The encoder side is the stream's `Sender`, which needs `alloc`.
+#[cfg_attr(not(feature = "alloc"), allow(dead_code))]
 pub(crate) const ITEM_FRAME_LEN: usize = HEADER_LEN + ITEM_LEN;
 const MAGIC: [u8; 3] = *b"MI\x01";
 
@@ -139,6 +141,8 @@ pub(crate) fn end_frame(
 
 /// Builds a complete `ITEM` frame (streams only), header included.
 #[inline]
+// The encoder side is the stream's `Sender`, which needs `alloc`.
+#[cfg_attr(not(feature = "alloc"), allow(dead_code))]
 pub(crate) fn item_frame(length: u64, checksum: u64) -> [u8; ITEM_FRAME_LEN] {
     let mut f = [0u8; ITEM_FRAME_LEN];
     #[allow(clippy::cast_possible_truncation)] // ITEM_LEN is 16
@@ -149,6 +153,8 @@ pub(crate) fn item_frame(length: u64, checksum: u64) -> [u8; ITEM_FRAME_LEN] {
 }
 
 /// Builds a `DROP` frame (streams only): it has no body.
+// The encoder side is the stream's `Sender`, which needs `alloc`.
+#[cfg_attr(not(feature = "alloc"), allow(dead_code))]
 pub(crate) fn drop_frame() -> [u8; HEADER_LEN] {
     header(KIND_DROP, 0)
 }

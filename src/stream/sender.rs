@@ -86,30 +86,34 @@ impl<T: Serialize> Sender<T> {
         // child's usual path makes its own only after the producer
         // returned, and `&mut self` keeps two sends from overlapping.
         let writer = unsafe { FrameWriter::new(out, STAGING_LEN, seed, &write_error) };
-        match child::serialize(item, writer) {
-            Ok(mut done) => {
-                // The item's last frame and its ITEM leave in one write.
-                self.out
-                    .write_all(done.with_item())
-                    .map_err(SendError::WriteFailed)?;
-                self.boundaries += 1;
-                Ok(())
-            }
-            Err(_) => {
-                if let Some(e) = write_error.get() {
-                    return Err(SendError::WriteFailed(e));
-                }
-                let message = crate::capture::ser_message();
-                if flushed.get() {
-                    // Part of the item is out: the parent drops it.
-                    self.out
-                        .write_all(&wire::drop_frame())
-                        .map_err(SendError::WriteFailed)?;
-                    self.boundaries += 1;
-                }
-                Err(SendError::SerializationFailed(message))
-            }
+        let Ok(mut done) = child::serialize(item, writer) else {
+            return Err(self.abandon(write_error.get(), flushed.get()));
+        };
+        // The item's last frame and its ITEM leave in one write.
+        self.out
+            .write_all(done.with_item())
+            .map_err(SendError::WriteFailed)?;
+        self.boundaries += 1;
+        Ok(())
+    }
+}
+
+impl<T> Sender<T> {
+    /// After a failed encoding: the error for the producer, and a `DROP`
+    /// for the parent if part of the item already left.
+    #[cold]
+    fn abandon(&mut self, write_error: Option<Errno>, flushed: bool) -> SendError {
+        if let Some(e) = write_error {
+            return SendError::WriteFailed(e);
         }
+        let message = crate::capture::ser_message();
+        if flushed {
+            if let Err(e) = self.out.write_all(&wire::drop_frame()) {
+                return SendError::WriteFailed(e);
+            }
+            self.boundaries += 1;
+        }
+        SendError::SerializationFailed(message)
     }
 }
 
