@@ -199,7 +199,10 @@ fn latencies_ours(samples: usize) -> Vec<Duration> {
     let mut out = Vec::with_capacity(samples);
     for _ in 0..samples {
         // SAFETY: one byte to the handshake pipe.
-        assert_eq!(unsafe { libc::write(go_write, [1u8].as_ptr().cast(), 1) }, 1);
+        assert_eq!(
+            unsafe { libc::write(go_write, [1u8].as_ptr().cast(), 1) },
+            1
+        );
         let stamp = s.next().unwrap().unwrap();
         out.push(Duration::from_nanos(now_ns() - stamp));
     }
@@ -283,7 +286,9 @@ fn main() {
                 ours / py,
                 mark(ours / py >= 10.0)
             ),
-            None => println!("| u64 items/s vs Python | {ours:.0} | (python3 not found) | - | >= 10x |"),
+            None => {
+                println!("| u64 items/s vs Python | {ours:.0} | (python3 not found) | - | >= 10x |")
+            }
         }
     }
 
