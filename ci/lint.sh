@@ -17,6 +17,15 @@ ensure_rust_targets ${CROSS_TARGETS}
 say "rustfmt"
 run cargo fmt --all --check
 
+# No import cycle among src/ files, no function over 80 lines, no
+# platform cfg outside src/sys/ (ARCHITECTURE.md).
+say "structure: ci/structure.py"
+if command -v python3 >/dev/null 2>&1; then
+    run python3 ci/structure.py src
+else
+    echo "python3 not found: structure checks skipped"
+fi
+
 say "clippy: native, the workspace (crate and benches), all targets, all features"
 run cargo clippy --workspace --all-targets --all-features -- -D warnings
 

@@ -192,8 +192,8 @@ impl ErrorText {
         while !text.is_char_boundary(take) {
             take -= 1;
         }
-        // Byte by byte: the child calls this, and a `memcpy` call would
-        // cost it a page fault for the C library's code.
+        // Byte by byte: the child calls this, and must not call `memcpy`
+        // (ARCHITECTURE.md, "Page faults after fork").
         for (dst, &b) in self.bytes[at..at + take].iter_mut().zip(text.as_bytes()) {
             *dst = b;
         }
@@ -727,11 +727,8 @@ mod errno_serde {
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Errno, D::Error> {
         let raw = i32::deserialize(d)?;
         // rustix panics on values outside the errno range; refuse them.
-        if (1..=crate::wire::MAX_ERRNO).contains(&raw) {
-            Ok(Errno::from_raw_os_error(raw))
-        } else {
-            Err(serde::de::Error::custom("errno out of range"))
-        }
+        crate::errno::errno_from_raw(raw)
+            .ok_or_else(|| serde::de::Error::custom("errno out of range"))
     }
 }
 

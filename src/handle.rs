@@ -61,15 +61,15 @@ use crate::sys::ResourceUsage;
 #[cfg_attr(feature = "tokio", doc = "[`ChildFuture`]: crate::ChildFuture")]
 #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
 pub struct IsolatedChild<T> {
-    call: Driven<'static, VecSink>,
+    driven: Driven<'static, VecSink>,
     taken: bool,
     _value: PhantomData<fn() -> T>,
 }
 
 impl<T: DeserializeOwned> IsolatedChild<T> {
-    pub(crate) fn new(call: Driven<'static, VecSink>) -> Self {
+    pub(crate) fn new(driven: Driven<'static, VecSink>) -> Self {
         Self {
-            call,
+            driven,
             taken: false,
             _value: PhantomData,
         }
@@ -93,7 +93,7 @@ impl<T: DeserializeOwned> IsolatedChild<T> {
     /// ```
     #[must_use]
     pub fn pid(&self) -> Pid {
-        self.call.call.pid()
+        self.driven.call().pid()
     }
 
     /// Waits for the child to finish and returns its value.
@@ -132,9 +132,9 @@ impl<T: DeserializeOwned> IsolatedChild<T> {
     /// ```
     pub fn join_with_usage(mut self) -> (Result<T, MemIsolateError>, Option<ResourceUsage>) {
         call_span!("mem_isolate::join");
-        self.call.advance(None);
+        self.driven.advance(None);
         let result = self.take();
-        (result, self.call.call.usage())
+        (result, self.driven.call().usage())
     }
 
     /// Makes whatever progress is possible without blocking: reads the
@@ -170,7 +170,7 @@ impl<T: DeserializeOwned> IsolatedChild<T> {
     /// # Ok::<(), mem_isolate::MemIsolateError>(())
     /// ```
     pub fn try_join(&mut self) -> Result<Option<T>, MemIsolateError> {
-        if self.call.advance(Some(Duration::ZERO)) {
+        if self.driven.advance(Some(Duration::ZERO)) {
             self.take().map(Some)
         } else {
             Ok(None)
@@ -206,9 +206,9 @@ impl<T: DeserializeOwned> IsolatedChild<T> {
     pub fn kill(&mut self) -> Result<(), MemIsolateError> {
         // Collect anything already finished first, so that a completed
         // child keeps its value.
-        self.call.advance(Some(Duration::ZERO));
-        self.call.stop();
-        self.call.call.kill_result()
+        self.driven.advance(Some(Duration::ZERO));
+        self.driven.stop();
+        self.driven.call().kill_result()
     }
 
     /// What the child consumed, once it has been reaped: `None` before.
@@ -228,14 +228,14 @@ impl<T: DeserializeOwned> IsolatedChild<T> {
     /// ```
     #[must_use]
     pub fn usage(&self) -> Option<ResourceUsage> {
-        self.call.call.usage()
+        self.driven.call().usage()
     }
 
     fn take(&mut self) -> Result<T, MemIsolateError> {
         if self.taken {
             return Err(CallableExecutedError::ResultAlreadyTaken.into());
         }
-        let result = self.call.call.outcome();
+        let result = self.driven.call_mut().outcome();
         if result.is_ok() {
             self.taken = true;
         }
@@ -278,7 +278,7 @@ impl<T: DeserializeOwned> IsolatedChild<T> {
 /// refuses to make it (`EMFILE`, `ENOMEM`), this panics.
 impl<T> AsFd for IsolatedChild<T> {
     fn as_fd(&self) -> BorrowedFd<'_> {
-        match self.call.ready_fd() {
+        match self.driven.ready_fd() {
             Ok(fd) => fd,
             Err(e) => panic!("mem-isolate: could not make the readiness descriptor: {e}"),
         }
@@ -343,18 +343,18 @@ impl<T> AsRawFd for IsolatedChild<T> {
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 impl<T: DeserializeOwned> core::future::IntoFuture for IsolatedChild<T> {
     type Output = Result<T, MemIsolateError>;
-    type IntoFuture = crate::drive_tokio::ChildFuture<T>;
+    type IntoFuture = crate::drive::tokio::ChildFuture<T>;
 
     fn into_future(self) -> Self::IntoFuture {
-        let Self { call, taken, .. } = self;
-        crate::drive_tokio::ChildFuture::new(call, taken)
+        let Self { driven, taken, .. } = self;
+        crate::drive::tokio::ChildFuture::new(driven, taken)
     }
 }
 
 impl<T> core::fmt::Debug for IsolatedChild<T> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("IsolatedChild")
-            .field("pid", &self.call.call.pid())
+            .field("pid", &self.driven.call().pid())
             .finish_non_exhaustive()
     }
 }

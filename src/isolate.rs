@@ -6,12 +6,13 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::call;
+use crate::drive::Driven;
 use crate::errors::MemIsolateError;
 use crate::sink::SliceSink;
 #[cfg(feature = "alloc")]
 use crate::sink::VecSink;
-use crate::sys::{self, WaitMode};
-use crate::transport::page::SharedPage;
+use crate::sys::WaitMode;
+use crate::transport::page::with_thread_page;
 
 /// How to run a callable in isolation: options first, then
 #[cfg_attr(
@@ -213,10 +214,10 @@ impl Isolate {
     ///     let mut v: Vec<u8> = Vec::new();
     ///     v.try_reserve_exact(1 << 30).is_err()
     /// });
-    /// if cfg!(target_vendor = "apple") {
-    ///     assert!(refused.unwrap_err().callable_did_not_execute()); // MemoryLimitUnsupported
-    /// } else {
-    ///     assert_eq!(refused, Ok(true));
+    /// match refused {
+    ///     Ok(refused) => assert!(refused),
+    ///     // macOS: MemoryLimitUnsupported, before any fork.
+    ///     Err(e) => assert!(e.callable_did_not_execute()),
     /// }
     /// ```
     pub fn memory_limit(mut self, bytes: u64) -> Self {
@@ -286,12 +287,13 @@ impl Isolate {
     {
         call_span!("execute_in_isolated_process", api = "run");
         let limit = self.max_result_size.unwrap_or(usize::MAX);
-        with_shared_page(|page, pid| {
+        with_thread_page(|page, pid| {
             let sink = VecSink::new(limit);
-            let mut call =
+            let (call, watch) =
                 call::start(&self.options(), callable, sink, page, pid, WaitMode::Direct)?;
-            call.advance(None);
-            call.call.outcome()
+            let mut driven = Driven::new(call, watch);
+            driven.advance(None);
+            driven.call_mut().outcome()
         })
     }
 
@@ -330,9 +332,10 @@ impl Isolate {
         // Several spawned children may be alive at once, so they do not
         // share a page: their results always travel through the pipe.
         let sink = VecSink::new(limit);
-        let pid = sys::getpid();
-        let call = call::start(&self.options(), callable, sink, None, pid, WaitMode::Queue)?;
-        Ok(crate::IsolatedChild::new(call))
+        let pid = crate::sys::getpid();
+        let (call, watch) =
+            call::start(&self.options(), callable, sink, None, pid, WaitMode::Queue)?;
+        Ok(crate::IsolatedChild::new(Driven::new(call, watch)))
     }
 
     /// Runs `callable` in a forked child and returns a future of its value,
@@ -441,12 +444,13 @@ impl Isolate {
     {
         call_span!("execute_in_isolated_process", api = "run_with_buffer");
         let cap = self.max_result_size.unwrap_or(usize::MAX).min(buffer.len());
-        with_shared_page(|page, pid| {
+        with_thread_page(|page, pid| {
             let sink = SliceSink::new(&mut buffer[..cap]);
-            let mut call =
+            let (call, watch) =
                 call::start(&self.options(), callable, sink, page, pid, WaitMode::Direct)?;
-            call.advance(None);
-            call.call.outcome()
+            let mut driven = Driven::new(call, watch);
+            driven.advance(None);
+            driven.call_mut().outcome()
         })
     }
 
@@ -462,66 +466,5 @@ impl Isolate {
             memory_limit: self.memory_limit,
             kill_descendants: self.kill_descendants,
         }
-    }
-}
-
-/// Lends `f` this thread's shared result page (and this process's pid),
-/// made on first use and kept for the thread's life (one `mmap` per
-/// thread, not per call). Blocking calls on one thread never overlap, so
-/// one page serves them all; a call made from inside the parent's own
-/// decoding (a `Deserialize` impl that calls back in) starts only after
-/// the page was copied out. Without `std` there are no thread-locals, and
-/// results always take the pipe.
-///
-/// A page belongs to the process that made it: in a forked process the
-/// thread's page is still its parent's, shared with it and with the
-/// parent's later calls. So a call made there (by a callable, or in a
-/// process forked some other way, such as a pre-forked worker) uses a
-/// second thread-local page, made by that process at its first call and
-/// kept. Only a process whose both pages are inherited (a worker's
-/// worker) makes a page for each call. Either way the crate's own calls
-/// never write to a page or spill file an ancestor uses. (The inherited
-/// mappings and descriptors stay open in the child, like everything else
-/// it inherits: the child's own result still goes to its parent's page.)
-/// The common path only reads the thread-locals: a write would cost a
-/// page fault after every fork.
-fn with_shared_page<R>(f: impl FnOnce(Option<&SharedPage>, rustix::process::Pid) -> R) -> R {
-    let pid = sys::getpid();
-    #[cfg(feature = "std")]
-    {
-        use core::cell::OnceCell;
-        std::thread_local! {
-            static PAGE: OnceCell<Option<SharedPage>> = const { OnceCell::new() };
-            static FORKED: OnceCell<Option<SharedPage>> = const { OnceCell::new() };
-        }
-        let owned = |p: &Option<SharedPage>| !matches!(p, Some(page) if page.owner() != pid);
-        // `try_with`, not `with`: a call made from a thread-local
-        // destructor may find the pages already destroyed. It then makes a
-        // page of its own, as a worker's worker does.
-        let mut f = Some(f);
-        let mut answer = None;
-        let _ = PAGE.try_with(|page| {
-            let page = page.get_or_init(|| SharedPage::new().ok());
-            if owned(page) {
-                answer = f.take().map(|f| f(page.as_ref(), pid));
-                return;
-            }
-            let _ = FORKED.try_with(|forked| {
-                let forked = forked.get_or_init(|| SharedPage::new().ok());
-                if owned(forked) {
-                    answer = f.take().map(|f| f(forked.as_ref(), pid));
-                }
-            });
-        });
-        match (answer, f) {
-            (Some(answer), _) => answer,
-            (None, Some(f)) => f(SharedPage::new().ok().as_ref(), pid),
-            // `answer` is set whenever `f` is taken.
-            (None, None) => unreachable!(),
-        }
-    }
-    #[cfg(not(feature = "std"))]
-    {
-        f(None, pid)
     }
 }

@@ -209,13 +209,15 @@ mod bytes;
 mod call;
 mod capture;
 mod child;
+mod decode_error;
 mod drive;
-#[cfg(feature = "tokio")]
-mod drive_tokio;
+mod encode;
+mod errno;
 pub mod errors;
 #[cfg(feature = "alloc")]
 mod handle;
 mod isolate;
+mod panic_hook;
 mod report;
 mod sink;
 #[cfg(feature = "alloc")]
@@ -226,7 +228,7 @@ mod wire;
 
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
-pub use drive_tokio::ChildFuture;
+pub use drive::tokio::ChildFuture;
 pub use errors::MemIsolateError;
 #[cfg(feature = "alloc")]
 #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
@@ -265,14 +267,16 @@ pub mod fuzzing {
         nonce: u64,
         staging: usize,
     ) -> Result<Vec<u8>, postcard::Error> {
+        use crate::encode::{FrameWriter, Staging, serialize};
         let err = core::cell::Cell::new(None);
         // SAFETY: the fuzz harness runs one input at a time on one thread,
-        // so this writer is the staging buffer's only user.
-        let writer =
-            unsafe { crate::child::FrameWriter::new(Vec::new(), staging + 40, nonce, &err) };
-        let mut done = crate::child::serialize(value, writer)?;
-        let mut out = core::mem::take(&mut done.out);
-        out.extend_from_slice(done.with_end());
+        // so this store is the staging buffer's only user.
+        let store = unsafe { Staging::new(Vec::new(), staging + 40, nonce) };
+        let mut done = serialize(value, FrameWriter::new(store, &err))?;
+        let len = done.end();
+        let last = done.store.frames(len).to_vec();
+        let mut out = core::mem::take(done.store.out());
+        out.extend_from_slice(&last);
         Ok(out)
     }
 

@@ -8,14 +8,15 @@
 //! exits with status 0:
 //!
 //! ```text
-//! offset 0   marker    u32 LE  REPORTED
-//! offset 4   kind      u8      see Kind
-//! offset 5   zero      [u8;3]
-//! offset 8   errno     i32 LE  (0 for Kind::Unwound)
-//! offset 12  checksum  u64 LE  over kind and errno, seeded by the call's nonce
+//! head      u32     REPORTED (the page's head word, see crate::transport::page)
+//! then, in the page's frames area:
+//! offset 0  kind      u8      see Failure
+//! offset 1  zero      [u8;3]
+//! offset 4  errno     i32 LE  (0 for Failure::Unwound)
+//! offset 8  checksum  u64 LE  over kind and errno, seeded by the call's nonce
 //! ```
 //!
-//! The marker goes in last. The page is the blocking call's shared page
+//! The head word goes in last. The page is the blocking call's shared page
 //! (where the marker takes the place of the result's length word, which
 //! the parent clears before each fork), or, for calls that have none
 //! (spawned handles, builds without `std`), a page mapped for the call
@@ -27,22 +28,14 @@
 //! 0 is reported as
 //! [`CallableProcessDiedDuringExecution`](crate::errors::CallableStatusUnknownError::CallableProcessDiedDuringExecution).
 
-use core::ptr::NonNull;
-
 use rustix::io::Errno;
 
+use crate::transport::page::{ChildPage, Head, PageView, RECORD_LEN};
 use crate::wire;
-
-/// The marker word of a report (the shared page's spill marker is
-/// `u32::MAX`; a result's length is at most a page).
-const REPORTED: u32 = u32::MAX - 1;
-
-/// Bytes of a report, marker included.
-const REPORT_LEN: usize = 20;
 
 /// What the child reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
+pub(crate) enum Failure {
     /// Writing the result (or the stream's last frame) failed with this
     /// errno.
     WriteFailed(Errno),
@@ -54,7 +47,7 @@ pub(crate) enum Kind {
     Unwound,
 }
 
-impl Kind {
+impl Failure {
     fn encode(self) -> (u8, i32) {
         match self {
             Self::WriteFailed(e) => (1, e.raw_os_error()),
@@ -64,11 +57,7 @@ impl Kind {
     }
 
     fn decode(kind: u8, errno: i32) -> Option<Self> {
-        let valid = || {
-            (1..=wire::MAX_ERRNO)
-                .contains(&errno)
-                .then(|| Errno::from_raw_os_error(errno))
-        };
+        let valid = || crate::errno::errno_from_raw(errno);
         match kind {
             1 => valid().map(Self::WriteFailed),
             2 => valid().map(Self::SetupFailed),
@@ -88,55 +77,39 @@ fn checksum(nonce: u64, kind: u8, errno: i32) -> u64 {
     )
 }
 
-/// In the child: leaves `kind` in the page at `page`, if there is one.
+/// In the child: leaves `kind` in `page`, if there is one.
 /// Allocation-free: volatile stores only.
-///
-/// # Safety
-///
-/// `page`, if given, must be a live shared mapping of at least
-/// [`REPORT_LEN`] bytes.
 #[inline]
-pub(crate) unsafe fn write(page: Option<*mut u8>, nonce: u64, kind: Kind) {
+pub(crate) fn write(page: Option<ChildPage>, nonce: u64, kind: Failure) {
     let Some(page) = page else { return };
     let (k, errno) = kind.encode();
-    let mut record = [0u8; REPORT_LEN];
-    record[4] = k;
-    record[8..12].copy_from_slice(&errno.to_le_bytes());
-    record[12..20].copy_from_slice(&checksum(nonce, k, errno).to_le_bytes());
-    record[..4].copy_from_slice(&REPORTED.to_le_bytes());
-    // The marker last: a record without it is not looked at.
-    for at in (4..REPORT_LEN).chain(0..4) {
-        // SAFETY: `at < REPORT_LEN`, inside the mapping (the caller's
-        // promise).
-        unsafe { page.add(at).write_volatile(record[at]) };
-    }
+    let mut record = [0u8; RECORD_LEN];
+    record[0] = k;
+    record[4..8].copy_from_slice(&errno.to_le_bytes());
+    record[8..16].copy_from_slice(&checksum(nonce, k, errno).to_le_bytes());
+    page.report(&record);
 }
 
-/// In the parent, once the child has exited: the report it left in the
-/// page at `page` for the call with `nonce`, if there is a valid one.
-///
-/// # Safety
-///
-/// `page` must be a live mapping of at least [`REPORT_LEN`] bytes.
-pub(crate) unsafe fn read(page: NonNull<u8>, nonce: u64) -> Option<Kind> {
-    // Each byte once, into private memory, before anything is checked.
-    let mut record = [0u8; REPORT_LEN];
-    for (at, b) in record.iter_mut().enumerate() {
-        // SAFETY: inside the mapping (the caller's promise); volatile,
-        // since other processes may still write it.
-        *b = unsafe { page.as_ptr().add(at).read_volatile() };
-    }
-    let word = |at: usize| [record[at], record[at + 1], record[at + 2], record[at + 3]];
-    if u32::from_le_bytes(word(0)) != REPORTED || record[5..8] != [0; 3] {
+/// In the parent, once the child has exited: the report it left in
+/// `page` for the call with `nonce`, if there is a valid one.
+pub(crate) fn read(page: PageView<'_>, nonce: u64) -> Option<Failure> {
+    // Copied out once, into private memory, before anything is checked.
+    let Head::Reported(record) = page.head() else {
+        return None;
+    };
+    if record[1..4] != [0; 3] {
         return None;
     }
-    let (kind, errno) = (record[4], i32::from_le_bytes(word(8)));
+    let (kind, errno) = (
+        record[0],
+        i32::from_le_bytes([record[4], record[5], record[6], record[7]]),
+    );
     let mut sum = [0u8; 8];
-    sum.copy_from_slice(&record[12..20]);
+    sum.copy_from_slice(&record[8..16]);
     if u64::from_le_bytes(sum) != checksum(nonce, kind, errno) {
         return None;
     }
-    Kind::decode(kind, errno)
+    Failure::decode(kind, errno)
 }
 
 #[cfg(test)]
@@ -146,22 +119,22 @@ mod tests {
 
     #[test]
     fn a_report_is_read_back_only_with_its_own_nonce() {
-        let page = SharedMapping::new().unwrap();
-        // SAFETY: a live mapping of a page, for both calls.
-        unsafe {
-            assert_eq!(read(page.as_ptr(), 5), None, "a fresh page holds none");
-            write(
-                Some(page.as_ptr().as_ptr()),
-                5,
-                Kind::WriteFailed(Errno::BADF),
-            );
-            assert_eq!(read(page.as_ptr(), 5), Some(Kind::WriteFailed(Errno::BADF)));
-            assert_eq!(read(page.as_ptr(), 6), None);
-            write(Some(page.as_ptr().as_ptr()), 6, Kind::Unwound);
-            assert_eq!(read(page.as_ptr(), 6), Some(Kind::Unwound));
-            // A changed byte spoils it.
-            page.as_ptr().as_ptr().add(8).write_volatile(9);
-            assert_eq!(read(page.as_ptr(), 6), None);
-        }
+        let mapping = SharedMapping::new().unwrap();
+        // SAFETY: a live mapping of a page, for the whole test.
+        let (view, child) = unsafe {
+            (
+                PageView::new(mapping.as_ptr()),
+                ChildPage::new(mapping.as_ptr().as_ptr()),
+            )
+        };
+        assert_eq!(read(view, 5), None, "a fresh page holds none");
+        write(Some(child), 5, Failure::WriteFailed(Errno::BADF));
+        assert_eq!(read(view, 5), Some(Failure::WriteFailed(Errno::BADF)));
+        assert_eq!(read(view, 6), None);
+        write(Some(child), 6, Failure::Unwound);
+        assert_eq!(read(view, 6), Some(Failure::Unwound));
+        // A changed byte spoils it.
+        child.store(4, &[9]);
+        assert_eq!(read(view, 6), None);
     }
 }

@@ -8,7 +8,7 @@
 
 use core::mem::MaybeUninit;
 
-use crate::wire::DecodeError;
+use crate::decode_error::DecodeError;
 
 /// Where the value's bytes go. The decoder appends what it copies
 /// ([`Sink::append`]); a transport that reads from a descriptor reads
@@ -133,7 +133,8 @@ fn as_uninit(bytes: &mut [u8]) -> &mut [MaybeUninit<u8>] {
 /// A growable sink, bounded by `limit`. The first [`VecSink::INLINE`] bytes
 /// are kept inline, so a small result costs the parent no `malloc` and no
 /// `free`: each would write to heap pages that the fork left
-/// write-protected, and a page fault costs more than the whole decode.
+/// write-protected, and a page fault costs more than the whole decode
+/// (ARCHITECTURE.md, "Page faults after fork").
 #[cfg(feature = "alloc")]
 pub(crate) struct VecSink {
     bytes: alloc::vec::Vec<u8>,

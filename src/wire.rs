@@ -42,6 +42,7 @@
 //! stray bytes, not a forger who reproduces the protocol (such a forger runs
 //! inside the callable and could simply have returned the forged value).
 
+pub(crate) use crate::decode_error::DecodeError;
 use crate::errors::PANIC_MESSAGE_CAPACITY;
 use crate::sink::Sink;
 
@@ -221,8 +222,7 @@ pub(crate) unsafe fn copy_short(src: &[u8], dst: *mut u8) {
 }
 
 /// Copies `src` into `dst` (the same length, at most 32 bytes) with
-/// [`copy_short`], never calling `memcpy`: in a child, the first call into
-/// a page of the C library's code it has not run yet costs a page fault.
+/// [`copy_short`], never calling `memcpy` (ARCHITECTURE.md, "Page faults after fork").
 #[inline]
 fn copy_small(src: &[u8], dst: &mut [u8]) {
     assert!(src.len() == dst.len() && src.len() <= 32);
@@ -312,10 +312,6 @@ impl Checksum {
     }
 }
 
-/// The largest errno value any supported system uses (Linux reserves
-/// 1..=4095); anything else in a `SetupFailed` frame is forged.
-pub(crate) const MAX_ERRNO: i32 = 4095;
-
 /// The checksum an `END` frame other than `Value` carries: over its
 /// `detail` and the panic message, seeded like the call's data checksum
 /// but from a different starting point, so that such a frame, too, cannot
@@ -325,15 +321,6 @@ pub(crate) fn side_checksum(nonce: u64, detail: [u8; 7], message: &[u8]) -> u64 
     c.update(&detail);
     c.update(message);
     c.finish()
-}
-
-/// Why the parent rejected a stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum DecodeError {
-    /// The bytes do not follow the protocol, or fail its checks.
-    Corrupt,
-    /// The value's bytes exceed what the sink accepts.
-    TooLarge,
 }
 
 /// A decoded `END` frame.
@@ -653,7 +640,7 @@ impl Decoder {
                     && !self.has_message
                     && length == 0
                     && detail[4..] == [0; 3]
-                    && (1..=MAX_ERRNO).contains(&errno)
+                    && crate::errno::errno_from_raw(errno).is_some()
                     && checksum == side
             }
         };

@@ -1,52 +1,32 @@
 //! One isolated call: [`start`] plans it, forks, and hands the child its
 //! part ([`crate::child::run`]) and the parent a [`Call`] (the state
-//! machine in [`state`]) with the watch its driver waits with.
+//! machine in [`state`]) with the watch its driver waits with; the caller
+//! hands both to a driver ([`crate::drive`]).
 //!
 //! ```text
 //! Isolate::run / spawn
 //!   └─ call::start ─ plan::plan (route, watch) ─ fork ─┬─ child::run (never returns)
-//!                                                      └─ Call + Watch ─ drive::Driven
+//!                                                      └─ (Call, Watch), which a driver runs
 //! ```
 
-use core::cell::Cell;
 use core::time::Duration;
 
-use rustix::fd::AsFd;
 use rustix::process::Pid;
-use serde::Serialize;
 
 pub(crate) mod plan;
 pub(crate) mod state;
 pub(crate) mod verdict;
 
 pub(crate) use state::Call;
+use state::{ReportAt, Start};
 
-use crate::child::{self, ChildPlan};
-use crate::drive::Driven;
+use crate::child::{self, ChildPlan, Job};
 use crate::errors::{CallableDidNotExecuteError as NotRun, MemIsolateError};
+use crate::panic_hook;
 use crate::sink::Sink;
 use crate::sys::ChildWatch;
 use crate::sys::{self, SharedMapping, WaitMode};
-use crate::transport::Out;
-use crate::transport::page::{PageView, SharedPage};
-
-/// What the child runs: a callable, whose value is the call's result, or
-/// a stream's producer ([`crate::stream`]), which also needs the child's
-/// way out for the items it sends.
-pub(crate) trait Job {
-    /// What the child's usual path sends back once the job returns.
-    type Value: Serialize;
-    /// Runs in the child; `out` and `nonce` are the call's.
-    fn run(self, out: Out<'_>, nonce: u64) -> Self::Value;
-}
-
-impl<F: FnOnce() -> T, T: Serialize> Job for F {
-    type Value = T;
-    #[inline]
-    fn run(self, _out: Out<'_>, _nonce: u64) -> T {
-        self()
-    }
-}
+use crate::transport::page::{ChildPage, SharedPage};
 
 /// The options a call takes from [`Isolate`](crate::Isolate).
 pub(crate) struct Options {
@@ -65,7 +45,7 @@ pub(crate) fn start<'a, J, S>(
     page: Option<&'a SharedPage>,
     parent: Pid,
     mode: WaitMode,
-) -> Result<Driven<'a, S>, MemIsolateError>
+) -> Result<(Call<'a, S>, sys::Watch), MemIsolateError>
 where
     J: Job,
     S: Sink,
@@ -73,25 +53,34 @@ where
     if options.memory_limit.is_some() && !sys::MEMORY_LIMIT_SUPPORTED {
         return Err(NotRun::MemoryLimitUnsupported.into());
     }
-    let plan = plan::plan(page, &sink, mode, options.timeout.is_some())?;
+    let plan::Plan {
+        mut route,
+        child: child_route,
+        mut watch,
+    } = plan::plan(page, &sink, mode, options.timeout.is_some())?;
     // A call without a shared page gets a page of its own, where its child
     // can report a failure of its own (see `crate::report`).
-    let own_report = match page {
-        Some(_) => None,
-        None => SharedMapping::new().ok(),
+    let report = match page {
+        Some(page) => ReportAt::Shared(page.view()),
+        None => SharedMapping::new().map_or(ReportAt::None, ReportAt::Own),
     };
-    let shared = plan.child.page.map(PageView::as_ptr);
+    let nonce = nonce(parent, page);
     let child_plan = ChildPlan {
         parent,
         memory_limit: options.memory_limit,
-        nonce: nonce(parent, page),
+        nonce,
         own_group: options.kill_descendants,
         outlives_thread: matches!(mode, WaitMode::Queue),
-        page: shared,
-        cap: plan.child.cap,
-        report: shared.or(own_report.as_ref().map(|r| r.as_ptr().as_ptr())),
+        // SAFETY: both are live shared mappings made before the fork,
+        // which the child never unmaps.
+        report: match &report {
+            ReportAt::Shared(view) => Some(unsafe { ChildPage::new(view.as_ptr()) }),
+            ReportAt::Own(own) => Some(unsafe { ChildPage::new(own.as_ptr().as_ptr()) }),
+            ReportAt::None => None,
+        },
+        route: child_route,
     };
-    child::panic_hook::install();
+    panic_hook::install();
     let started = sys::now();
     trace!(
         timeout_ms = options
@@ -100,39 +89,30 @@ where
         memory_limit = options.memory_limit,
         "forking"
     );
-    let plan::Plan {
-        mut route,
-        child: child_route,
-        mut watch,
-    } = plan;
     // SAFETY: in the child `fork_and_run` runs only `child::run`, which
     // keeps to async-signal-safe work apart from the user's callable, and
     // never returns.
-    match unsafe { fork_and_run(callable, &child_plan, &child_route, &mut route, &watch) } {
-        Err(e) => Err(NotRun::ForkFailed(e).into()),
-        Ok(pid) => {
-            // Only the child may hold the write end: were the parent to
-            // keep it, every child forked meanwhile (by any thread) would
-            // inherit a way to write into this call's stream.
-            drop(child_route.write);
-            watch.watch_child(pid);
-            trace!(pid = pid.as_raw_nonzero().get(), "forked");
-            let call = Call::new(
-                pid,
-                route,
-                child_plan.nonce,
-                sink,
-                options.timeout,
-                started,
-                options.kill_descendants,
-            );
-            // SAFETY: the shared page is `page`, which outlives the call
-            // (the lifetime `'a` says so).
-            let call =
-                unsafe { call.with_report(shared.and_then(core::ptr::NonNull::new), own_report) };
-            Ok(Driven::new(call, watch))
-        }
-    }
+    let pid = match unsafe { fork_and_run(callable, &child_plan, &mut route, &watch) } {
+        Ok(pid) => pid,
+        Err(e) => return Err(NotRun::ForkFailed(e).into()),
+    };
+    // Only the child may hold the write end: were the parent to keep it,
+    // every child forked meanwhile (by any thread) would inherit a way to
+    // write into this call's stream.
+    drop(child_plan.route.write);
+    watch.watch_child(pid);
+    trace!(pid = pid.as_raw_nonzero().get(), "forked");
+    let call = Call::new(Start {
+        pid,
+        group: options.kill_descendants,
+        route,
+        report,
+        nonce,
+        sink,
+        timeout: options.timeout,
+        started,
+    });
+    Ok((call, watch))
 }
 
 /// Forks. The parent gets the child's pid; the child runs
@@ -152,8 +132,7 @@ where
 #[inline(never)]
 unsafe fn fork_and_run<J: Job>(
     callable: J,
-    plan: &ChildPlan,
-    child_route: &plan::ChildRoute<'_>,
+    plan: &ChildPlan<'_>,
     route: &mut plan::Route<'_>,
     watch: &sys::Watch,
 ) -> Result<Pid, rustix::io::Errno> {
@@ -162,18 +141,12 @@ unsafe fn fork_and_run<J: Job>(
     if let Some(pid) = unsafe { sys::fork() }? {
         return Ok(pid);
     }
-    // The child's copy of the read end goes; the route itself is
-    // never dropped here (the child does not return).
-    route.close_pipe();
-    watch.leave_in_child();
-    let offset = Cell::new(0);
-    let out = match (&child_route.write, child_route.spill) {
-        (Some(write), _) => Out::pipe(write.as_fd()),
-        (None, Some((file, kept))) => Out::spill(file, kept.id(), &offset),
-        // One of the two was made by the plan.
-        (None, None) => sys::exit_now(0),
-    };
-    child::run(move || callable.run(out, plan.nonce), plan, out)
+    // The child gives up the parent's side: the read end goes, and the
+    // watch is left behind (never dropped: the child does not return).
+    child::run(callable, plan, || {
+        route.close_pipe();
+        watch.leave_in_child();
+    })
 }
 
 /// A per-call value that seeds the stream checksum, so that bytes recorded

@@ -2,43 +2,36 @@
 //! the parent's side of that decision ([`Route`]).
 //!
 //! - A spawned handle (no shared page) streams through a pipe.
-//! - A blocking call lends the child its thread's shared page. On Linux a
-//!   value that outgrows the page goes to the page's spill file, and the
-//!   call needs no pipe at all, unless
+//! - A blocking call lends the child its thread's shared page. A value
+//!   that outgrows the page goes to the page's spill file (where the
+//!   system has one: Linux and Android), and the call needs no pipe at
+//!   all, unless
 //!   - the process may not write files of any size (`RLIMIT_FSIZE`: a pipe
 //!     knows no such limit),
 //!   - or the thread's last result outgrew the page (large results move
 //!     faster down a pipe, where the parent reads while the child writes);
 //!     should that pipe fail, the spill file carries the result instead.
-//! - Off Linux the page's overflow goes down a pipe.
+//! - Without a spill file (none could be made, or the system has none)
+//!   the page's overflow goes down a pipe.
 //!
 //! Whatever the route, the rules of [`crate::transport`] hold: only the
 //! speed differs.
 
-use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::fd::{AsFd, BorrowedFd};
 
+use crate::child::ChildRoute;
 use crate::errors::CallableDidNotExecuteError as NotRun;
 use crate::sink::Sink;
 use crate::sys::ChildWatch;
-use crate::sys::{self, KeptFile, WaitMode, Watch};
-use crate::transport::page::{self, PageView, SharedPage};
+#[cfg(all(test, feature = "alloc"))]
+use crate::sys::KeptFile;
+use crate::sys::{self, WaitMode, Watch};
+#[cfg(all(test, feature = "alloc"))]
+use crate::transport::page::PageView;
+use crate::transport::page::{self, SharedPage};
 use crate::transport::pipe::PipeCollect;
-#[cfg(any(target_os = "linux", target_os = "android"))]
 use crate::transport::spill::SpillCollect;
 use crate::transport::{Collect, Feed};
-
-/// What the child is given to send its frames through.
-pub(crate) struct ChildRoute<'a> {
-    /// The pipe's write end, if the route streams.
-    pub(crate) write: Option<OwnedFd>,
-    /// The spill file and its identity, if the page overflows into it.
-    pub(crate) spill: Option<(BorrowedFd<'a>, KeptFile)>,
-    /// The shared page, for a small value.
-    pub(crate) page: Option<PageView<'a>>,
-    /// Where a spilling child stops itself: just past the cap, since
-    /// nobody reads the file while it writes.
-    pub(crate) cap: u64,
-}
 
 /// A call's transports, parent side, in the order they are read after the
 /// child's exit: the pipe (also read while the child runs), then the page,
@@ -46,26 +39,32 @@ pub(crate) struct ChildRoute<'a> {
 pub(crate) struct Route<'a> {
     pipe: Option<PipeCollect>,
     page: Option<page::Reader<'a>>,
-    #[cfg(any(target_os = "linux", target_os = "android"))]
     spill: Option<SpillCollect<'a>>,
     /// Which transport carried the stream, for the `tracing` summary.
     #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
     carried: &'static str,
 }
 
-impl Route<'_> {
-    /// A route that only streams, for the state machine's tests.
-    #[cfg(all(test, feature = "alloc"))]
-    pub(crate) fn pipe_only(pipe: PipeCollect) -> Self {
+#[cfg(all(test, feature = "alloc"))]
+impl<'a> Route<'a> {
+    /// A route over the given transports, for the state machine's tests.
+    pub(crate) fn of(
+        pipe: Option<PipeCollect>,
+        page: Option<PageView<'a>>,
+        spill: Option<KeptFile>,
+    ) -> Self {
         Self {
-            pipe: Some(pipe),
-            page: None,
-            #[cfg(any(target_os = "linux", target_os = "android"))]
-            spill: None,
-            carried: "pipe",
+            pipe,
+            page: page.map(page::Reader::new),
+            spill: page
+                .zip(spill)
+                .map(|(view, kept)| SpillCollect::new(view, kept)),
+            carried: "nothing",
         }
     }
+}
 
+impl Route<'_> {
     /// The descriptor to wait on while the child runs.
     pub(crate) fn pipe_fd(&self) -> Option<BorrowedFd<'_>> {
         self.pipe.as_ref().and_then(PipeCollect::fd)
@@ -95,7 +94,6 @@ impl Route<'_> {
                 self.carried = "shared page";
             }
         }
-        #[cfg(any(target_os = "linux", target_os = "android"))]
         if let Some(spill) = &mut self.spill {
             let touched = !feed.decoder.untouched();
             spill.collect(feed, ended);
@@ -112,7 +110,6 @@ impl Route<'_> {
         if let Some(page) = self.page.take() {
             page.record_hint();
         }
-        #[cfg(any(target_os = "linux", target_os = "android"))]
         if let Some(spill) = &mut self.spill {
             spill.empty();
         }
@@ -172,7 +169,6 @@ pub(crate) fn plan<'a, S: Sink>(
         route: Route {
             pipe: read.map(PipeCollect::new),
             page: view.map(page::Reader::new),
-            #[cfg(any(target_os = "linux", target_os = "android"))]
             spill: match (view, spill) {
                 (Some(view), Some((_, kept))) => Some(SpillCollect::new(view, kept)),
                 _ => None,

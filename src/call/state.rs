@@ -9,7 +9,6 @@
 //! when it must, through a [`Process`], which is the real OS in the crate
 //! and a script in the unit tests below.
 
-use core::ptr::NonNull;
 use core::time::Duration;
 
 use rustix::fd::BorrowedFd;
@@ -23,6 +22,7 @@ use crate::errors::MemIsolateError;
 use crate::sink::Sink;
 use crate::sys::{Exit, Ready, ResourceUsage, SharedMapping};
 use crate::transport::Feed;
+use crate::transport::page::PageView;
 use crate::wire::Decoder;
 
 /// What a call needs done to its child, apart from waiting: the OS in the
@@ -63,12 +63,42 @@ pub(crate) struct Wait<'c> {
 }
 
 /// Where the child reports a failure of its own (see [`crate::report`]).
-enum ReportAt {
+pub(crate) enum ReportAt<'a> {
     /// The blocking call's shared page, which outlives the call.
-    Shared(NonNull<u8>),
+    Shared(PageView<'a>),
     /// A page mapped for this call.
     Own(SharedMapping),
+    /// No page could be mapped: a child that could not deliver is
+    /// reported by how it ended.
     None,
+}
+
+impl ReportAt<'_> {
+    /// The report left there for the call with `nonce`, if any.
+    fn read(&self, nonce: u64) -> Option<crate::report::Failure> {
+        match self {
+            Self::Shared(page) => crate::report::read(*page, nonce),
+            // SAFETY: a mapping the call owns, alive while it is borrowed.
+            Self::Own(own) => crate::report::read(unsafe { PageView::new(own.as_ptr()) }, nonce),
+            Self::None => None,
+        }
+    }
+}
+
+/// What a call starts from: everything the parent knows of a freshly
+/// forked child.
+pub(crate) struct Start<'a, S> {
+    pub(crate) pid: Pid,
+    /// The child leads a process group of its own, killed with it.
+    pub(crate) group: bool,
+    pub(crate) route: Route<'a>,
+    pub(crate) report: ReportAt<'a>,
+    pub(crate) nonce: u64,
+    pub(crate) sink: S,
+    pub(crate) timeout: Option<Duration>,
+    /// When the call started (just before the fork), on the monotonic
+    /// clock: the deadline counts from here.
+    pub(crate) started: Duration,
 }
 
 /// One running (or finished) child and everything the parent knows of it.
@@ -91,7 +121,7 @@ pub(crate) struct Call<'a, S: Sink> {
     killed: bool,
     /// The pipe ended while the child was not yet reaped.
     pipe_ended: bool,
-    report: ReportAt,
+    report: ReportAt<'a>,
     nonce: u64,
     /// When the call started, for the `tracing` summary.
     #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
@@ -99,7 +129,7 @@ pub(crate) struct Call<'a, S: Sink> {
 }
 
 // SAFETY: the fields that are not `Send` are the shared page's: the
-// pointer in `report` and the page views in `route`. Only blocking calls
+// view in `report` and the page views in `route`. Only blocking calls
 // (`run`, `run_with_buffer`) have them, and their call never leaves the
 // calling thread; spawned handles, whose calls can move between threads,
 // have no shared page and own their report page. Everything else is owned
@@ -108,15 +138,17 @@ unsafe impl<S: Sink + Send> Send for Call<'_, S> {}
 
 impl<'a, S: Sink> Call<'a, S> {
     /// Takes charge of a freshly forked child.
-    pub(crate) fn new(
-        pid: Pid,
-        route: Route<'a>,
-        nonce: u64,
-        sink: S,
-        timeout: Option<Duration>,
-        started: Duration,
-        group: bool,
-    ) -> Self {
+    pub(crate) fn new(start: Start<'a, S>) -> Self {
+        let Start {
+            pid,
+            group,
+            route,
+            report,
+            nonce,
+            sink,
+            timeout,
+            started,
+        } = start;
         Self {
             pid,
             group,
@@ -137,30 +169,10 @@ impl<'a, S: Sink> Call<'a, S> {
             stopped: None,
             killed: false,
             pipe_ended: false,
-            report: ReportAt::None,
+            report,
             nonce,
             started,
         }
-    }
-
-    /// Where the child may report a failure of its own: the blocking
-    /// call's shared page, which must outlive the call, or a page mapped
-    /// for this call.
-    ///
-    /// # Safety
-    ///
-    /// `shared`, if given, must stay mapped for the call's life.
-    pub(crate) unsafe fn with_report(
-        mut self,
-        shared: Option<NonNull<u8>>,
-        own: Option<SharedMapping>,
-    ) -> Self {
-        self.report = match (shared, own) {
-            (Some(page), _) => ReportAt::Shared(page),
-            (None, Some(own)) => ReportAt::Own(own),
-            (None, None) => ReportAt::None,
-        };
-        self
     }
 
     #[cfg(feature = "alloc")]
@@ -362,13 +374,7 @@ impl<'a, S: Sink> Call<'a, S> {
     pub(crate) fn outcome<T: DeserializeOwned>(&mut self) -> Result<T, MemIsolateError> {
         #[cfg(feature = "tracing")]
         let result_bytes = self.sink.bytes().len();
-        let report = match &self.report {
-            // SAFETY: the shared page outlives the call (see `with_report`).
-            ReportAt::Shared(page) => unsafe { crate::report::read(*page, self.nonce) },
-            // SAFETY: a page the call owns.
-            ReportAt::Own(own) => unsafe { crate::report::read(own.as_ptr(), self.nonce) },
-            ReportAt::None => None,
-        };
+        let report = self.report.read(self.nonce);
         let result = verdict(Facts {
             decoder: &self.decoder,
             sink: &mut self.sink,
@@ -501,17 +507,18 @@ mod tests {
     ) -> (Call<'static, VecSink>, OwnedFd, Script) {
         let (read, write) = crate::sys::result_pipe().unwrap();
         let script = Script::new();
-        let route = Route::pipe_only(PipeCollect::new(read));
+        let route = Route::of(Some(PipeCollect::new(read)), None, None);
         let pid = Pid::from_raw(1).unwrap();
-        let call = Call::new(
+        let call = Call::new(Start {
             pid,
+            group: true,
             route,
-            NONCE,
-            VecSink::new(limit),
+            report: ReportAt::None,
+            nonce: NONCE,
+            sink: VecSink::new(limit),
             timeout,
-            script.now,
-            true,
-        );
+            started: script.now,
+        });
         (call, write, script)
     }
 
@@ -665,5 +672,345 @@ mod tests {
         assert!(call.on(&mut os, Ready::default()).is_some());
         call.abandon(&mut os);
         assert!(os.killed && os.reaped && os.blocking_reaps == 1);
+    }
+
+    /// How a scripted child's frames travel in the table below: the same
+    /// scenarios must end the same way whichever carries them.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Via {
+        Pipe,
+        Page,
+        Spill,
+    }
+
+    /// One scripted call over one transport: the parent's route, and the
+    /// child's ends of it (the pipe's write end, the page, the spill file).
+    struct Rig {
+        via: Via,
+        call: Call<'static, VecSink>,
+        os: Script,
+        write: Option<OwnedFd>,
+        page: Option<crate::transport::page::ChildPage>,
+        spill: Option<crate::sys::KeptFile>,
+        stored: usize,
+    }
+
+    impl Rig {
+        /// `None` when the system has no spill file (only Linux and
+        /// Android make one).
+        fn new(via: Via, timeout: Option<Duration>, limit: usize) -> Option<Self> {
+            use crate::transport::page::{ChildPage, PageView};
+            // The page outlives the test's calls: one leaked mapping each.
+            let mapping: &'static crate::sys::SharedMapping = std::boxed::Box::leak(
+                std::boxed::Box::new(crate::sys::SharedMapping::new().unwrap()),
+            );
+            // SAFETY: a live mapping for the rest of the process.
+            let (view, child) = unsafe {
+                (
+                    PageView::new(mapping.as_ptr()),
+                    ChildPage::new(mapping.as_ptr().as_ptr()),
+                )
+            };
+            let (pipe, write) = match via {
+                Via::Pipe => {
+                    let (read, write) = crate::sys::result_pipe().unwrap();
+                    (Some(PipeCollect::new(read)), Some(write))
+                }
+                _ => (None, None),
+            };
+            let spill = match via {
+                Via::Spill => {
+                    Some(crate::sys::KeptFile::new(crate::sys::spill_file().ok()?).unwrap())
+                }
+                _ => None,
+            };
+            let page = (via != Via::Pipe).then_some(view);
+            let os = Script::new();
+            let call = Call::new(Start {
+                pid: Pid::from_raw(1).unwrap(),
+                group: true,
+                route: Route::of(pipe, page, spill),
+                report: ReportAt::Shared(view),
+                nonce: NONCE,
+                sink: VecSink::new(limit),
+                timeout,
+                started: os.now,
+            });
+            Some(Self {
+                via,
+                call,
+                os,
+                write,
+                page: (via != Via::Pipe).then_some(child),
+                spill,
+                stored: 0,
+            })
+        }
+
+        /// The child sends `bytes`: down the pipe now, into the page or
+        /// the spill file for the parent to find after the exit (announced
+        /// by `publish`).
+        fn send(&mut self, bytes: &[u8]) {
+            match self.via {
+                Via::Pipe => send(self.write.as_ref().unwrap(), bytes),
+                Via::Page => {
+                    self.page.unwrap().store(self.stored, bytes);
+                    self.stored += bytes.len();
+                }
+                Via::Spill => {
+                    let kept = self.spill.unwrap();
+                    crate::sys::pwrite_all(kept.get().unwrap(), bytes, self.stored as u64).unwrap();
+                    self.stored += bytes.len();
+                }
+            }
+        }
+
+        /// The child's way out: the head word announces what it stored
+        /// (nothing for the pipe, which needs no announcing).
+        fn publish(&mut self) {
+            match self.via {
+                Via::Pipe => {}
+                Via::Page => self.page.unwrap().publish(self.stored),
+                Via::Spill => self.page.unwrap().announce_spill(self.stored as u64),
+            }
+        }
+
+        /// The child ends with `exit`, `after` from now; the pipe's write
+        /// end closes with it.
+        fn exits(&mut self, after: Duration, exit: Exit) {
+            self.write = None;
+            self.os.exits_at = Some((self.os.now + after, exit));
+        }
+
+        /// Runs the call to its end as a driver would: the pipe when it
+        /// streams, the child, and the kill's reap. `None` if it waits on.
+        fn run<T: DeserializeOwned>(&mut self) -> Option<Result<T, MemIsolateError>> {
+            let mut ready = Ready::default();
+            for _ in 0..8 {
+                let Some(wait) = self.call.on(&mut self.os, ready) else {
+                    return Some(self.call.outcome());
+                };
+                ready = if wait.reap_now {
+                    KILLED
+                } else if wait.pipe.is_some() {
+                    Ready {
+                        pipe: true,
+                        child: true,
+                        exiting: false,
+                    }
+                } else {
+                    CHILD
+                };
+            }
+            None
+        }
+    }
+
+    type Scenario = fn(&mut Rig) -> Option<Result<Vec<u8>, MemIsolateError>>;
+
+    /// Scenarios, each with the outcome every transport must give.
+    /// A scenario: its name, the call's timeout and cap, what the child
+    /// and the clock do, and the outcome every transport must give.
+    type Case = (
+        &'static str,
+        Option<Duration>,
+        usize,
+        Scenario,
+        Result<Vec<u8>, MemIsolateError>,
+    );
+
+    /// How the child ends, before, during and after its result.
+    fn endings() -> Vec<Case> {
+        use CallableStatusUnknownError as Unk;
+        let value = vec![4u8; 700];
+        vec![
+            (
+                "the child ends after its whole result",
+                None,
+                usize::MAX,
+                |r| {
+                    r.send(&frames_for(&vec![4u8; 700]));
+                    r.publish();
+                    r.exits(Duration::ZERO, Exit::Code(0));
+                    r.run()
+                },
+                Ok(value.clone()),
+            ),
+            (
+                "the child ends before any result",
+                None,
+                usize::MAX,
+                |r| {
+                    r.exits(Duration::ZERO, Exit::Code(0));
+                    r.run()
+                },
+                Err(Unk::CallableProcessDiedDuringExecution.into()),
+            ),
+            (
+                "the child dies during its result",
+                None,
+                usize::MAX,
+                |r| {
+                    r.send(&frames_for(&vec![4u8; 700])[..300]);
+                    r.exits(Duration::ZERO, Exit::Signal(11));
+                    r.run()
+                },
+                Err(Unk::ChildProcessKilledBySignal(11).into()),
+            ),
+        ]
+    }
+
+    /// Forged, misattributed and truncated streams.
+    fn bad_bytes() -> Vec<Case> {
+        use CallableStatusUnknownError as Unk;
+        vec![
+            (
+                "forged bytes",
+                None,
+                usize::MAX,
+                |r| {
+                    r.send(b"\xD4MX\x01\x04\0\0\0junk");
+                    r.publish();
+                    r.exits(Duration::ZERO, Exit::Code(0));
+                    r.run()
+                },
+                Err(Unk::ResultStreamCorrupted.into()),
+            ),
+            (
+                "a checksum from another call",
+                None,
+                usize::MAX,
+                |r| {
+                    let mut forged = frames_for(&vec![4u8; 700]);
+                    let n = forged.len();
+                    forged[n - 1] ^= 1;
+                    r.send(&forged);
+                    r.publish();
+                    r.exits(Duration::ZERO, Exit::Code(0));
+                    r.run()
+                },
+                Err(Unk::ResultStreamCorrupted.into()),
+            ),
+            (
+                "truncated: end-of-file without END",
+                None,
+                usize::MAX,
+                |r| {
+                    let frames = frames_for(&vec![4u8; 700]);
+                    r.send(&frames[..frames.len() - wire::END_FRAME_LEN]);
+                    r.publish();
+                    r.exits(Duration::ZERO, Exit::Code(0));
+                    r.run()
+                },
+                Err(Unk::CallableProcessDiedDuringExecution.into()),
+            ),
+        ]
+    }
+
+    /// The deadline, before and after the exit, a stopped child, and the
+    /// cap.
+    fn deadlines() -> Vec<Case> {
+        use CallableExecutedError as Exe;
+        use CallableStatusUnknownError as Unk;
+        let value = vec![4u8; 700];
+        let ms = Duration::from_millis;
+        vec![
+            (
+                "the deadline passes with the child running",
+                Some(ms(10)),
+                usize::MAX,
+                |r| {
+                    r.os.now += Duration::from_millis(10);
+                    r.run()
+                },
+                Err(Unk::TimedOut(ms(10)).into()),
+            ),
+            (
+                "a stopped child is killed at the deadline",
+                Some(ms(10)),
+                usize::MAX,
+                |r| {
+                    // Stopped: reaping finds nothing, for ever.
+                    assert!(r.call.on(&mut r.os, CHILD).is_some());
+                    r.os.now += Duration::from_millis(60);
+                    r.run()
+                },
+                Err(Unk::TimedOut(ms(10)).into()),
+            ),
+            (
+                "the child ended before the deadline, looked at after it",
+                Some(ms(10)),
+                usize::MAX,
+                |r| {
+                    r.send(&frames_for(&vec![4u8; 700]));
+                    r.publish();
+                    r.exits(Duration::from_millis(2), Exit::Code(0));
+                    r.os.now += Duration::from_millis(50);
+                    let out = r.run();
+                    assert!(!r.os.killed, "an ended child is not killed");
+                    out
+                },
+                Ok(value.clone()),
+            ),
+            (
+                "the cap is exceeded",
+                None,
+                100,
+                |r| {
+                    r.send(&frames_for(&vec![4u8; 700]));
+                    r.publish();
+                    r.exits(Duration::ZERO, Exit::Code(0));
+                    r.run()
+                },
+                Err(Exe::ResultTooLarge { limit: 100 }.into()),
+            ),
+        ]
+    }
+
+    fn scenarios() -> Vec<Case> {
+        let mut all = endings();
+        all.extend(bad_bytes());
+        all.extend(deadlines());
+        all
+    }
+
+    #[test]
+    fn every_scenario_ends_the_same_way_whatever_the_transport() {
+        for (name, timeout, limit, scenario, expected) in scenarios() {
+            for via in [Via::Pipe, Via::Page, Via::Spill] {
+                let Some(mut rig) = Rig::new(via, timeout, limit) else {
+                    std::eprintln!("{name}: no spill file on this system, {via:?} skipped");
+                    continue;
+                };
+                let got = scenario(&mut rig);
+                assert_eq!(got.as_ref(), Some(&expected), "{name}, via {via:?}");
+                assert!(rig.os.reaped, "{name}, via {via:?}: the child is reaped");
+            }
+        }
+    }
+
+    #[test]
+    fn a_head_word_that_lies_is_not_believed() {
+        // The page claims more frames than it holds: nothing is read.
+        let mut rig = Rig::new(Via::Page, None, usize::MAX).unwrap();
+        rig.send(&frames_for(&1u8));
+        rig.page
+            .unwrap()
+            .publish(crate::transport::page::ChildPage::FRAMES + 1);
+        rig.exits(Duration::ZERO, Exit::Code(0));
+        assert_eq!(
+            rig.run::<u8>(),
+            Some(Err(
+                CallableStatusUnknownError::CallableProcessDiedDuringExecution.into()
+            ))
+        );
+        // The spill marker claims a terabyte: no more is read than the
+        // file holds, which here is a whole value.
+        if let Some(mut rig) = Rig::new(Via::Spill, None, usize::MAX) {
+            rig.send(&frames_for(&2u8));
+            rig.page.unwrap().announce_spill(1 << 40);
+            rig.exits(Duration::ZERO, Exit::Code(0));
+            assert_eq!(rig.run::<u8>(), Some(Ok(2)));
+        }
     }
 }

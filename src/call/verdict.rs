@@ -1,4 +1,7 @@
-//! From what happened to the caller's answer: pure functions, no I/O.
+//! From what happened to the caller's answer: no I/O, and nothing but the
+//! facts it is given. Decoding the value converts the sink's buffer in
+//! place for `Vec<u8>` and `String` (see [`crate::bytes`]), its one
+//! `unsafe`.
 //!
 //! [`Facts`] is everything the parent learned about one call; [`verdict`]
 //! turns it into `Result<T, MemIsolateError>`. The fuzz targets call
@@ -14,7 +17,7 @@ use crate::errors::{
     CallableDidNotExecuteError, CallableExecutedError, CallableStatusUnknownError, ErrorText,
     MemIsolateError,
 };
-use crate::report::Kind;
+use crate::report::Failure;
 use crate::sink::Sink;
 use crate::sys::Exit;
 use crate::wire::{DecodeError, Decoder, End, Outcome};
@@ -41,7 +44,7 @@ pub(crate) struct Facts<'f, S> {
     pub(crate) read_error: Option<Errno>,
     /// The child's own report of a failure of its own (see
     /// [`crate::report`]), if it left one.
-    pub(crate) report: Option<Kind>,
+    pub(crate) report: Option<Failure>,
 }
 
 /// The caller's answer. In order: a deadline the parent enforced, a stream
@@ -87,9 +90,9 @@ pub(crate) fn verdict<T: DeserializeOwned, S: Sink>(
     // reported in shared memory.
     if let (Some(Exit::Code(_)) | None, Some(kind)) = (facts.exit, facts.report) {
         return Err(match kind {
-            Kind::WriteFailed(e) => Executed::ChildPipeWriteFailed(e).into(),
-            Kind::SetupFailed(e) => CallableDidNotExecuteError::ChildSetupFailed(e).into(),
-            Kind::Unwound => Unknown::CallableProcessDiedDuringExecution.into(),
+            Failure::WriteFailed(e) => Executed::ChildPipeWriteFailed(e).into(),
+            Failure::SetupFailed(e) => CallableDidNotExecuteError::ChildSetupFailed(e).into(),
+            Failure::Unwound => Unknown::CallableProcessDiedDuringExecution.into(),
         });
     }
     Err(match facts.exit {
@@ -121,7 +124,7 @@ pub(crate) fn end_outcome<T: DeserializeOwned, S: Sink>(
         Outcome::SetupFailed => {
             let mut raw = [0u8; 4];
             raw.copy_from_slice(&end.detail[..4]);
-            let errno = Errno::from_raw_os_error(i32::from_le_bytes(raw));
+            let errno = crate::errno::errno_from_raw(i32::from_le_bytes(raw)).unwrap_or(Errno::IO);
             Err(CallableDidNotExecuteError::ChildSetupFailed(errno).into())
         }
     }

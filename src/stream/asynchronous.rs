@@ -23,7 +23,7 @@ use tokio::time::{Instant, Sleep};
 use super::{ItemQueue, Sender, StreamJob, decode_item};
 use crate::call;
 use crate::drive::Driven;
-use crate::drive_tokio::{Registered, register};
+use crate::drive::tokio::{Registered, register};
 use crate::errors::{CallableStatusUnknownError, MemIsolateError};
 use crate::isolate::Isolate;
 use crate::sink::Sink;
@@ -78,14 +78,15 @@ impl Isolate {
         let isolate = self.clone();
         let start: Start = Box::new(move || {
             let sink = ItemQueue::new(isolate.result_cap());
-            call::start(
+            let (call, watch) = call::start(
                 &isolate.options(),
                 StreamJob::<F, T>::new(producer),
                 sink,
                 None,
                 sys::getpid(),
                 WaitMode::Queue,
-            )
+            )?;
+            Ok(Driven::new(call, watch))
         });
         AsyncIsolatedStream {
             start: Some(start),
@@ -143,7 +144,7 @@ impl<T: DeserializeOwned> AsyncIsolatedStream<T> {
                 self.over = true;
                 return Poll::Ready(None);
             };
-            if let Some(bytes) = driven.call.sink_mut().pop() {
+            if let Some(bytes) = driven.call_mut().sink_mut().pop() {
                 let item = decode_item::<T>(bytes);
                 if item.is_err() {
                     self.over = true;
@@ -153,7 +154,7 @@ impl<T: DeserializeOwned> AsyncIsolatedStream<T> {
             }
             if self.finished {
                 self.over = true;
-                let end = driven.call.outcome::<()>().err();
+                let end = driven.call_mut().outcome::<()>().err();
                 self.end();
                 return Poll::Ready(end.map(Err));
             }
@@ -163,7 +164,7 @@ impl<T: DeserializeOwned> AsyncIsolatedStream<T> {
                 self.finished = true;
                 continue;
             }
-            if driven.call.sink_mut().paused() {
+            if driven.call_mut().sink_mut().paused() {
                 continue;
             }
             if self.ready.is_none() {
@@ -236,7 +237,7 @@ impl<T: DeserializeOwned> AsyncIsolatedStream<T> {
         self.ready = None;
         self.timer = None;
         if let Some(driven) = self.driven.take() {
-            crate::drive_tokio::cancel(driven);
+            crate::drive::tokio::cancel(driven);
         }
     }
 }
@@ -259,7 +260,7 @@ impl<T> Drop for AsyncIsolatedStream<T> {
     fn drop(&mut self) {
         self.ready = None;
         if let Some(driven) = self.driven.take() {
-            crate::drive_tokio::cancel(driven);
+            crate::drive::tokio::cancel(driven);
         }
     }
 }
@@ -268,7 +269,7 @@ impl<T> core::fmt::Debug for AsyncIsolatedStream<T> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         let mut d = f.debug_struct("AsyncIsolatedStream");
         if let Some(driven) = &self.driven {
-            d.field("pid", &driven.call.pid());
+            d.field("pid", &driven.call().pid());
         }
         d.finish_non_exhaustive()
     }

@@ -101,7 +101,7 @@ impl Isolate {
     {
         call_span!("mem_isolate::stream");
         let sink = ItemQueue::new(self.result_cap());
-        let call = call::start(
+        let (call, watch) = call::start(
             &self.options(),
             StreamJob::new(producer),
             sink,
@@ -109,7 +109,7 @@ impl Isolate {
             sys::getpid(),
             WaitMode::Queue,
         )?;
-        Ok(IsolatedStream::new(call))
+        Ok(IsolatedStream::new(Driven::new(call, watch)))
     }
 }
 
@@ -147,7 +147,7 @@ impl<T: DeserializeOwned> IsolatedStream<T> {
     /// reaped (the stream's end, `kill`, or drop).
     #[must_use]
     pub fn pid(&self) -> Pid {
-        self.call.call.pid()
+        self.call.call().pid()
     }
 
     /// Kills the child (`SIGKILL`, and its process group with
@@ -163,7 +163,7 @@ impl<T: DeserializeOwned> IsolatedStream<T> {
     pub fn kill(&mut self) -> Result<(), MemIsolateError> {
         self.call.stop();
         self.finished = true;
-        self.call.call.kill_result()
+        self.call.call().kill_result()
     }
 
     /// The next item, the stream's one error, or the end. Blocks until
@@ -173,7 +173,7 @@ impl<T: DeserializeOwned> IsolatedStream<T> {
             if self.over {
                 return None;
             }
-            if let Some(bytes) = self.call.call.sink_mut().pop() {
+            if let Some(bytes) = self.call.call_mut().sink_mut().pop() {
                 match decode_item::<T>(bytes) {
                     Ok(item) => return Some(Ok(item)),
                     Err(e) => {
@@ -187,7 +187,7 @@ impl<T: DeserializeOwned> IsolatedStream<T> {
             if self.finished {
                 self.over = true;
                 // A clean end is the producer's `()`.
-                return self.call.call.outcome::<()>().err().map(Err);
+                return self.call.call_mut().outcome::<()>().err().map(Err);
             }
             self.finished = self.call.advance(None);
         }
@@ -251,7 +251,7 @@ impl<T> AsRawFd for IsolatedStream<T> {
 impl<T> core::fmt::Debug for IsolatedStream<T> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("IsolatedStream")
-            .field("pid", &self.call.call.pid())
+            .field("pid", &self.call.call().pid())
             .finish_non_exhaustive()
     }
 }
@@ -321,7 +321,7 @@ pub(crate) fn encode_items<T: Serialize>(
     nonce: u64,
     staging: usize,
 ) -> Result<alloc::vec::Vec<u8>, postcard::Error> {
-    use crate::child::{FrameWriter, serialize};
+    use crate::encode::{FrameWriter, Staging, serialize};
     use crate::wire::item_seed;
 
     let err = core::cell::Cell::new(None);

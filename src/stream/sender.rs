@@ -1,5 +1,5 @@
 //! The child's side of a stream: [`Sender`], which frames each item
-//! through the child's encoder ([`FrameWriter`], the staging buffer) and
+//! through the child's encoder ([`FrameWriter`] over [`Staging`]) and
 //! writes it out before `send` returns.
 
 use core::cell::Cell;
@@ -8,8 +8,8 @@ use core::marker::PhantomData;
 use rustix::io::Errno;
 use serde::Serialize;
 
-use crate::call::Job;
-use crate::child::{self, FrameWriter, STAGING_LEN};
+use crate::child::Job;
+use crate::encode::{FrameWriter, Staging, serialize};
 use crate::errors::ErrorText;
 use crate::transport::{Emit, Out};
 use crate::wire;
@@ -85,13 +85,15 @@ impl<T: Serialize> Sender<T> {
         // SAFETY: the staging buffer's one writer in this process: the
         // child's usual path makes its own only after the producer
         // returned, and `&mut self` keeps two sends from overlapping.
-        let writer = unsafe { FrameWriter::new(out, STAGING_LEN, seed, &write_error) };
-        let Ok(mut done) = child::serialize(item, writer) else {
+        // (The length is clamped to the whole buffer.)
+        let store = unsafe { Staging::new(out, usize::MAX, seed) };
+        let Ok(mut done) = serialize(item, FrameWriter::new(store, &write_error)) else {
             return Err(self.abandon(write_error.get(), flushed.get()));
         };
         // The item's last frame and its ITEM leave in one write.
+        let len = done.item();
         self.out
-            .write_all(done.with_item())
+            .write_all(done.store.frames(len))
             .map_err(SendError::WriteFailed)?;
         self.boundaries += 1;
         Ok(())

@@ -5,8 +5,8 @@
 //! | transport | child side | parent side | used by |
 //! | --- | --- | --- | --- |
 //! | [`page`] | encodes a small value straight into the thread's shared page | copies the page out after the exit | blocking calls |
-//! | [`pipe`] | `write`s frames as the staging buffer fills | reads while the child runs | spawned handles; blocking calls after a large result, or off Linux |
-//! | `spill` (Linux) | `pwrite`s frames into the thread's memfd | reads the file after the exit | blocking calls whose value outgrows the page |
+//! | [`pipe`] | `write`s frames as the staging buffer fills | reads while the child runs | spawned handles; blocking calls after a large result, or without a spill file |
+//! | [`spill`] (Linux, Android) | `pwrite`s frames into the thread's memfd | reads the file after the exit | blocking calls whose value outgrows the page |
 //!
 //! Which transports a call gets is decided in one place,
 //! [`plan`](crate::call::plan). The rules below hold whichever carried the
@@ -35,10 +35,10 @@ use crate::wire::{DecodeError, Decoder};
 
 pub(crate) mod page;
 pub(crate) mod pipe;
-#[cfg(any(target_os = "linux", target_os = "android"))]
 pub(crate) mod spill;
 
-/// The child side of a transport: where [`FrameWriter`](crate::child::FrameWriter)
+/// The child side of a transport: where the staging buffer
+/// ([`Staging`](crate::encode::Staging))
 /// sends its frames.
 pub(crate) trait Emit {
     /// Writes all of `bytes`, or fails with the errno that stopped it.
@@ -101,8 +101,8 @@ impl<S: Sink> Feed<'_, S> {
             // stream, not once per item.
             self.pump_through(&mut [MaybeUninit::<u8>::uninit(); 16 << 10], read)
         } else {
-            // Small, because every stack page the parent touches after a
-            // fork costs a fault.
+            // Small: every stack page the parent writes after a fork is a
+            // fault (ARCHITECTURE.md, "Page faults after fork").
             self.pump_through(&mut [MaybeUninit::<u8>::uninit(); 512], read)
         }
     }
@@ -191,7 +191,6 @@ impl<S: Sink> Feed<'_, S> {
 #[derive(Clone, Copy)]
 pub(crate) enum Out<'a> {
     Pipe(pipe::PipeEmit<'a>),
-    #[cfg(any(target_os = "linux", target_os = "android"))]
     Spill(spill::SpillEmit<'a>),
 }
 
@@ -203,7 +202,6 @@ impl<'a> Out<'a> {
     }
 
     /// Into the spill file `fd`, whose identity is `id`, from `offset` on.
-    #[cfg(any(target_os = "linux", target_os = "android"))]
     #[inline]
     pub(crate) fn spill(
         fd: rustix::fd::BorrowedFd<'a>,
@@ -213,24 +211,12 @@ impl<'a> Out<'a> {
         Self::Spill(spill::SpillEmit::new(fd, id, offset))
     }
 
-    /// Off Linux there is no spill file: the plan never asks for one.
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    #[inline]
-    pub(crate) fn spill(
-        fd: rustix::fd::BorrowedFd<'a>,
-        _id: (u64, u64),
-        _offset: &'a core::cell::Cell<u64>,
-    ) -> Self {
-        Self::pipe(fd)
-    }
-
     /// Bytes of frames written to the spill file, which the page must
     /// announce on the child's way out; `None` for the pipe.
     #[inline]
     pub(crate) fn spilled(self) -> Option<u64> {
         match self {
             Self::Pipe(_) => None,
-            #[cfg(any(target_os = "linux", target_os = "android"))]
             Self::Spill(spill) => Some(spill.written()).filter(|&n| n > 0),
         }
     }
@@ -244,7 +230,6 @@ impl Out<'_> {
     pub(crate) fn write_all(self, bytes: &[u8]) -> Result<(), Errno> {
         match self {
             Self::Pipe(mut pipe) => pipe.write_all(bytes),
-            #[cfg(any(target_os = "linux", target_os = "android"))]
             Self::Spill(mut spill) => spill.write_all(bytes),
         }
     }
@@ -259,7 +244,6 @@ impl Emit for Out<'_> {
     fn spilling(&mut self) {
         match self {
             Self::Pipe(pipe) => pipe.spilling(),
-            #[cfg(any(target_os = "linux", target_os = "android"))]
             Self::Spill(spill) => spill.spilling(),
         }
     }
@@ -277,12 +261,7 @@ impl Emit for alloc::vec::Vec<u8> {
 /// made (no memfd on this kernel, a seccomp filter, no descriptor left) or
 /// the platform has none: results that outgrow the page then take a pipe.
 pub(crate) fn new_spill_file() -> Option<crate::sys::KeptFile> {
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    {
-        crate::sys::spill_file()
-            .and_then(crate::sys::KeptFile::new)
-            .ok()
-    }
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    None
+    crate::sys::spill_file()
+        .and_then(crate::sys::KeptFile::new)
+        .ok()
 }

@@ -11,9 +11,11 @@
 //! ([`crate::report`]).
 //!
 //! ```text
-//! offset 0     length  u32    bytes of frames that follow (0: none), or a marker:
-//!                             SPILLED (u32::MAX): the frames are in the spill file,
-//!                             whose length follows as a u64; REPORTED: see crate::report
+//! offset 0     head    u32    what the page holds (see Head): bytes of frames that
+//!                             follow (0: none), or SPILLED (u32::MAX): the frames are
+//!                             in the spill file, whose length follows as a u64, or
+//!                             REPORTED (u32::MAX - 1): the child's report of a failure
+//!                             of its own follows (see crate::report)
 //! offset 4     frames  [u8; 4076]
 //! offset 4080  hint    u64    1 if the thread's last result outgrew the page
 //! offset 4088  calls   u64    the thread's call counter
@@ -22,13 +24,15 @@
 //! Every access is volatile: other processes map the page and may write it
 //! at any time. The parent copies bytes out once each before it checks
 //! them, and a child checks bytes it moves out against the checksum taken
-//! as it wrote them.
+//! as it wrote them. This module owns the layout: the parent reads through
+//! [`PageView`], the child writes through [`ChildPage`] (its encoder,
+//! `crate::encode::PageStore`, and its report, [`crate::report`]), and the
+//! head word is written last, after what it announces.
 
 use core::cell::Cell;
 use core::marker::PhantomData;
 use core::ptr::NonNull;
 
-use postcard::ser_flavors::Flavor;
 use rustix::fd::BorrowedFd;
 use rustix::io::Errno;
 use rustix::process::Pid;
@@ -36,7 +40,7 @@ use rustix::process::Pid;
 use super::{Collect, Feed};
 use crate::sink::Sink;
 use crate::sys::{self, KeptFile, SharedMapping};
-use crate::wire::{self, Checksum, END_FRAME_LEN, HEADER_LEN, Outcome};
+use crate::wire::HEADER_LEN;
 
 /// The page's layout (see the module docs).
 #[repr(C)]
@@ -55,8 +59,26 @@ const _: () = assert!(core::mem::size_of::<Layout>() == SharedMapping::LEN);
 /// Where the frames start.
 const FRAMES_AT: usize = core::mem::offset_of!(Layout, frames);
 
-/// The length word that announces frames in the spill file.
-pub(crate) const SPILLED: u32 = u32::MAX;
+/// The head word that announces frames in the spill file.
+const SPILLED: u32 = u32::MAX;
+
+/// The head word that announces the child's report.
+const REPORTED: u32 = u32::MAX - 1;
+
+/// Bytes of a report record, after the head word.
+pub(crate) const RECORD_LEN: usize = 16;
+
+/// What the page's head word says it holds, with what follows it, as the
+/// parent copied it out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Head {
+    /// Bytes of frames (0: none).
+    Frames(u32),
+    /// The frames are in the spill file, this many bytes of them.
+    Spilled(u64),
+    /// The child's report of a failure of its own (see [`crate::report`]).
+    Reported([u8; RECORD_LEN]),
+}
 
 /// A view of a live shared page: volatile accessors for its named fields.
 /// It only ever touches the page through volatile byte and word accesses,
@@ -81,7 +103,7 @@ impl PageView<'_> {
         }
     }
 
-    /// The page's first byte (for [`crate::report`], which shares it).
+    /// The page's first byte, for the child's [`ChildPage`].
     pub(crate) fn as_ptr(self) -> *mut u8 {
         self.ptr.as_ptr().cast()
     }
@@ -89,6 +111,17 @@ impl PageView<'_> {
     fn length(self) -> u32 {
         // SAFETY: a field of the live mapping (see `new`).
         unsafe { (&raw const (*self.ptr.as_ptr()).length).read_volatile() }
+    }
+
+    /// What the page holds now, copied out once.
+    pub(crate) fn head(self) -> Head {
+        match self.length() {
+            SPILLED => Head::Spilled(u64::from_le_bytes(core::array::from_fn(|i| {
+                self.frame_byte(i)
+            }))),
+            REPORTED => Head::Reported(core::array::from_fn(|i| self.frame_byte(i))),
+            len => Head::Frames(len),
+        }
     }
 
     /// Clears the length word, before a fork: a value left by an earlier
@@ -106,10 +139,11 @@ impl PageView<'_> {
     }
 
     /// The spill file's length announced after [`SPILLED`], if it is.
-    #[cfg(any(target_os = "linux", target_os = "android", test))]
     pub(crate) fn spilled(self) -> Option<u64> {
-        (self.length() == SPILLED)
-            .then(|| u64::from_le_bytes(core::array::from_fn(|i| self.frame_byte(i))))
+        match self.head() {
+            Head::Spilled(len) => Some(len),
+            _ => None,
+        }
     }
 
     /// Whether the thread's last result outgrew the page.
@@ -136,14 +170,13 @@ impl PageView<'_> {
 }
 
 /// A thread's shared page (see the module docs), with the spill file that
-/// comes with it on Linux.
+/// comes with it where the system has one.
 pub(crate) struct SharedPage {
     mapping: SharedMapping,
     /// The process that made it.
     #[cfg_attr(not(feature = "std"), allow(dead_code))]
     owner: Pid,
     /// The spill file, kept by number and checked before every use.
-    #[cfg_attr(not(any(target_os = "linux", target_os = "android")), allow(dead_code))]
     spill: Cell<Option<KeptFile>>,
 }
 
@@ -211,6 +244,67 @@ impl Drop for SharedPage {
     }
 }
 
+/// Lends `f` this thread's shared result page (and this process's pid),
+/// made on first use and kept for the thread's life (one `mmap` per
+/// thread, not per call). Blocking calls on one thread never overlap, so
+/// one page serves them all; a call made from inside the parent's own
+/// decoding (a `Deserialize` impl that calls back in) starts only after
+/// the page was copied out. Without `std` there are no thread-locals, and
+/// results always take the pipe.
+///
+/// A page belongs to the process that made it: in a forked process the
+/// thread's page is still its parent's, shared with it and with the
+/// parent's later calls. So a call made there (by a callable, or in a
+/// process forked some other way, such as a pre-forked worker) uses a
+/// second thread-local page, made by that process at its first call and
+/// kept. Only a process whose both pages are inherited (a worker's
+/// worker) makes a page for each call. Either way the crate's own calls
+/// never write to a page or spill file an ancestor uses. (The inherited
+/// mappings and descriptors stay open in the child, like everything else
+/// it inherits: the child's own result still goes to its parent's page.)
+/// The common path only reads the thread-locals: a write would cost a
+/// page fault after every fork.
+pub(crate) fn with_thread_page<R>(f: impl FnOnce(Option<&SharedPage>, Pid) -> R) -> R {
+    let pid = sys::getpid();
+    #[cfg(feature = "std")]
+    {
+        use core::cell::OnceCell;
+        std::thread_local! {
+            static PAGE: OnceCell<Option<SharedPage>> = const { OnceCell::new() };
+            static FORKED: OnceCell<Option<SharedPage>> = const { OnceCell::new() };
+        }
+        let owned = |p: &Option<SharedPage>| !matches!(p, Some(page) if page.owner() != pid);
+        // `try_with`, not `with`: a call made from a thread-local
+        // destructor may find the pages already destroyed. It then makes a
+        // page of its own, as a worker's worker does.
+        let mut f = Some(f);
+        let mut answer = None;
+        let _ = PAGE.try_with(|page| {
+            let page = page.get_or_init(|| SharedPage::new().ok());
+            if owned(page) {
+                answer = f.take().map(|f| f(page.as_ref(), pid));
+                return;
+            }
+            let _ = FORKED.try_with(|forked| {
+                let forked = forked.get_or_init(|| SharedPage::new().ok());
+                if owned(forked) {
+                    answer = f.take().map(|f| f(forked.as_ref(), pid));
+                }
+            });
+        });
+        match (answer, f) {
+            (Some(answer), _) => answer,
+            (None, Some(f)) => f(SharedPage::new().ok().as_ref(), pid),
+            // `answer` is set whenever `f` is taken.
+            (None, None) => unreachable!(),
+        }
+    }
+    #[cfg(not(feature = "std"))]
+    {
+        f(None, pid)
+    }
+}
+
 /// The parent side: copies the frames a child left in the page, once the
 /// child has exited.
 pub(crate) struct Reader<'a> {
@@ -247,7 +341,10 @@ impl Collect for Reader<'_> {
         if !feed.decoder.untouched() {
             return true;
         }
-        let len = self.page.length() as usize;
+        let Head::Frames(len) = self.page.head() else {
+            return true;
+        };
+        let len = len as usize;
         if len == 0 || len > FRAMES {
             return true;
         }
@@ -266,128 +363,80 @@ impl Collect for Reader<'_> {
     }
 }
 
-/// The child side: a postcard [`Flavor`] that encodes a small value
-/// straight into the page as the frames [`FrameWriter`](crate::child::FrameWriter)
-/// would send for it (one `DATA` frame, unless the encoding is empty, then
-/// `END`), and writes the length word last. It fails with
-/// `SerializeBufferFull` as soon as the frames would not fit, leaving the
-/// length word unwritten (the parent cleared it before the fork).
-///
-/// The checksum is taken from the bytes as they are written, never read
-/// back from the page: whatever else maps the page cannot get its own
-/// bytes vouched for. It is borrowed, not held, to keep the writer small
-/// enough to move without a `memcpy` call (which would cost the child a
-/// page fault for the C library's code).
-pub(crate) struct Writer<'c> {
+/// The child's view of a live shared page: volatile stores into the frames
+/// area, then the head word that announces them, last. `Copy`, and a raw
+/// pointer inside: the child holds it for the rest of its life, which ends
+/// in `_exit` while the mapping still stands.
+#[derive(Clone, Copy)]
+pub(crate) struct ChildPage {
     page: *mut u8,
-    pub(crate) filled: usize,
-    pub(crate) checksum: &'c mut Checksum,
 }
 
-/// Where the `DATA` body starts in the page.
-const BODY_AT: usize = FRAMES_AT + HEADER_LEN;
+/// Where the `DATA` body starts in the frames area.
+const BODY_AT: usize = HEADER_LEN;
 
-/// The most body bytes that leave room for the header and `END`.
-pub(crate) const BODY_MAX: usize = FRAMES - HEADER_LEN - END_FRAME_LEN;
+impl ChildPage {
+    /// Bytes of the frames area.
+    pub(crate) const FRAMES: usize = FRAMES;
 
-impl<'c> Writer<'c> {
-    /// `checksum` must be fresh, seeded with the call's nonce.
-    ///
     /// # Safety
     ///
-    /// `page` must be a live shared mapping of [`SharedMapping::LEN`]
-    /// bytes.
+    /// `page` must be the first byte of a live shared mapping of
+    /// [`SharedMapping::LEN`] bytes, for as long as the view is used.
     #[inline]
-    pub(crate) unsafe fn new(page: *mut u8, checksum: &'c mut Checksum) -> Self {
-        Self {
-            page,
-            filled: 0,
-            checksum,
-        }
+    pub(crate) unsafe fn new(page: *mut u8) -> Self {
+        Self { page }
     }
 
-    /// Stores `bytes` at `at` in the page, one volatile store each: a loop
-    /// the compiler could turn into a `memcpy` call would cost the child a
-    /// page fault for the C library's code.
+    /// Stores `bytes` at `at` in the frames area, one volatile store each:
+    /// a loop the compiler could turn into a `memcpy` call would cost the
+    /// child a page fault (ARCHITECTURE.md, "Page faults after fork").
     #[inline]
-    fn store(&self, at: usize, bytes: &[u8]) {
+    pub(crate) fn store(self, at: usize, bytes: &[u8]) {
+        debug_assert!(at + bytes.len() <= FRAMES);
         for (i, &b) in bytes.iter().enumerate() {
             // SAFETY: every caller keeps `at + bytes.len()` within the
-            // length word and the frames (see `new`).
-            unsafe { self.page.add(at + i).write_volatile(b) };
+            // frames area of the live mapping (see `new`).
+            unsafe { self.page.add(FRAMES_AT + at + i).write_volatile(b) };
         }
     }
 
-    /// Body byte `i` as it is in the page now (volatile: other processes
-    /// map the page).
+    /// Body byte `i` of the frame stored in the area, as it is now.
     #[inline]
-    pub(crate) fn body(&self, i: usize) -> u8 {
-        // SAFETY: `i < filled <= BODY_MAX`, inside the page.
-        unsafe { self.page.add(BODY_AT + i).read_volatile() }
+    pub(crate) fn body(self, i: usize) -> u8 {
+        assert!(BODY_AT + i < FRAMES);
+        // SAFETY: inside the frames area of the live mapping.
+        unsafe { self.page.add(FRAMES_AT + BODY_AT + i).read_volatile() }
     }
 
     #[inline]
-    pub(crate) fn fits(&self, data: &[u8]) -> bool {
-        data.len() <= BODY_MAX - self.filled
-    }
-}
-
-impl Flavor for Writer<'_> {
-    /// Unused: success is the length word in the page.
-    type Output = ();
-
-    #[inline]
-    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
-        self.try_extend(&[byte])
-    }
-
-    #[inline]
-    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
-        if !self.fits(data) {
-            return Err(postcard::Error::SerializeBufferFull);
+    fn set_head(self, word: u32) {
+        let bytes = word.to_le_bytes();
+        for (i, &b) in bytes.iter().enumerate() {
+            // SAFETY: the head word of the live mapping.
+            unsafe { self.page.add(i).write_volatile(b) };
         }
-        self.store(BODY_AT + self.filled, data);
-        self.checksum.update(data);
-        self.filled += data.len();
-        Ok(())
     }
 
+    /// Announces `len` bytes of frames stored in the area.
     #[inline]
-    fn finalize(self) -> postcard::Result<()> {
-        let mut frames = 0;
-        if self.filled > 0 {
-            #[allow(clippy::cast_possible_truncation)] // below one page
-            self.store(FRAMES_AT, &wire::data_header(self.filled as u32));
-            frames = HEADER_LEN + self.filled;
-        }
-        let end = wire::end_frame(
-            Outcome::Value,
-            [0; 7],
-            self.filled as u64,
-            self.checksum.finish(),
-        );
-        self.store(FRAMES_AT + frames, &end);
-        frames += END_FRAME_LEN;
+    pub(crate) fn publish(self, len: usize) {
         #[allow(clippy::cast_possible_truncation)] // below one page
-        self.store(0, &(frames as u32).to_le_bytes());
-        Ok(())
+        self.set_head(len as u32);
     }
-}
 
-/// In the child, on its way out: announces frames written to the spill
-/// file (`len` bytes of them) in the page, marker last.
-///
-/// # Safety
-///
-/// `page` must be a live shared mapping of [`SharedMapping::LEN`] bytes.
-#[inline]
-pub(crate) unsafe fn announce_spill(page: *mut u8, len: u64) {
-    let mark = SPILLED.to_le_bytes();
-    let len = len.to_le_bytes();
-    // SAFETY: the caller's promise; 12 bytes fit.
-    unsafe {
-        core::ptr::copy_nonoverlapping(len.as_ptr(), page.add(FRAMES_AT), 8);
-        core::ptr::copy_nonoverlapping(mark.as_ptr(), page, 4);
+    /// Announces frames written to the spill file, `len` bytes of them.
+    #[inline]
+    pub(crate) fn announce_spill(self, len: u64) {
+        self.store(0, &len.to_le_bytes());
+        self.set_head(SPILLED);
+    }
+
+    /// Leaves the child's report `record` (see [`crate::report`]).
+    #[inline]
+    pub(crate) fn report(self, record: &[u8; RECORD_LEN]) {
+        self.store(0, record);
+        self.set_head(REPORTED);
     }
 }
 
@@ -397,17 +446,30 @@ mod tests {
 
     use super::*;
     use crate::sink::VecSink;
-    use crate::wire::Decoder;
+    use crate::wire::{Checksum, Decoder};
 
-    /// Runs a page `Writer` over `value` in a page-sized buffer; returns
-    /// whether it fit, and the buffer.
+    /// The most body bytes that leave room for the header and `END`.
+    const BODY_MAX: usize = FRAMES - HEADER_LEN - crate::wire::END_FRAME_LEN;
+
+    /// Runs the child's page encoder over `value` in a page-sized buffer;
+    /// returns whether it fit, and the buffer.
     fn to_page<T: serde::Serialize>(value: &T, nonce: u64) -> (bool, std::vec::Vec<u64>) {
+        use crate::encode::{FrameWriter, PageStore, serialize};
         // u64s, for the layout's alignment.
         let mut page = std::vec![0u64; SharedMapping::LEN / 8];
         let mut checksum = Checksum::new(nonce);
+        let error = Cell::new(None);
         // SAFETY: a buffer of SharedMapping::LEN bytes, alive for the call.
-        let writer = unsafe { Writer::new(page.as_mut_ptr().cast(), &mut checksum) };
-        let fit = crate::child::serialize(value, writer).is_ok();
+        let area = unsafe { ChildPage::new(page.as_mut_ptr().cast()) };
+        let writer = FrameWriter::new(PageStore::new(area, &mut checksum), &error);
+        let fit = match serialize(value, writer) {
+            Ok(mut done) => {
+                let len = done.end();
+                done.store.publish(len);
+                true
+            }
+            Err(_) => false,
+        };
         (fit, page)
     }
 
@@ -469,7 +531,7 @@ mod tests {
         assert_eq!(view.next_call(), 0);
         assert_eq!(view.next_call(), 1);
         // SAFETY: as above.
-        unsafe { announce_spill(view.as_ptr(), 0xABCD) };
+        unsafe { ChildPage::new(view.as_ptr()) }.announce_spill(0xABCD);
         assert_eq!(view.spilled(), Some(0xABCD));
         assert!(view.hint());
         assert_eq!(page[SharedMapping::LEN / 8 - 2], 1, "hint at 4080");

@@ -6,7 +6,7 @@
 //! or more cores the two copies overlap. Spawned handles always take it
 //! (several of their children may be alive at once, and none may share a
 //! thread's page); blocking calls take it after a result that outgrew the
-//! page, and off Linux.
+//! page, and where there is no spill file.
 
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::io::Errno;

@@ -1,5 +1,7 @@
-//! The spill file (Linux): a blocking call's transport for a value that
-//! outgrows the shared page, with no pipe to make.
+//! The spill file: a blocking call's transport for a value that outgrows
+//! the shared page, with no pipe to make. Compiled everywhere; only Linux
+//! and Android make one (a memfd, see `sys::spill_file`), so elsewhere a
+//! page never has one and the plan never picks it.
 //!
 //! Each thread's [`SharedPage`](super::page::SharedPage) comes with a
 //! memfd. A child whose value outgrows the page `pwrite`s its frames there

@@ -25,17 +25,12 @@ use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::time::{Instant, Sleep};
 
+use super::{Driven, ExitSpin, Os};
 use crate::call::Call;
 use crate::call::verdict::Stopped;
-use crate::drive::{Driven, Os};
 use crate::errors::{CallableExecutedError, MemIsolateError};
 use crate::sink::{Sink, VecSink};
 use crate::sys::{self, ChildWatch, Ready, Watch};
-
-/// How long the driver keeps checking for a child whose pipe just reached
-/// end-of-file before it waits again, as in the blocking driver: the
-/// child is exiting, and a wake through the reactor costs more than this.
-const EXIT_SPIN: Duration = Duration::from_micros(100);
 
 /// A descriptor owned elsewhere (the watch, the call's route), by number,
 /// for `AsyncFd`. Every `Registered` is dropped, which deregisters it,
@@ -151,7 +146,7 @@ impl<T: DeserializeOwned> ChildFuture<T> {
                 // Deregister before the watch closes the descriptors.
                 self.pipe = None;
                 self.child = None;
-                let result = driven.call.outcome();
+                let result = driven.call_mut().outcome();
                 drop(driven);
                 Poll::Ready(result)
             }
@@ -163,181 +158,201 @@ impl<T: DeserializeOwned> ChildFuture<T> {
     }
 
     /// Feeds the call until it is finished (`Ready`) or waits on
-    /// something that is not ready yet (`Pending`, with wakers set).
-    #[allow(clippy::too_many_lines)]
+    /// something that is not ready yet (`Pending`, with wakers set): each
+    /// pass asks the call what to wait for, then looks in turn at the
+    /// exit spin, the first look before registering, the reactor, and the
+    /// timer.
     fn drive(&mut self, driven: &mut Driven<'static, VecSink>, cx: &mut Context<'_>) -> Poll<()> {
-        let mut spin_from = None;
+        let mut spin = ExitSpin::default();
         loop {
             let (call, watch) = driven.parts();
-            let mut os = Os {
-                watch,
-                reactor: &mut self.pipe,
-            };
             let ready = core::mem::take(&mut self.ready);
-            let Some(wait) = call.on(&mut os, ready) else {
+            let os = &mut Os {
+                watch,
+                reactor: Some(&mut self.pipe),
+            };
+            let Some(wait) = call.on(os, ready) else {
                 return Poll::Ready(());
             };
-            let until = wait.until;
-            let spin = wait.exit_soon && wait.pipe.is_none();
-            let pipe = wait.pipe.map(|p| p.as_raw_fd());
             let now = sys::now();
-            if spin {
-                let from = *spin_from.get_or_insert(now);
-                if now.saturating_sub(from) < EXIT_SPIN && until.is_none_or(|u| now < u) {
-                    sys::yield_now();
-                    self.ready = Ready {
-                        pipe: false,
-                        child: true,
-                        exiting: false,
-                    };
-                    continue;
-                }
-            }
-            if !self.registered {
-                // A child that is already done (the future was polled
-                // late) needs no registration and no trip through the
-                // reactor: one zero-timeout check first, once (without a
-                // pidfd every check reports the child, to be looked at).
-                if !self.checked {
-                    self.checked = true;
-                    // SAFETY: `pipe` is the call's read end, open until
-                    // the call closes it, which it does only inside `on`.
-                    let pipe_fd = pipe.map(|p| unsafe { BorrowedFd::borrow_raw(p) });
-                    if let Ok(seen) = watch.wait(pipe_fd, Some(Duration::ZERO)) {
-                        if seen.pipe || seen.child {
-                            self.ready = seen;
-                            continue;
-                        }
-                    }
-                }
-                if let Err(e) = self.register(call, watch) {
-                    let mut os = Os {
-                        watch,
-                        reactor: &mut self.pipe,
-                    };
-                    call.wait_failed(&mut os, e);
-                    continue;
-                }
-            }
-            // The runtime's readiness, cleared as soon as it is seen and
-            // before the call reads or reaps: what arrives after the clear
-            // sets it again (each write to the pipe and the child's exit
-            // wake the reactor anew), what arrived before is what the call
-            // now reads, so nothing is lost and no check costs a syscall.
-            let mut seen = Ready::default();
-            let mut failed = None;
-            if let (Some(fd), Some(_)) = (&self.pipe, pipe) {
-                match fd.poll_read_ready(cx) {
-                    Poll::Ready(Ok(mut guard)) => {
-                        guard.clear_ready();
-                        seen.pipe = true;
-                    }
-                    Poll::Ready(Err(e)) => failed = Some(e),
-                    Poll::Pending => {}
-                }
-            }
-            if let Some(fd) = &self.child {
-                match fd.poll_read_ready(cx) {
-                    Poll::Ready(Ok(mut guard)) => {
-                        guard.clear_ready();
-                        seen.child = true;
-                    }
-                    Poll::Ready(Err(e)) => failed = Some(e),
-                    Poll::Pending => {}
-                }
-            }
-            if let Some(e) = failed {
-                // The reactor is gone (the runtime is shutting down): the
-                // child is killed, and reaped here, which is brief.
-                let mut os = Os {
-                    watch,
-                    reactor: &mut self.pipe,
-                };
-                call.wait_failed(&mut os, Errno::from_io_error(&e).unwrap_or(Errno::IO));
-                self.ready = Ready {
-                    pipe: false,
-                    child: true,
-                    exiting: true,
-                };
+            if spin.again(&wait, now, None) {
+                self.ready = Ready::CHILD;
                 continue;
             }
-            // A kqueue says what it holds only when asked (and once asked,
-            // no more), and may have something from before it was
-            // registered (a child that exited before it was watched).
-            if sys::WATCH_HOLDS_PIPE && (seen.child || !self.checked) {
-                self.checked = true;
-                // SAFETY: `pipe` is the call's read end, open until the
-                // call closes it, which it does only inside `on`.
-                let pipe_fd = pipe.map(|p| unsafe { BorrowedFd::borrow_raw(p) });
-                seen = match watch.wait(pipe_fd, Some(Duration::ZERO)) {
-                    Ok(seen) => seen,
-                    Err(e) => {
-                        let mut os = Os {
-                            watch,
-                            reactor: &mut self.pipe,
-                        };
-                        call.wait_failed(&mut os, e);
-                        Ready::default()
-                    }
-                };
-                if seen.pipe || seen.child {
+            let until = wait.until;
+            let pipe = wait.pipe.map(|p| p.as_raw_fd());
+            if !self.registered {
+                if let Some(seen) = self.first_look(call, watch, pipe) {
                     self.ready = seen;
                     continue;
                 }
-            } else if seen.pipe || seen.child {
+            }
+            if let Some(seen) = self.reactor_readiness(call, watch, pipe, cx) {
                 self.ready = seen;
                 continue;
             }
-            // Nothing ready: the timer, for the deadline or the fallback
-            // tick of a child nobody watches.
-            let unwatched = watch.needs_tick() || self.child.is_none();
-            let tick = if unwatched {
-                Some(*self.tick_at.get_or_insert(now + sys::FALLBACK_TICK))
-            } else {
+            match self.timer(now, until, watch, cx) {
+                Poll::Ready(seen) => self.ready = seen,
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
+    /// Before the first registration: a child that is already done (the
+    /// future was polled late) needs no registration and no trip through
+    /// the reactor, so the watch is asked once, without waiting, what it
+    /// holds (without a pidfd every look reports the child, to be looked
+    /// at). Then the pipe and the watcher are registered. `Some` when the
+    /// call has something to look at now.
+    fn first_look(
+        &mut self,
+        call: &mut Call<'static, VecSink>,
+        watch: &mut Watch,
+        pipe: Option<RawFd>,
+    ) -> Option<Ready> {
+        if !self.checked {
+            self.checked = true;
+            // SAFETY: `pipe` is the call's read end, open until the call
+            // closes it, which it does only inside `on`.
+            let pipe_fd = pipe.map(|p| unsafe { BorrowedFd::borrow_raw(p) });
+            if let Ok(seen) = watch.wait(pipe_fd, Some(Duration::ZERO)) {
+                if seen.pipe || seen.child {
+                    return Some(seen);
+                }
+            }
+        }
+        if let Err(e) = self.register(call, watch) {
+            let os = &mut Os {
+                watch,
+                reactor: Some(&mut self.pipe),
+            };
+            call.wait_failed(os, e);
+            return Some(Ready::default());
+        }
+        None
+    }
+
+    /// The runtime's readiness, cleared as soon as it is seen and before
+    /// the call reads or reaps: what arrives after the clear sets it again
+    /// (each write to the pipe and the child's exit wake the reactor anew),
+    /// what arrived before is what the call now reads, so nothing is lost
+    /// and no check costs a syscall. `Some` when the call has something to
+    /// look at now; wakers are set otherwise.
+    fn reactor_readiness(
+        &mut self,
+        call: &mut Call<'static, VecSink>,
+        watch: &mut Watch,
+        pipe: Option<RawFd>,
+        cx: &mut Context<'_>,
+    ) -> Option<Ready> {
+        let mut seen = Ready::default();
+        let mut failed = None;
+        let pipe_fd = self.pipe.as_ref().filter(|_| pipe.is_some());
+        seen.pipe = take_readiness(pipe_fd, cx, &mut failed);
+        seen.child = take_readiness(self.child.as_ref(), cx, &mut failed);
+        let os = &mut Os {
+            watch,
+            reactor: Some(&mut self.pipe),
+        };
+        if let Some(e) = failed {
+            // The reactor is gone (the runtime is shutting down): the
+            // child is killed, and reaped here, which is brief.
+            call.wait_failed(os, Errno::from_io_error(&e).unwrap_or(Errno::IO));
+            return Some(Ready::EXITING);
+        }
+        // A kqueue says what it holds only when asked (and once asked, no
+        // more), and may have something from before it was registered (a
+        // child that exited before it was watched).
+        if sys::WATCH_HOLDS_PIPE && (seen.child || !self.checked) {
+            self.checked = true;
+            // SAFETY: `pipe` is the call's read end, open until the call
+            // closes it, which it does only inside `on`.
+            let pipe_fd = pipe.map(|p| unsafe { BorrowedFd::borrow_raw(p) });
+            seen = match os.watch.wait(pipe_fd, Some(Duration::ZERO)) {
+                Ok(seen) => seen,
+                Err(e) => {
+                    call.wait_failed(os, e);
+                    Ready::default()
+                }
+            };
+        }
+        (seen.pipe || seen.child).then_some(seen)
+    }
+
+    /// Nothing ready: the timer, for the deadline `until` or the fallback
+    /// tick of a child nobody watches. `Ready` with what to look at when
+    /// it is due (the deadline the call judges by the clock), `Pending`
+    /// with the timer's waker set.
+    fn timer(
+        &mut self,
+        now: Duration,
+        until: Option<Duration>,
+        watch: &Watch,
+        cx: &mut Context<'_>,
+    ) -> Poll<Ready> {
+        let unwatched = watch.needs_tick() || self.child.is_none();
+        let tick = if unwatched {
+            Some(*self.tick_at.get_or_insert(now + sys::FALLBACK_TICK))
+        } else {
+            self.tick_at = None;
+            None
+        };
+        let wake_at = match (until, tick) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => match a.or(b) {
+                Some(at) => at,
+                None => return Poll::Pending,
+            },
+        };
+        let due = |ticked: bool| Ready {
+            pipe: false,
+            child: ticked,
+            exiting: false,
+        };
+        if wake_at <= now {
+            let ticked = tick.is_some_and(|t| t <= now);
+            if ticked {
                 self.tick_at = None;
-                None
-            };
-            let wake_at = match (until, tick) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-            let Some(wake_at) = wake_at else {
-                return Poll::Pending;
-            };
-            if wake_at <= now {
-                let ticked = tick.is_some_and(|t| t <= now);
-                if ticked {
-                    self.tick_at = None;
-                }
-                self.ready = Ready {
-                    pipe: false,
-                    child: ticked,
-                    exiting: false,
-                };
-                continue;
             }
-            let at = Instant::now() + wake_at.saturating_sub(now);
-            match &mut self.timer {
-                Some(timer) => timer.as_mut().reset(at),
-                None => self.timer = Some(Box::pin(tokio::time::sleep_until(at))),
+            return Poll::Ready(due(ticked));
+        }
+        let at = Instant::now() + wake_at.saturating_sub(now);
+        let timer = match &mut self.timer {
+            Some(timer) => {
+                timer.as_mut().reset(at);
+                timer
             }
-            if let Some(timer) = &mut self.timer {
-                if timer.as_mut().poll(cx).is_ready() {
-                    // Woken at `wake_at`: the deadline (which the call
-                    // judges by the clock) or the tick, due now.
-                    if tick.is_some() {
-                        self.tick_at = None;
-                    }
-                    self.ready = Ready {
-                        pipe: false,
-                        child: tick.is_some(),
-                        exiting: false,
-                    };
-                    continue;
-                }
-            }
+            None => self.timer.insert(Box::pin(tokio::time::sleep_until(at))),
+        };
+        if timer.as_mut().poll(cx).is_pending() {
             return Poll::Pending;
         }
+        // Woken at `wake_at`: the deadline or the tick, due now.
+        if tick.is_some() {
+            self.tick_at = None;
+        }
+        Poll::Ready(due(tick.is_some()))
+    }
+}
+
+/// Whether the runtime says `fd` is readable, clearing that as it is seen
+/// (see [`ChildFuture::reactor_readiness`]); a reactor error goes to
+/// `failed`. The waker is set when it is not ready.
+fn take_readiness(
+    fd: Option<&AsyncFd<Registered>>,
+    cx: &mut Context<'_>,
+    failed: &mut Option<std::io::Error>,
+) -> bool {
+    match fd.map(|fd| fd.poll_read_ready(cx)) {
+        Some(Poll::Ready(Ok(mut guard))) => {
+            guard.clear_ready();
+            true
+        }
+        Some(Poll::Ready(Err(e))) => {
+            *failed = Some(e);
+            false
+        }
+        Some(Poll::Pending) | None => false,
     }
 }
 
@@ -363,7 +378,7 @@ impl<T> core::fmt::Debug for ChildFuture<T> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         let mut d = f.debug_struct("ChildFuture");
         if let Some(driven) = &self.driven {
-            d.field("pid", &driven.call.pid());
+            d.field("pid", &driven.call().pid());
         }
         d.finish_non_exhaustive()
     }
@@ -374,26 +389,13 @@ impl<T> core::fmt::Debug for ChildFuture<T> {
 /// the current runtime once its watcher says it has ended, or here, with
 /// no runtime to hand it to.
 pub(crate) fn cancel<S: Sink + Send + 'static>(mut driven: Driven<'static, S>) {
-    let mut no_pipe = None::<()>;
     let (call, watch) = driven.parts();
     if call.is_finished() {
         return;
     }
-    let mut os = Os {
-        watch,
-        reactor: &mut no_pipe,
-    };
-    call.stop(&mut os, Stopped::ByCaller);
-    let gone = call
-        .on(
-            &mut os,
-            Ready {
-                pipe: false,
-                child: true,
-                exiting: false,
-            },
-        )
-        .is_none();
+    let os = &mut Os::blocking(watch);
+    call.stop(os, Stopped::ByCaller);
+    let gone = call.on(os, Ready::CHILD).is_none();
     if gone {
         return;
     }
@@ -418,17 +420,7 @@ async fn reap_later<S: Sink + Send + 'static>(mut driven: Driven<'static, S>) {
         .and_then(|fd| unsafe { register(fd) }.ok());
     loop {
         let (call, watch) = driven.parts();
-        let mut no_pipe = None::<()>;
-        let mut os = Os {
-            watch,
-            reactor: &mut no_pipe,
-        };
-        let probe = Ready {
-            pipe: false,
-            child: true,
-            exiting: false,
-        };
-        if call.on(&mut os, probe).is_none() {
+        if call.on(&mut Os::blocking(watch), Ready::CHILD).is_none() {
             break;
         }
         let watched = !driven.parts().1.needs_tick();
