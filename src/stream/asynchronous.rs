@@ -167,58 +167,61 @@ impl<T: DeserializeOwned> AsyncIsolatedStream<T> {
             if driven.call_mut().sink_mut().paused() {
                 continue;
             }
-            if self.ready.is_none() {
-                let registered = match driven.ready_fd() {
-                    // SAFETY: the descriptor is the watch's, which lives in
-                    // `driven`; the registration is dropped first (see
-                    // `end` and `Drop`).
-                    Ok(fd) => unsafe { register(fd) },
-                    Err(e) => Err(e),
-                };
-                match registered {
-                    Ok(registered) => self.ready = Some(registered),
-                    Err(e) => return self.fail(e),
-                }
+            match self.park(cx) {
+                Ok(true) => {}
+                Ok(false) => return Poll::Pending,
+                Err(e) => return self.fail(e),
             }
-            if let Some(ready) = &self.ready {
-                match ready.poll_read_ready(cx) {
-                    Poll::Ready(Ok(mut guard)) => {
-                        guard.clear_ready();
-                        continue;
-                    }
-                    Poll::Ready(Err(e)) => {
-                        return self.fail(Errno::from_io_error(&e).unwrap_or(Errno::IO));
-                    }
-                    Poll::Pending => {}
-                }
-            }
-            // The timer: the deadline, and the fallback tick of a child
-            // nothing can wake for.
-            let now = sys::now();
-            let unwatched = driven.parts().1.needs_tick();
-            let tick = unwatched.then(|| now + sys::FALLBACK_TICK);
-            let wake_at = match (self.deadline, tick) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-            let Some(wake_at) = wake_at else {
-                return Poll::Pending;
-            };
-            if wake_at <= now {
-                continue;
-            }
-            let at = Instant::now() + wake_at.saturating_sub(now);
-            match &mut self.timer {
-                Some(timer) => timer.as_mut().reset(at),
-                None => self.timer = Some(Box::pin(tokio::time::sleep_until(at))),
-            }
-            if let Some(timer) = &mut self.timer {
-                if timer.as_mut().poll(cx).is_ready() {
-                    continue;
-                }
-            }
-            return Poll::Pending;
         }
+    }
+
+    /// Nothing to give without waiting: registers the readiness
+    /// descriptor and arms the timer (the deadline, and the fallback tick
+    /// of a child nothing can wake for). `Ok(true)`: something is ready
+    /// already, look again; `Ok(false)`: wakers are set.
+    fn park(&mut self, cx: &mut Context<'_>) -> Result<bool, Errno> {
+        let Some(driven) = self.driven.as_mut() else {
+            return Ok(true);
+        };
+        if self.ready.is_none() {
+            let fd = driven.ready_fd()?;
+            // SAFETY: the descriptor is the watch's, which lives in
+            // `driven`; the registration is dropped first (see `end` and
+            // `Drop`).
+            self.ready = Some(unsafe { register(fd) }?);
+        }
+        if let Some(ready) = &self.ready {
+            match ready.poll_read_ready(cx) {
+                Poll::Ready(Ok(mut guard)) => {
+                    guard.clear_ready();
+                    return Ok(true);
+                }
+                Poll::Ready(Err(e)) => return Err(Errno::from_io_error(&e).unwrap_or(Errno::IO)),
+                Poll::Pending => {}
+            }
+        }
+        let now = sys::now();
+        let unwatched = driven.parts().1.needs_tick();
+        let tick = unwatched.then(|| now + sys::FALLBACK_TICK);
+        let wake_at = match (self.deadline, tick) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let Some(wake_at) = wake_at else {
+            return Ok(false);
+        };
+        if wake_at <= now {
+            return Ok(true);
+        }
+        let at = Instant::now() + wake_at.saturating_sub(now);
+        match &mut self.timer {
+            Some(timer) => timer.as_mut().reset(at),
+            None => self.timer = Some(Box::pin(tokio::time::sleep_until(at))),
+        }
+        Ok(self
+            .timer
+            .as_mut()
+            .is_some_and(|timer| timer.as_mut().poll(cx).is_ready()))
     }
 
     /// The reactor failed (the runtime is shutting down): the stream ends
