@@ -171,7 +171,7 @@ fn now_ns() -> u64 {
 fn pipe_pair() -> (i32, i32) {
     let mut fds = [0; 2];
     // SAFETY: a valid array of two descriptors.
-    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
     (fds[0], fds[1])
 }
 

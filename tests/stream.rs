@@ -78,11 +78,11 @@ fn unit_items_and_an_empty_stream() {
 }
 
 /// A pipe for a handshake between the test (parent) and the producer:
-/// `(read end, write end)`, close-on-exec.
+/// `(read end, write end)` (plain `pipe`: macOS has no `pipe2`).
 fn handshake_pipe() -> (i32, i32) {
     let mut fds = [0; 2];
     // SAFETY: a valid array of two descriptors.
-    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
     (fds[0], fds[1])
 }
 
