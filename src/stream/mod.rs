@@ -74,7 +74,8 @@ impl Isolate {
     /// # Example
     ///
     /// ```
-    /// use mem_isolate::{Isolate, Sender};
+    /// use mem_isolate::errors::CallableExecutedError::CallablePanicked;
+    /// use mem_isolate::{Isolate, MemIsolateError, Sender};
     ///
     /// let rows = Isolate::new().stream(|tx: &mut Sender<(u32, String)>| {
     ///     for i in 0..3 {
@@ -87,7 +88,10 @@ impl Isolate {
     ///     match row {
     ///         Ok(row) => got.push(row),
     ///         // The last item may be the error that ended the stream.
-    ///         Err(e) => assert!(e.to_string().contains("panicked")),
+    ///         Err(MemIsolateError::CallableExecuted(CallablePanicked(message))) => {
+    ///             assert_eq!(message, "the parser leaked its last byte");
+    ///         }
+    ///         Err(other) => panic!("{other:?}"),
     ///     }
     /// }
     /// assert_eq!(got.len(), 3);
