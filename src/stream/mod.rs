@@ -333,22 +333,18 @@ pub(crate) fn encode_items<T: Serialize>(
     for (i, item) in (0u64..).zip(items) {
         // SAFETY: the fuzz harness runs one input at a time on one thread,
         // so this writer is the staging buffer's only user.
-        let writer = unsafe {
-            FrameWriter::new(
-                core::mem::take(&mut out),
-                staging + 40,
-                item_seed(nonce, i),
-                &err,
-            )
-        };
-        let mut done = serialize(item, writer)?;
-        out = core::mem::take(&mut done.out);
-        out.extend_from_slice(done.with_item());
+        let store =
+            unsafe { Staging::new(core::mem::take(&mut out), staging + 40, item_seed(nonce, i)) };
+        let mut done = serialize(item, FrameWriter::new(store, &err))?;
+        let len = done.item();
+        out = core::mem::take(done.store.out());
+        out.extend_from_slice(done.store.frames(len));
     }
     // SAFETY: as above.
-    let writer = unsafe { FrameWriter::new(out, staging + 40, nonce, &err) };
-    let mut done = serialize(&(), writer)?;
-    let mut out = core::mem::take(&mut done.out);
-    out.extend_from_slice(done.with_end());
+    let store = unsafe { Staging::new(out, staging + 40, nonce) };
+    let mut done = serialize(&(), FrameWriter::new(store, &err))?;
+    let len = done.end();
+    let mut out = core::mem::take(done.store.out());
+    out.extend_from_slice(done.store.frames(len));
     Ok(out)
 }
