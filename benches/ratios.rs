@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use mem_isolate::{Isolate, execute_in_isolated_process};
 use support::{
-    ab, ballast, bare_fork_wait, bytes, faults_per_call, in_parallel, rotated, rounds, rows,
+    ab, ballast, bare_fork_wait, bytes, faults_per_call, in_parallel, mixed, rotated, rounds, rows,
     shared_memory_bytes,
 };
 
@@ -24,6 +24,8 @@ use support::{
 enum Target {
     AtMost(f64),
     AtLeast(f64),
+    /// Measured for the record, without a target.
+    None,
 }
 
 struct Line {
@@ -68,6 +70,7 @@ fn report(lines: &[Line]) {
         let target = match l.target {
             Target::AtMost(t) => format!("<= {t:.2}x {}", mark(ratio <= t)),
             Target::AtLeast(t) => format!(">= {t:.2}x {}", mark(ratio >= t)),
+            Target::None => "none".to_string(),
         };
         println!(
             "| {} | {:.3?} | {:.3?} ({}) | {:.3}x | {target} |",
@@ -193,6 +196,81 @@ fn rows_sides(n: usize) -> [Duration; 3] {
     [t[0], t[1], t[2]]
 }
 
+/// The small call where real callers make it: in a process that also
+/// does other work between calls. For each kind of work, two forms: the
+/// call and a bare fork each timed straight after that work (the line;
+/// on Linux with the raw floor as a third side, the note), and the
+/// issue's form, the work as a third side rotated with the two.
+fn mixed_cases(wanted: &dyn Fn(&str) -> bool, lines: &mut Vec<Line>, notes: &mut Vec<String>) {
+    let mut echo = None;
+    let cases: [(&str, usize, Target); 3] = [
+        (
+            "a pipe round trip through a forked child",
+            1000,
+            Target::AtMost(1.10),
+        ),
+        (
+            "a tokio current_thread socket round trip",
+            1000,
+            Target::None,
+        ),
+        ("Command::new(\"true\").status()", 200, Target::None),
+    ];
+    for (i, (work, n, target)) in cases.into_iter().enumerate() {
+        let case = format!("small result after {work}");
+        if !wanted(&case) {
+            continue;
+        }
+        let echo = echo.get_or_insert_with(mixed::TokioEcho::new);
+        let before = |k: usize, echo: &mut mixed::TokioEcho| match k {
+            0 => mixed::pipe_round_trip(),
+            1 => echo.round_trip(),
+            _ => mixed::command_true(),
+        };
+        #[cfg(target_os = "linux")]
+        let t = mixed::each_after(
+            rounds(n),
+            &mut || before(i, echo),
+            &mut [
+                &mut small_call,
+                &mut bare_fork_wait,
+                &mut support::raw_isolation_floor_with_group,
+            ],
+        );
+        #[cfg(not(target_os = "linux"))]
+        let t = mixed::each_after(
+            rounds(n),
+            &mut || before(i, echo),
+            &mut [&mut small_call, &mut bare_fork_wait],
+        );
+        lines.push(Line::time(
+            &case,
+            (t[0], t[1]),
+            "bare fork+waitpid after it",
+            target,
+        ));
+        if let Some(floor) = t.get(2) {
+            notes.push(format!(
+                "after {work}: the raw floor with the group kill {floor:.3?}, {:.3}x bare fork+waitpid (the call: {:.3}x)",
+                floor.as_secs_f64() / t[1].as_secs_f64(),
+                t[0].as_secs_f64() / t[1].as_secs_f64()
+            ));
+        }
+        let t = rotated(
+            rounds(n),
+            &mut [&mut small_call, &mut bare_fork_wait, &mut || {
+                before(i, echo);
+            }],
+        );
+        notes.push(format!(
+            "{work} rotated as a third side: small call {:.3?}, bare fork+waitpid {:.3?}, {:.3}x",
+            t[0],
+            t[1],
+            t[0].as_secs_f64() / t[1].as_secs_f64()
+        ));
+    }
+}
+
 #[allow(clippy::too_many_lines)]
 fn main() {
     // `cargo bench` passes `--bench`; any other word picks cases by name.
@@ -296,6 +374,8 @@ fn main() {
         });
     }
 
+    mixed_cases(&wanted, &mut lines, &mut notes);
+
     if wanted("small result, parent holding 1 GiB") {
         let held = ballast(1 << 30);
         let t = ab(rounds(60), small_call, bare_fork_wait);
@@ -348,6 +428,11 @@ fn main() {
         ));
     }
 
+    #[cfg(target_os = "linux")]
+    if wanted("small result under compute_only") {
+        sandboxed_small_calls(&mut lines, &mut notes);
+    }
+
     report(&lines);
     for note in notes {
         println!("{note}");
@@ -367,4 +452,70 @@ fn main() {
             timeout_overshoot(rounds(30))
         );
     }
+}
+
+/// A small call under `compute_only`, against the same call without a
+/// sandbox, interleaved and rotated; and, as a note, under the three deny
+/// policies at once (Landlock: the child makes its ruleset each call).
+/// Building each `Sandbox` happens before the rounds (in
+/// `Isolate::sandbox`), so it is not counted per call.
+#[cfg(target_os = "linux")]
+fn sandboxed_small_calls(lines: &mut Vec<Line>, notes: &mut Vec<String>) {
+    use mem_isolate::Sandbox;
+    let plain = Isolate::new();
+    let compute_only = Isolate::new().sandbox(Sandbox::new().compute_only());
+    let denied = Isolate::new().sandbox(
+        Sandbox::new()
+            .deny_network()
+            .deny_exec()
+            .read_only_filesystem(),
+    );
+    let nnp_only = Isolate::new().sandbox(Sandbox::new());
+    let small = |isolate: &Isolate| {
+        black_box(isolate.run(|| black_box(21u64) * 2).unwrap());
+    };
+    if compute_only.run(|| 1u8).is_err() || denied.run(|| 1u8).is_err() {
+        notes.push(
+            "small result under compute_only: not measured, this kernel cannot enforce the sandbox"
+                .into(),
+        );
+        return;
+    }
+    let t = rotated(
+        rounds(2000),
+        &mut [
+            &mut || small(&compute_only),
+            &mut || small(&plain),
+            &mut || small(&denied),
+            &mut || small(&nnp_only),
+            &mut bare_fork_wait,
+            &mut support::raw_seccomp_floor,
+        ],
+    );
+    lines.push(Line::time(
+        "small result under compute_only",
+        (t[0], t[1]),
+        "the same call, no sandbox",
+        Target::AtMost(1.15),
+    ));
+    notes.push(format!(
+        "small result under deny_network + deny_exec + read_only_filesystem: {:.3?}, {:.3}x the same call without a sandbox",
+        t[2],
+        t[2].as_secs_f64() / t[1].as_secs_f64()
+    ));
+    notes.push(format!(
+        "small result under Sandbox::new() (no_new_privs only): {:.3?}, {:.3}x the same call without a sandbox",
+        t[3],
+        t[3].as_secs_f64() / t[1].as_secs_f64()
+    ));
+    // The floor: what the kernel charges a child for any filter at all.
+    // compute_only's ratio cannot go below the floor's ratio over a bare
+    // fork, whatever the filter holds.
+    notes.push(format!(
+        "seccomp floor: fork + a one-instruction allow-all filter + _exit takes {:.3?}, {:.3}x bare fork+waitpid ({:.3?}) in the same rounds: no filter installed per call costs less; compute_only's filter over the plain call: {:.3}x",
+        t[5],
+        t[5].as_secs_f64() / t[4].as_secs_f64(),
+        t[4],
+        t[0].as_secs_f64() / t[1].as_secs_f64()
+    ));
 }

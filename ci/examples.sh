@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every example with the command its header (and the README) gives,
 # as a newcomer would, and fails if any of them does. Each example is built
-# once: all but three in one debug build with default features; `tracing`
-# and `async-jobs` need their features, and `soak` runs in release.
+# once: all but four in one debug build with default features; `tracing`,
+# `async-jobs` and `sandbox` need their features, and `soak` runs in release.
 # Portable: works on Linux, macOS and FreeBSD.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +18,10 @@ for file in examples/*.rs; do
         tracing)
             say "cargo run --example tracing --features tracing"
             run cargo run --example tracing --features tracing
+            ;;
+        sandbox)
+            say "cargo run --example sandbox --features sandbox"
+            run cargo run --example sandbox --features sandbox
             ;;
         async-jobs)
             say "cargo run --example async-jobs --features tokio"

@@ -71,6 +71,10 @@ pub(crate) struct ChildPlan<'a> {
     pub(crate) report: Option<ChildPage>,
     /// How its frames travel.
     pub(crate) route: ChildRoute<'a>,
+    /// The sandbox to enter right before the callable (see
+    /// `sys::sandbox`), built by the parent before the fork and never
+    /// freed in the child.
+    pub(crate) sandbox: Option<core::ptr::NonNull<sys::sandbox::Prepared>>,
 }
 
 /// What the child runs: a callable, whose value is the call's result, or
@@ -161,7 +165,8 @@ struct Child<'a> {
 }
 
 impl Child<'_> {
-    /// Its own process group, the parent-death signal, the memory limit.
+    /// Its own process group, the parent-death signal, the memory limit,
+    /// the sandbox.
     /// A failure is sent as the stream's end, and the parent reports that
     /// the callable never started.
     #[inline]
@@ -177,6 +182,13 @@ impl Child<'_> {
         }
         if let Some(limit) = plan.memory_limit {
             if let Err(e) = sys::limit_memory(limit) {
+                self.setup_failed(e);
+            }
+        }
+        if let Some(sandbox) = plan.sandbox {
+            // SAFETY: the parent's sandbox, alive at the fork (see
+            // `ChildPlan`); this child has one thread.
+            if let Err(e) = unsafe { sys::sandbox::enter(sandbox) } {
                 self.setup_failed(e);
             }
         }

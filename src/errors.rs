@@ -392,6 +392,7 @@ impl MemIsolateError {
                 NotRun::WatchSetupFailed(_) => "WatchSetupFailed",
                 NotRun::MemoryLimitUnsupported => "MemoryLimitUnsupported",
                 NotRun::ChildSetupFailed(_) => "ChildSetupFailed",
+                NotRun::SandboxUnsupported(_) => "SandboxUnsupported",
             },
             Self::CallableExecuted(e) => match e {
                 Ran::SerializationFailed(_) => "SerializationFailed",
@@ -487,9 +488,9 @@ pub enum CallableDidNotExecuteError {
     ),
 
     /// Setting up the parent's watch on the child failed before the
-    /// callable was allowed to start (for example no descriptor was left
-    /// for the kqueue on macOS and FreeBSD; on Linux the watch needs no
-    /// descriptor before the fork).
+    /// callable was allowed to start: no descriptor was left for a spawned
+    /// handle's readiness queue (epoll on Linux, kqueue on macOS and
+    /// FreeBSD, made before the fork so that `as_fd` cannot fail later).
     #[error("setting up the watch on the child failed")]
     WatchSetupFailed(
         #[cfg_attr(feature = "std", source)]
@@ -513,6 +514,54 @@ pub enum CallableDidNotExecuteError {
         #[serde(with = "errno_serde")]
         Errno,
     ),
+
+    /// The call asked for a sandbox (`Isolate::sandbox`, feature
+    /// `sandbox`) that this system cannot enforce, so the child was never
+    /// started rather than run with less protection than asked for. The
+    /// [`SandboxUnsupported`] says what is missing; `Sandbox::best_effort`
+    /// runs with what there is instead.
+    #[error("the sandbox cannot be enforced here: {0}")]
+    SandboxUnsupported(SandboxUnsupported),
+}
+
+/// What a system lacks to enforce a sandbox: carried by
+/// [`CallableDidNotExecuteError::SandboxUnsupported`].
+///
+/// The sandbox is built from two Linux mechanisms: a seccomp filter
+/// (system calls refused by number and argument) and a Landlock ruleset
+/// (files and TCP ports refused by the kernel's security module). Which
+/// one a policy needs, and from which kernel, is in the `Sandbox` type's
+/// documentation (feature `sandbox`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[non_exhaustive]
+pub enum SandboxUnsupported {
+    /// Sandboxes are built on Linux's seccomp and Landlock; this platform
+    /// (macOS, FreeBSD) has neither, or its architecture is not one the
+    /// filters are compiled for (`x86_64`, `aarch64`, `riscv64`).
+    #[error("sandboxes need Linux or Android on x86_64, aarch64 or riscv64")]
+    Platform,
+
+    /// The kernel refused to say whether it can install a seccomp filter
+    /// (`seccomp(SECCOMP_GET_ACTION_AVAIL)`): `ENOSYS` or `EINVAL` without
+    /// seccomp filters (a kernel built without them, or qemu-user, which
+    /// does not emulate them), `EOPNOTSUPP` for an action it lacks.
+    #[error("seccomp filters are unavailable")]
+    Seccomp(
+        #[cfg_attr(feature = "std", source)]
+        #[serde(with = "errno_serde")]
+        Errno,
+    ),
+
+    /// The policy needs Landlock's ABI `needed`, and the kernel offers
+    /// `available` (0: no Landlock, either not built in or not enabled at
+    /// boot).
+    #[error("the policy needs Landlock ABI {needed}, and this kernel offers {available}")]
+    Landlock {
+        /// The Landlock ABI the policy needs.
+        needed: u8,
+        /// The Landlock ABI the kernel offers; 0 when it has none.
+        available: u8,
+    },
 }
 
 /// The callable ran, but its result could not be delivered. Retry only if

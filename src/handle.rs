@@ -271,16 +271,19 @@ impl<T: DeserializeOwned> IsolatedChild<T> {
 /// # Ok::<(), mem_isolate::MemIsolateError>(())
 /// ```
 ///
-/// # Panics
-///
-/// On Linux the descriptor is an epoll instance made on the first call
-/// (a handle that is joined or awaited never makes one); if the system
-/// refuses to make it (`EMFILE`, `ENOMEM`), this panics.
+/// On Linux the descriptor is an epoll instance over the pipe and the
+/// pidfd, made by [`spawn`](crate::Isolate::spawn) before the fork (a
+/// system that refuses it, `EMFILE` or `ENOMEM`, fails the spawn with
+/// [`WatchSetupFailed`](crate::errors::CallableDidNotExecuteError::WatchSetupFailed)),
+/// so asking for it cannot fail; elsewhere it is the handle's kqueue.
 impl<T> AsFd for IsolatedChild<T> {
     fn as_fd(&self) -> BorrowedFd<'_> {
         match self.driven.ready_fd() {
-            Ok(fd) => fd,
-            Err(e) => panic!("mem-isolate: could not make the readiness descriptor: {e}"),
+            Some(fd) => fd,
+            // `Isolate::spawn` makes every handle's watch with
+            // `WaitMode::Queue`, whose queue exists from before the fork
+            // (see `ChildWatch::ready_fd`).
+            None => unreachable!("a spawned handle's watch has its queue"),
         }
     }
 }
@@ -306,10 +309,6 @@ impl<T> AsFd for IsolatedChild<T> {
 /// A deadline set with [`Isolate::timeout`](crate::Isolate::timeout) is
 /// kept only when `try_join` runs, so such a loop should also wake by the
 /// deadline (for example with a runtime timer raced against `readable`).
-///
-/// # Panics
-///
-/// As for [`AsFd`].
 impl<T> AsRawFd for IsolatedChild<T> {
     fn as_raw_fd(&self) -> RawFd {
         self.as_fd().as_raw_fd()

@@ -54,6 +54,8 @@ pub struct Isolate {
     memory_limit: Option<u64>,
     max_result_size: Option<usize>,
     kill_descendants: bool,
+    #[cfg(feature = "sandbox")]
+    sandbox: Option<crate::Sandbox>,
 }
 
 impl Default for Isolate {
@@ -63,6 +65,8 @@ impl Default for Isolate {
             memory_limit: None,
             max_result_size: None,
             kill_descendants: true,
+            #[cfg(feature = "sandbox")]
+            sandbox: None,
         }
     }
 }
@@ -109,6 +113,12 @@ impl Isolate {
     /// - A descendant that leaves the group (`setsid`, `setpgid`, as a
     ///   daemon does) escapes, and so does one started after the group was
     ///   killed by a descendant that escaped.
+    /// - The child itself leads its group, so `setsid()` called by the
+    ///   callable fails with `EPERM` (a group leader cannot start a
+    ///   session). A callable that needs a session of its own calls it in
+    ///   a process it forks, or runs with `kill_descendants(false)`, where
+    ///   `setsid()` succeeds (and the new session leaves the group it would
+    ///   have been killed with, so its descendants escape the call).
     ///
     /// With `false` the child stays in its parent's process group and only
     /// the child itself is killed, as in 0.1.
@@ -256,6 +266,44 @@ impl Isolate {
         self
     }
 
+    /// Runs the callable under `sandbox`: a policy that refuses what it
+    /// may do besides computing (the network, running programs, writing
+    /// files, or every system call computing does not need), from just
+    /// before it starts to the child's end. See [`Sandbox`](crate::Sandbox)
+    /// for the policies, what stays reachable, and what each kernel
+    /// enforces.
+    ///
+    /// The filters are compiled here (or on the first call, for a sandbox
+    /// that a clone of this `Isolate` has not used yet), never per call. A
+    /// system that cannot enforce the policy fails every call with
+    /// [`SandboxUnsupported`](crate::errors::CallableDidNotExecuteError::SandboxUnsupported)
+    /// before anything runs, unless it is
+    /// [`best_effort`](crate::Sandbox::best_effort).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use mem_isolate::{Isolate, Sandbox};
+    ///
+    /// let no_programs = Isolate::new().sandbox(Sandbox::new().deny_exec());
+    /// let ran = no_programs.run(|| std::process::Command::new("true").status().is_ok());
+    /// # if !matches!(ran, Err(ref e) if e.callable_did_not_execute()) {
+    /// assert_eq!(ran?, false);
+    /// # }
+    /// // The parent, and a call without the sandbox, are free.
+    /// assert_eq!(Isolate::new().run(|| std::process::Command::new("true").status().is_ok())?, true);
+    /// # Ok::<(), mem_isolate::MemIsolateError>(())
+    /// ```
+    #[cfg(feature = "sandbox")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sandbox")))]
+    pub fn sandbox(mut self, sandbox: crate::Sandbox) -> Self {
+        // Built now, so that no call pays for it; an error waits for the
+        // first call.
+        let _ = sandbox.for_call();
+        self.sandbox = Some(sandbox);
+        self
+    }
+
     /// Runs `callable` in a forked child and returns its value, blocking
     /// until the child has finished and been reaped.
     ///
@@ -327,15 +375,30 @@ impl Isolate {
         F: FnOnce() -> T,
         T: Serialize + DeserializeOwned,
     {
-        let limit = self.max_result_size.unwrap_or(usize::MAX);
         call_span!("mem_isolate::spawn");
-        // Several spawned children may be alive at once, so they do not
-        // share a page: their results always travel through the pipe.
-        let sink = VecSink::new(limit);
+        // The handle's readiness queue is made before the fork, so that
+        // `as_fd` cannot fail.
+        let driven = self.start_unshared(callable, WaitMode::Queue)?;
+        Ok(crate::IsolatedChild::new(driven))
+    }
+
+    /// Starts a call whose child may outlive this thread, waited for as
+    /// `mode` says. Several such children may be alive at once, so they do
+    /// not share a page: their results always travel through the pipe.
+    #[cfg(feature = "alloc")]
+    fn start_unshared<F, T>(
+        &self,
+        callable: F,
+        mode: WaitMode,
+    ) -> Result<Driven<'static, VecSink>, MemIsolateError>
+    where
+        F: FnOnce() -> T,
+        T: Serialize,
+    {
+        let sink = VecSink::new(self.max_result_size.unwrap_or(usize::MAX));
         let pid = crate::sys::getpid();
-        let (call, watch) =
-            call::start(&self.options(), callable, sink, None, pid, WaitMode::Queue)?;
-        Ok(crate::IsolatedChild::new(Driven::new(call, watch)))
+        let (call, watch) = call::start(&self.options(), callable, sink, None, pid, mode)?;
+        Ok(Driven::new(call, watch))
     }
 
     /// Runs `callable` in a forked child and returns a future of its value,
@@ -401,7 +464,14 @@ impl Isolate {
         T: Serialize + DeserializeOwned,
     {
         let isolate = self.clone();
-        async move { isolate.spawn(callable)?.await }
+        async move {
+            let driven = {
+                call_span!("mem_isolate::spawn");
+                // The reactor waits on the pipe and the pidfd: no queue.
+                isolate.start_unshared(callable, WaitMode::Reactor)?
+            };
+            crate::drive::tokio::ChildFuture::<T>::new(driven, false).await
+        }
     }
 
     /// Runs `callable` in a forked child without allocating: the parent
@@ -465,6 +535,14 @@ impl Isolate {
             timeout: self.timeout,
             memory_limit: self.memory_limit,
             kill_descendants: self.kill_descendants,
+            #[cfg(feature = "sandbox")]
+            sandbox: self
+                .sandbox
+                .as_ref()
+                .map_or(Ok(None), crate::Sandbox::for_call)
+                .map_err(crate::errors::CallableDidNotExecuteError::SandboxUnsupported),
+            #[cfg(not(feature = "sandbox"))]
+            sandbox: Ok(None),
         }
     }
 }

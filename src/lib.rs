@@ -64,6 +64,7 @@
 //! | `alloc` | via `std` | [`execute_in_isolated_process`], [`Isolate::run`], [`Isolate::spawn`] and [`IsolatedChild`] |
 //! | `tracing` | no | debug events in the parent (fork, reap, decode); none in the child |
 //! | `tokio` | no | implies `std`; `Isolate::run_async` and `child.await` on an [`IsolatedChild`] (`ChildFuture`), waited for through tokio's reactor: see [Async code](#async-code) |
+//! | `sandbox` | no | implies `std`; `Sandbox` and `Isolate::sandbox`: seccomp and Landlock for the callable (Linux, Android), see the README's "Sandbox" section |
 //!
 //! Without `alloc` the crate is `#![no_std]` and needs no allocator:
 //! [`Isolate::run_with_buffer`] and [`execute_in_isolated_process_with_buffer`]
@@ -75,7 +76,9 @@
 //! call's result, and a spawned [`IsolatedChild`] can be awaited
 //! (`child.await`, through [`ChildFuture`]). They wait through tokio's
 //! reactor on the child's watcher and the result pipe, so thousands of
-//! children can be in flight on one thread, at two descriptors each. The
+//! children can be in flight on one thread, at two descriptors each with
+//! `run_async` (a spawned handle also holds the readiness queue its
+//! `AsFd` hands out, made at the spawn: three on Linux). The
 //! fork happens on the first poll; the [`timeout`](Isolate::timeout) keeps
 //! its meaning; dropping the future kills the child (and its process
 //! group) and reaps it without blocking the runtime. Both `current_thread`
@@ -219,6 +222,8 @@ mod handle;
 mod isolate;
 mod panic_hook;
 mod report;
+#[cfg(feature = "sandbox")]
+mod sandbox;
 mod sink;
 #[cfg(feature = "alloc")]
 mod stream;
@@ -235,6 +240,9 @@ pub use errors::MemIsolateError;
 pub use handle::IsolatedChild;
 pub use isolate::Isolate;
 pub use rustix::process::Pid;
+#[cfg(feature = "sandbox")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sandbox")))]
+pub use sandbox::Sandbox;
 pub use serde::{Serialize, de::DeserializeOwned};
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]

@@ -302,8 +302,8 @@ fn descriptors_exhausted_inside_the_callable_do_not_stop_its_result() {
 #[test]
 fn failed_setups_leak_no_descriptor() {
     // Two free slots: the pipe fits, a spawned handle's readiness queue
-    // (kqueue) does not. If a failed call leaked the pipe, the next would
-    // fail earlier (PipeCreationFailed) instead of the same way.
+    // (epoll, kqueue) does not. If a failed call leaked the pipe, the next
+    // would fail earlier (PipeCreationFailed) instead of the same way.
     let _g = shared();
     let (failures, after): (Vec<Outcome<u8>>, Outcome<u8>) = common::sealed(|| {
         let limit = leave_free_descriptors(2);
@@ -318,20 +318,54 @@ fn failed_setups_leak_no_descriptor() {
         (failures, execute_in_isolated_process(|| 2u8))
     });
     for r in failures {
-        if cfg!(any(target_os = "linux", target_os = "android")) {
-            // Linux makes no queue before the fork: each call fits, and
-            // would not if one before it had leaked.
-            assert_eq!(r, Ok(1));
-        } else {
-            assert_eq!(
-                r,
-                Err(MemIsolateError::CallableDidNotExecute(
-                    NotRun::WatchSetupFailed(Errno::MFILE)
-                ))
-            );
-        }
+        assert_eq!(
+            r,
+            Err(MemIsolateError::CallableDidNotExecute(
+                NotRun::WatchSetupFailed(Errno::MFILE)
+            ))
+        );
     }
     assert_eq!(after, Ok(2));
+}
+
+#[test]
+fn with_every_descriptor_taken_after_the_spawn_as_fd_still_wakes_a_poller() {
+    // The readiness descriptor exists from the spawn on: a handle first
+    // asked for it once the process has no descriptor left gets it (this
+    // panicked when Linux made its epoll instance then), and it wakes a
+    // poller until the value, which needs several pipe buffers read, is in.
+    let _g = shared();
+    let (refused, value): (i32, Outcome<Vec<u8>>) = common::sealed(|| {
+        use std::os::fd::{AsFd, AsRawFd};
+        let mut child = Isolate::new()
+            .spawn(|| {
+                std::thread::sleep(Duration::from_millis(50));
+                pattern(3, 300_000)
+            })
+            .unwrap();
+        leave_free_descriptors(0);
+        let refused = std::fs::File::open("/dev/null")
+            .unwrap_err()
+            .raw_os_error()
+            .unwrap();
+        let value = loop {
+            let mut pfd = libc::pollfd {
+                fd: child.as_fd().as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: polling one valid descriptor, for at most 30 s.
+            assert_eq!(unsafe { libc::poll(&raw mut pfd, 1, 30_000) }, 1);
+            match child.try_join() {
+                Ok(Some(v)) => break Ok(v),
+                Ok(None) => {}
+                Err(e) => break Err(e),
+            }
+        };
+        (refused, value)
+    });
+    assert_eq!(refused, libc::EMFILE);
+    assert_eq!(value, Ok(pattern(3, 300_000)));
 }
 
 #[test]

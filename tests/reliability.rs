@@ -486,6 +486,32 @@ mod descendants {
         assert_eq!((n, left), (GENERATIONS, vec![]), "after a value");
     }
 
+    /// What `setsid()` in the callable returned: `Ok(true)` if the child
+    /// then leads a new session, or its `errno`.
+    fn setsid_in_the_callable(isolate: &Isolate) -> Result<bool, i32> {
+        isolate
+            .run(|| {
+                // SAFETY: plain syscalls on the child itself.
+                unsafe {
+                    if libc::setsid() == -1 {
+                        Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+                    } else {
+                        Ok(libc::getsid(0) == libc::getpid())
+                    }
+                }
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn a_callable_cannot_start_a_session_while_it_leads_its_group() {
+        assert_eq!(setsid_in_the_callable(&Isolate::new()), Err(libc::EPERM));
+        assert_eq!(
+            setsid_in_the_callable(&Isolate::new().kill_descendants(false)),
+            Ok(true)
+        );
+    }
+
     #[test]
     fn without_the_option_descendants_are_left_running() {
         let (outcome, n, left) = survivors(|words| {

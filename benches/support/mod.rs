@@ -2,6 +2,8 @@
 //! ratio report.
 #![allow(dead_code)]
 
+pub mod mixed;
+
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -186,6 +188,53 @@ pub fn raw_isolation_floor() {
         let mut status = 0;
         assert_eq!(libc::waitpid(pid, &raw mut status, 0), pid);
         assert_eq!(page.cast::<u64>().read_volatile(), 42);
+    }
+}
+
+/// The floor under any seccomp sandbox that a child installs for itself:
+/// `fork`, then in the child `prctl(PR_SET_NO_NEW_PRIVS)` and a filter of
+/// one instruction that allows everything, `_exit`; the parent waits. What
+/// the kernel charges for a filter (compiling it, and freeing it when the
+/// child is reaped) whatever the filter says.
+#[cfg(target_os = "linux")]
+pub fn raw_seccomp_floor() {
+    #[repr(C)]
+    struct Insn {
+        code: u16,
+        jt: u8,
+        jf: u8,
+        k: u32,
+    }
+    #[repr(C)]
+    struct Prog {
+        len: u16,
+        filter: *const Insn,
+    }
+    // BPF_RET | BPF_K, SECCOMP_RET_ALLOW.
+    let allow = [Insn {
+        code: 0x06,
+        jt: 0,
+        jf: 0,
+        k: 0x7fff_0000,
+    }];
+    let prog = Prog {
+        len: 1,
+        filter: allow.as_ptr(),
+    };
+    // SAFETY: plain system calls; the child makes system calls only and
+    // leaves with `_exit`; `prog` outlives the `seccomp` call.
+    unsafe {
+        let pid = libc::fork();
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+            // SECCOMP_SET_MODE_FILTER = 1.
+            let r = libc::syscall(libc::SYS_seccomp, 1, 0, &raw const prog);
+            libc::_exit(i32::from(r != 0));
+        }
+        let mut status = 0;
+        assert_eq!(libc::waitpid(pid, &raw mut status, 0), pid);
+        assert_eq!(status, 0, "the raw filter was refused");
     }
 }
 

@@ -33,6 +33,9 @@ pub(crate) struct Options {
     pub(crate) timeout: Option<Duration>,
     pub(crate) memory_limit: Option<u64>,
     pub(crate) kill_descendants: bool,
+    /// The sandbox to enter, built once and kept by the `Isolate`, or why
+    /// it cannot be (`SandboxUnsupported`).
+    pub(crate) sandbox: Result<Option<core::ptr::NonNull<sys::sandbox::Prepared>>, NotRun>,
 }
 
 /// Plans the call, forks, and returns the parent's side of it, which
@@ -53,6 +56,7 @@ where
     if options.memory_limit.is_some() && !sys::MEMORY_LIMIT_SUPPORTED {
         return Err(NotRun::MemoryLimitUnsupported.into());
     }
+    let sandbox = options.sandbox.clone()?;
     let plan::Plan {
         mut route,
         child: child_route,
@@ -70,7 +74,7 @@ where
         memory_limit: options.memory_limit,
         nonce,
         own_group: options.kill_descendants,
-        outlives_thread: matches!(mode, WaitMode::Queue),
+        outlives_thread: !matches!(mode, WaitMode::Direct),
         // SAFETY: both are live shared mappings made before the fork,
         // which the child never unmaps.
         report: match &report {
@@ -79,6 +83,7 @@ where
             ReportAt::None => None,
         },
         route: child_route,
+        sandbox,
     };
     panic_hook::install();
     let started = sys::now();

@@ -8,8 +8,6 @@ use core::time::Duration;
 
 #[cfg(feature = "alloc")]
 use rustix::fd::BorrowedFd;
-#[cfg(feature = "alloc")]
-use rustix::io::Errno;
 
 use super::{ExitSpin, Os};
 use crate::call::Call;
@@ -95,12 +93,12 @@ impl<'a, S: Sink> Driven<'a, S> {
         self.advance(None);
     }
 
-    /// The readiness descriptor, made on first use (an epoll instance on
-    /// Linux): readable when [`Self::advance`] with a zero budget can make
-    /// progress.
+    /// The readiness descriptor, made with the watch (`Some` for a watch
+    /// made with [`sys::WaitMode::Queue`]): readable when [`Self::advance`]
+    /// with a zero budget can make progress.
     #[cfg(feature = "alloc")]
-    pub(crate) fn ready_fd(&self) -> Result<BorrowedFd<'_>, Errno> {
-        self.watch.queue_or_make(self.call.pipe_fd())
+    pub(crate) fn ready_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.watch.ready_fd()
     }
 
     /// The call and its watch, for a driver of another kind (the `tokio`

@@ -73,9 +73,9 @@ impl ChildWatch for Watch {
     fn leave_in_child(&self) {}
 
     /// No call—The kqueue descriptor (already made with the watch).
-    fn queue_or_make(&self, _pipe: Option<BorrowedFd<'_>>) -> Result<BorrowedFd<'_>, Errno> {
+    fn ready_fd(&self) -> Option<BorrowedFd<'_>> {
         use rustix::fd::AsFd;
-        Ok(self.queue.as_fd())
+        Some(self.queue.as_fd())
     }
 
     /// No call—The descriptor that becomes readable when the child ends:

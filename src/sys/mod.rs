@@ -19,6 +19,7 @@
 //! | `memory.rs` | the shared page's mapping |
 //! | `limits.rs` | `RLIMIT_AS` and `RLIMIT_FSIZE` |
 //! | `watch.rs` | the [`ChildWatch`] contract, [`Ready`], the clock |
+//! | `sandbox.rs` | feature `sandbox`, Linux kernels: seccomp and Landlock (`no_sandbox.rs` elsewhere) |
 //!
 //! And one file per platform family for what differs, each providing the
 //! same items (so that the files above, and the crate above `sys`, carry
@@ -91,6 +92,36 @@ use bsd::{address_space_size, last_errno};
 pub(crate) use kqueue::WATCH_HOLDS_PIPE;
 #[cfg(kqueue)]
 pub(crate) use kqueue::Watch;
+
+#[cfg(feature = "sandbox")]
+mod policy;
+#[cfg(feature = "sandbox")]
+pub(crate) use policy::SandboxPolicy;
+
+// The sandbox (feature `sandbox`): seccomp and Landlock, on Linux kernels
+// and the architectures seccompiler compiles for. Elsewhere a stub that
+// refuses every sandbox.
+#[cfg(all(
+    feature = "sandbox",
+    linux_kernel,
+    any(
+        target_arch = "x86_64",
+        target_arch = "aarch64",
+        target_arch = "riscv64"
+    )
+))]
+pub(crate) mod sandbox;
+#[cfg(not(all(
+    feature = "sandbox",
+    linux_kernel,
+    any(
+        target_arch = "x86_64",
+        target_arch = "aarch64",
+        target_arch = "riscv64"
+    )
+)))]
+#[path = "no_sandbox.rs"]
+pub(crate) mod sandbox;
 
 #[cfg(not(any(linux_kernel, kqueue)))]
 compile_error!("mem-isolate supports Linux, Android, macOS and FreeBSD");

@@ -1,12 +1,12 @@
 //! Linux and Android: the parent watches the child through a pidfd, and
 //! waits with one `poll` over the pipe and the pidfd, which saves creating,
 //! filling and destroying an epoll instance on every call. A spawned
-//! handle whose readiness descriptor is asked for (`AsFd`) gathers both in
-//! one epoll instance, made then; the `tokio` driver registers the two with
-//! the runtime's reactor instead.
+//! handle, whose readiness descriptor (`AsFd`) an event loop may ask for,
+//! gathers both in one epoll instance made before the fork, where a
+//! failure can still be returned; the `tokio` driver registers the two
+//! with the runtime's reactor instead, and makes none.
 
 use core::mem::MaybeUninit;
-use core::sync::atomic::{AtomicI32, Ordering};
 use core::time::Duration;
 
 use rustix::event::{PollFd, PollFlags, Timespec, epoll};
@@ -24,75 +24,50 @@ use super::{ChildWatch, Ready, WaitMode, tick};
 const PIPE_TOKEN: u64 = 1;
 const CHILD_TOKEN: u64 = 2;
 
-/// The parent's view of one child: its pidfd, and, once a spawned
-/// handle's readiness descriptor is asked for ([`Watch::queue_or_make`]),
-/// an epoll instance over the pipe and the pidfd.
+/// The parent's view of one child: its pidfd, and, for a spawned handle
+/// ([`WaitMode::Queue`]), an epoll instance over the pipe and the pidfd.
 pub(crate) struct Watch {
-    queue: LazyQueue,
+    /// Made by [`Watch::new`] for [`WaitMode::Queue`] only: a call that
+    /// blocks waits with `poll`, and one awaited through tokio needs no
+    /// queue of its own (two descriptors per child, not three).
+    queue: Option<OwnedFd>,
     pidfd: Option<OwnedFd>,
     /// Nothing to wait for but the child, and no deadline: the wait is a
     /// blocking reap (see [`Watch::child_only`]).
     reap_only: bool,
 }
 
-/// An epoll instance made on first use, through `&self` (a handle's
-/// `as_fd`), so that a child awaited through an async runtime or joined
-/// holds no descriptor beyond its pipe and pidfd. Kept as a raw number in
-/// an atomic, so that the watch stays `Sync`; `-1` until made.
-struct LazyQueue(AtomicI32);
-
-impl LazyQueue {
-    fn get(&self) -> Option<BorrowedFd<'_>> {
-        let fd = self.0.load(Ordering::Acquire);
-        // SAFETY: a number stored here is an epoll instance this queue owns
-        // until it is dropped.
-        (fd >= 0).then(|| unsafe { BorrowedFd::borrow_raw(fd) })
-    }
-
-    fn get_or_make(
-        &self,
-        make: impl FnOnce() -> Result<OwnedFd, Errno>,
-    ) -> Result<BorrowedFd<'_>, Errno> {
-        use rustix::fd::{FromRawFd, IntoRawFd};
-        if let Some(fd) = self.get() {
-            return Ok(fd);
-        }
-        let new = make()?.into_raw_fd();
-        let fd = match self
-            .0
-            .compare_exchange(-1, new, Ordering::AcqRel, Ordering::Acquire)
-        {
-            Ok(_) => new,
-            Err(first) => {
-                // SAFETY: `new` was just released from its `OwnedFd` and
-                // lost the race: nobody else has it.
-                drop(unsafe { OwnedFd::from_raw_fd(new) });
-                first
-            }
-        };
-        // SAFETY: as in `get`.
-        Ok(unsafe { BorrowedFd::borrow_raw(fd) })
-    }
-}
-
-impl Drop for LazyQueue {
-    fn drop(&mut self) {
-        use rustix::fd::FromRawFd;
-        let fd = *self.0.get_mut();
-        if fd >= 0 {
-            // SAFETY: the queue owns the instance it made.
-            drop(unsafe { OwnedFd::from_raw_fd(fd) });
-        }
-    }
+/// `epoll_ctl(ADD, fd, EPOLLIN)`—Adds `fd` to `queue` under `token`.
+fn enqueue(queue: &OwnedFd, fd: BorrowedFd<'_>, token: u64) -> Result<(), Errno> {
+    epoll::add(
+        queue,
+        fd,
+        epoll::EventData::new_u64(token),
+        epoll::EventFlags::IN,
+    )
 }
 
 impl ChildWatch for Watch {
-    /// No call—Makes nothing and cannot fail, whatever the mode: a spawned
-    /// handle's epoll instance is made only when its readiness descriptor
-    /// is first asked for ([`Watch::queue_or_make`]).
-    fn new(_pipe: BorrowedFd<'_>, _mode: WaitMode) -> Result<Self, Errno> {
+    /// `epoll_create1(EPOLL_CLOEXEC)` and `epoll_ctl(ADD, pipe)` for
+    /// [`WaitMode::Queue`], otherwise no call—A spawned handle's
+    /// readiness descriptor is made here, before the fork, so that a
+    /// failure (`EMFILE`, `ENOMEM`) means the callable never started, and
+    /// handing the descriptor out later ([`Watch::ready_fd`]) cannot fail.
+    ///
+    /// # References
+    ///  - [Linux `epoll_create1(2)`](https://man7.org/linux/man-pages/man2/epoll_create1.2.html)
+    ///  - [Linux `epoll_ctl(2)`](https://man7.org/linux/man-pages/man2/epoll_ctl.2.html)
+    fn new(pipe: BorrowedFd<'_>, mode: WaitMode) -> Result<Self, Errno> {
+        let queue = match mode {
+            WaitMode::Queue => {
+                let queue = super::above_stdio(epoll::create(epoll::CreateFlags::CLOEXEC)?)?;
+                enqueue(&queue, pipe, PIPE_TOKEN)?;
+                Some(queue)
+            }
+            WaitMode::Direct | WaitMode::Reactor => None,
+        };
         Ok(Self {
-            queue: LazyQueue(AtomicI32::new(-1)),
+            queue,
             pidfd: None,
             reap_only: false,
         })
@@ -106,50 +81,35 @@ impl ChildWatch for Watch {
     /// the caller blocks in `wait4`, which no grandchild can prolong.
     fn child_only(deadline: bool) -> Result<Self, Errno> {
         Ok(Self {
-            queue: LazyQueue(AtomicI32::new(-1)),
+            queue: None,
             pidfd: None,
             reap_only: !deadline,
         })
     }
 
-    /// No call—In the child, straight after `fork`: there is nothing to
-    /// close, since a watch holds no descriptor before the fork (the pidfd
-    /// is opened after it, in the parent; the epoll instance when `as_fd`
-    /// first asks). Never dropped in the child, so that the child runs no
-    /// drop code: measured, that code sat on a text page of its own, which
-    /// the child faulted in on every call.
+    /// `close(epfd)` for a spawned handle's watch, otherwise no call—In
+    /// the child, straight after `fork`: the pidfd is opened after the
+    /// fork, in the parent, so the child inherited at most the epoll
+    /// instance, which it closes so that the callable cannot change the
+    /// parent's registrations. Never dropped in the child, so that the
+    /// child runs no drop code: measured, that code sat on a text page of
+    /// its own, which the child faulted in on every call.
     #[inline]
     fn leave_in_child(&self) {
-        debug_assert!(self.pidfd.is_none() && self.queue.get().is_none());
+        debug_assert!(self.pidfd.is_none());
+        if let Some(queue) = &self.queue {
+            use rustix::fd::AsRawFd;
+            // SAFETY: the child's copy of the instance; the child never
+            // uses or drops this watch again.
+            unsafe { rustix::io::close(queue.as_raw_fd()) };
+        }
     }
 
-    /// `epoll_create1(EPOLL_CLOEXEC)` and `epoll_ctl(ADD)` of the pipe
-    /// (`pipe`, while the call still reads it) and the pidfd—The readiness
-    /// descriptor of a spawned handle, made on first use and kept: readable
-    /// whenever the pipe is or the child has ended.
-    ///
-    /// # References
-    ///  - [Linux `epoll_create1(2)`](https://man7.org/linux/man-pages/man2/epoll_create1.2.html)
-    ///  - [Linux `epoll_ctl(2)`](https://man7.org/linux/man-pages/man2/epoll_ctl.2.html)
-    fn queue_or_make(&self, pipe: Option<BorrowedFd<'_>>) -> Result<BorrowedFd<'_>, Errno> {
-        self.queue.get_or_make(|| {
-            let queue = super::above_stdio(epoll::create(epoll::CreateFlags::CLOEXEC)?)?;
-            let members = [
-                (pipe, PIPE_TOKEN),
-                (self.pidfd.as_ref().map(AsFd::as_fd), CHILD_TOKEN),
-            ];
-            for (fd, token) in members {
-                if let Some(fd) = fd {
-                    epoll::add(
-                        &queue,
-                        fd,
-                        epoll::EventData::new_u64(token),
-                        epoll::EventFlags::IN,
-                    )?;
-                }
-            }
-            Ok(queue)
-        })
+    /// No call—The epoll instance [`Watch::new`] made for a spawned
+    /// handle: readable whenever the pipe is (until it is forgotten) or
+    /// the child has ended.
+    fn ready_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.queue.as_ref().map(AsFd::as_fd)
     }
 
     /// No call—The descriptor that becomes readable when the child ends:
@@ -167,13 +127,16 @@ impl ChildWatch for Watch {
         self.pidfd.is_none() && !self.reap_only
     }
 
-    /// `pidfd_open(pid, 0)`—Starts watching the child `pid`, straight
-    /// after `fork`. Cannot fail: if the kernel has no pidfd (before 5.3, or
-    /// a seccomp filter refuses it) the watch falls back to checking the
-    /// child every [`FALLBACK_TICK`](super::watch::FALLBACK_TICK).
+    /// `pidfd_open(pid, 0)`, and `epoll_ctl(ADD, pidfd)` if the watch has
+    /// a queue—Starts watching the child `pid`, straight after `fork`.
+    /// Cannot fail: if the kernel has no pidfd (before 5.3, or a seccomp
+    /// filter refuses it) or the queue refuses it (`ENOMEM`), the watch
+    /// falls back to checking the child every
+    /// [`FALLBACK_TICK`](super::watch::FALLBACK_TICK).
     ///
     /// # References
     ///  - [Linux `pidfd_open(2)`](https://man7.org/linux/man-pages/man2/pidfd_open.2.html)
+    ///  - [Linux `epoll_ctl(2)`](https://man7.org/linux/man-pages/man2/epoll_ctl.2.html)
     fn watch_child(&mut self, pid: Pid) {
         if self.reap_only {
             return;
@@ -181,24 +144,29 @@ impl ChildWatch for Watch {
         let Ok(pidfd) = pidfd_open(pid, PidfdFlags::empty()).and_then(super::above_stdio) else {
             return;
         };
+        if let Some(queue) = &self.queue {
+            if enqueue(queue, pidfd.as_fd(), CHILD_TOKEN).is_err() {
+                return;
+            }
+        }
         self.pidfd = Some(pidfd);
     }
 
-    /// `epoll_ctl(DEL, pipe)` (once the epoll instance exists; a `poll`
-    /// simply stops being given the pipe)—Stops watching the pipe (after
+    /// `epoll_ctl(DEL, pipe)` (if the watch has a queue; a `poll` simply
+    /// stops being given the pipe)—Stops watching the pipe (after
     /// the stream ended or was rejected), so that a grandchild writing to
     /// it cannot keep waking the parent.
     ///
     /// # References
     ///  - [Linux `epoll_ctl(2)`](https://man7.org/linux/man-pages/man2/epoll_ctl.2.html)
     fn forget_pipe(&mut self, pipe: BorrowedFd<'_>) {
-        if let Some(queue) = self.queue.get() {
+        if let Some(queue) = &self.queue {
             // Failure only means it was not registered.
             let _ = epoll::delete(queue, pipe);
         }
     }
 
-    /// `epoll_wait(epfd, timeout)` once the epoll instance exists, otherwise
+    /// `epoll_wait(epfd, timeout)` if the watch has a queue, otherwise
     /// `poll([pipe, pidfd], timeout)`—Waits until the pipe (`pipe`, while
     /// the caller still reads it) is readable, the child ends, or `timeout`
     /// passes (an empty [`Ready`]).
@@ -225,7 +193,7 @@ impl ChildWatch for Watch {
             tv_sec: i64::try_from(t.as_secs()).unwrap_or(i64::MAX),
             tv_nsec: i64::from(t.subsec_nanos()),
         });
-        let mut ready = match self.queue.get() {
+        let mut ready = match &self.queue {
             Some(queue) => {
                 let mut events = [MaybeUninit::<epoll::Event>::uninit(); 2];
                 let mut ready = Ready::default();

@@ -96,10 +96,17 @@ pub(crate) fn tick(timeout: Option<Duration>, watched: bool) -> (Option<Duration
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum WaitMode {
     /// Through a readiness queue with a descriptor of its own (epoll,
-    /// kqueue) that an async runtime can poll: for spawned handles, whose
-    /// children may outlive the thread that spawned them.
+    /// kqueue), made with the watch, that any event loop can poll: for
+    /// spawned handles ([`ChildWatch::ready_fd`]), whose children may
+    /// outlive the thread that spawned them.
     #[cfg_attr(not(feature = "alloc"), allow(dead_code))]
     Queue,
+    /// For an async runtime's reactor, which waits on the pipe and
+    /// [`ChildWatch::child_fd`] itself: on Linux no queue is made (the
+    /// child holds two descriptors, pipe and pidfd); elsewhere the same
+    /// as [`WaitMode::Queue`]. Its child may outlive its thread too.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    Reactor,
     /// However is cheapest for a caller that only ever blocks: on Linux a
     /// `poll` over the pipe and the pidfd, with no queue to create;
     /// elsewhere the same as [`WaitMode::Queue`].
@@ -155,12 +162,13 @@ pub(crate) trait ChildWatch: Sized {
     fn leave_in_child(&self);
 
     /// The readiness descriptor of a spawned handle: readable when a
-    /// [`ChildWatch::wait`] would not block. Made on first use where the
-    /// platform allows (Linux: an epoll instance over `pipe`, given while
-    /// the call still reads it, and the pidfd), then kept. May fail, for
-    /// the calls that make it.
+    /// [`ChildWatch::wait`] would not block. Made with the watch, before
+    /// the fork, so that handing it out cannot fail: `Some` for every
+    /// watch made with [`WaitMode::Queue`] (Linux: an epoll instance over
+    /// the pipe and, from [`ChildWatch::watch_child`] on, the pidfd; a
+    /// kqueue elsewhere, in every mode).
     #[cfg_attr(not(feature = "alloc"), allow(dead_code))]
-    fn queue_or_make(&self, pipe: Option<BorrowedFd<'_>>) -> Result<BorrowedFd<'_>, Errno>;
+    fn ready_fd(&self) -> Option<BorrowedFd<'_>>;
 
     /// The descriptor that becomes readable when the child ends, for an
     /// async runtime's reactor: the pidfd on Linux (`None` without one),
