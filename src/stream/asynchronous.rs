@@ -184,7 +184,8 @@ impl<T: DeserializeOwned> AsyncIsolatedStream<T> {
             return Ok(true);
         };
         if self.ready.is_none() {
-            let fd = driven.ready_fd()?;
+            // A stream's watch has its queue from before the fork.
+            let fd = driven.ready_fd().ok_or(Errno::BADF)?;
             // SAFETY: the descriptor is the watch's, which lives in
             // `driven`; the registration is dropped first (see `end` and
             // `Drop`).

@@ -227,25 +227,23 @@ impl<T: DeserializeOwned> core::iter::FusedIterator for IsolatedStream<T> {}
 /// sent something, ended, or its deadline passed, so that `next` has
 /// something to give without waiting for the child.
 ///
-/// # Panics
-///
-/// As for [`IsolatedChild`](crate::IsolatedChild)'s `AsFd`: on Linux the
-/// descriptor is an epoll instance made on the first call, and this panics
-/// if the system refuses to make it.
+/// As for [`IsolatedChild`](crate::IsolatedChild): on Linux an epoll
+/// instance over the pipe and the pidfd, made before the fork (a system
+/// that refuses it fails [`Isolate::stream`] with
+/// [`WatchSetupFailed`](crate::errors::CallableDidNotExecuteError::WatchSetupFailed)),
+/// elsewhere the stream's kqueue.
 impl<T> AsFd for IsolatedStream<T> {
     fn as_fd(&self) -> BorrowedFd<'_> {
         match self.call.ready_fd() {
-            Ok(fd) => fd,
-            Err(e) => panic!("mem-isolate: could not make the readiness descriptor: {e}"),
+            Some(fd) => fd,
+            // `Isolate::stream` makes the watch with `WaitMode::Queue`,
+            // whose queue exists from before the fork.
+            None => unreachable!("a stream's watch has its queue"),
         }
     }
 }
 
 /// The same descriptor as [`AsFd`].
-///
-/// # Panics
-///
-/// As for [`AsFd`].
 impl<T> AsRawFd for IsolatedStream<T> {
     fn as_raw_fd(&self) -> RawFd {
         self.as_fd().as_raw_fd()
