@@ -185,8 +185,9 @@ impl<'a, S: Sink> Call<'a, S> {
         self.usage
     }
 
-    /// The pipe's read end, while the call still reads it.
-    #[cfg(feature = "alloc")]
+    /// The pipe's read end, while the call still reads it (for the
+    /// `tokio` driver, which registers it).
+    #[cfg(feature = "tokio")]
     pub(crate) fn pipe_fd(&self) -> Option<BorrowedFd<'_>> {
         self.route.pipe_fd()
     }
