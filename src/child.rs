@@ -77,34 +77,43 @@ pub(crate) struct ChildPlan<'a> {
     pub(crate) sandbox: Option<core::ptr::NonNull<sys::sandbox::Prepared>>,
 }
 
+/// What the child runs: a callable, whose value is the call's result, or
+/// a stream's producer ([`crate::stream`]), which also needs the child's
+/// way out for the items it sends.
+pub(crate) trait Job {
+    /// What the child's usual path sends back once the job returns.
+    type Value: Serialize;
+    /// Runs in the child; `out` and `nonce` are the call's.
+    fn run(self, out: Out<'_>, nonce: u64) -> Self::Value;
+}
+
+impl<F: FnOnce() -> T, T: Serialize> Job for F {
+    type Value = T;
+    #[inline]
+    fn run(self, _out: Out<'_>, _nonce: u64) -> T {
+        self()
+    }
+}
+
 /// Runs in the child straight after `fork`; never returns. `leave_parent`
 /// gives up the parent's side of the call, which the fork copied.
 ///
 /// Marked for inlining, like the small helpers it calls on the way to a
 /// small result (ARCHITECTURE.md, "Page faults after fork").
 #[inline]
-pub(crate) fn run<F, T>(callable: F, plan: &ChildPlan<'_>, leave_parent: impl FnOnce()) -> !
-where
-    F: FnOnce() -> T,
-    T: Serialize,
-{
+pub(crate) fn run<J: Job>(callable: J, plan: &ChildPlan<'_>, leave_parent: impl FnOnce()) -> ! {
     run_prepared(|| Ok(callable), plan, leave_parent)
 }
 
-/// [`run`], with the callable made by `prepare` once the child is set up
-/// (its group, its parent-death signal, its memory limit): a zygote's
-/// worker decodes its arguments there. A failure of `prepare` is a setup
+/// [`run`], with the job made by `prepare` once the child is set up (its
+/// group, its parent-death signal, its memory limit): a zygote's worker
+/// decodes its arguments there. A failure of `prepare` is a setup
 /// failure: the callable never started.
 #[inline]
-pub(crate) fn run_prepared<P, F, T>(
-    prepare: P,
-    plan: &ChildPlan<'_>,
-    leave_parent: impl FnOnce(),
-) -> !
+pub(crate) fn run_prepared<P, J>(prepare: P, plan: &ChildPlan<'_>, leave_parent: impl FnOnce()) -> !
 where
-    P: FnOnce() -> Result<F, Errno>,
-    F: FnOnce() -> T,
-    T: Serialize,
+    P: FnOnce() -> Result<J, Errno>,
+    J: Job,
 {
     leave_parent();
     let offset = Cell::new(0);
@@ -144,7 +153,7 @@ where
     let sent = catch(|| {
         // Never dropped, not even if serializing it panics: dropping could
         // free memory.
-        let value = core::mem::ManuallyDrop::new(callable());
+        let value = core::mem::ManuallyDrop::new(callable.run(out, plan.nonce));
         // SAFETY: this is the one user of the staging buffer in this
         // process, made after the callable returned.
         let writer = unsafe {

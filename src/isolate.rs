@@ -671,7 +671,13 @@ impl Isolate {
         })
     }
 
-    fn options(&self) -> call::Options {
+    /// Bytes the parent accepts for one result (one item, for a stream).
+    #[cfg(feature = "alloc")]
+    pub(crate) fn result_cap(&self) -> usize {
+        self.max_result_size.unwrap_or(usize::MAX)
+    }
+
+    pub(crate) fn options(&self) -> call::Options {
         call::Options {
             timeout: self.timeout,
             memory_limit: self.memory_limit,

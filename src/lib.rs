@@ -225,6 +225,8 @@ mod report;
 #[cfg(feature = "sandbox")]
 mod sandbox;
 mod sink;
+#[cfg(feature = "alloc")]
+mod stream;
 mod sys;
 mod transport;
 mod wire;
@@ -244,6 +246,12 @@ pub use rustix::process::Pid;
 #[cfg_attr(docsrs, doc(cfg(feature = "sandbox")))]
 pub use sandbox::Sandbox;
 pub use serde::{Serialize, de::DeserializeOwned};
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+pub use stream::AsyncIsolatedStream;
+#[cfg(feature = "alloc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
+pub use stream::{IsolatedStream, SendError, Sender};
 pub use sys::ResourceUsage;
 #[cfg(feature = "alloc")]
 pub use zygote::Zygote;
@@ -289,6 +297,32 @@ pub mod fuzzing {
     #[must_use]
     pub fn side_checksum(nonce: u64, detail: [u8; 7], message: &[u8]) -> u64 {
         crate::wire::side_checksum(nonce, detail, message)
+    }
+
+    /// The bytes a stream's child would write for `items` (see
+    /// [`encode`]), then the `END` of a producer that returned.
+    ///
+    /// # Errors
+    ///
+    /// The serializer's error.
+    pub fn encode_items<T: serde::Serialize>(
+        items: &[T],
+        nonce: u64,
+        staging: usize,
+    ) -> Result<Vec<u8>, postcard::Error> {
+        crate::stream::encode_items(items, nonce, staging)
+    }
+
+    /// What a stream's iterator yields for `pieces` (one stream, split
+    /// anywhere) from a child that exited with status 0: the items, then
+    /// at most one error; `false` while the stream is incomplete.
+    #[must_use]
+    pub fn decode_items<T: serde::de::DeserializeOwned>(
+        nonce: u64,
+        pieces: &[&[u8]],
+        limit: usize,
+    ) -> (Vec<Result<T, MemIsolateError>>, bool) {
+        crate::stream::judge_items(nonce, pieces, limit)
     }
 
     /// What the parent makes of `pieces` (one stream, split anywhere) from

@@ -43,6 +43,33 @@ pub(crate) trait Sink {
     fn owned(&mut self) -> Option<&mut alloc::vec::Vec<u8>> {
         None
     }
+
+    // A stream's sink (see `crate::stream`) holds many items; the hooks
+    // below are its own, and a call's sinks keep their defaults.
+
+    /// The call is a stream: its decoder takes items (see
+    /// [`Decoder::stream`](crate::wire::Decoder::stream)).
+    const STREAM: bool = false;
+
+    /// The bytes since the last item boundary are one whole item (a
+    /// verified `ITEM` frame). Only a stream's sink accepts one.
+    fn end_item(&mut self) -> Result<(), DecodeError> {
+        Err(DecodeError::Corrupt)
+    }
+
+    /// The bytes since the last item boundary are abandoned (a `DROP`
+    /// frame).
+    fn drop_item(&mut self) {}
+
+    /// The sink holds an item its reader has not taken yet: reading stops
+    /// there, so the parent's memory stays bounded and the child feels
+    /// backpressure.
+    fn paused(&self) -> bool {
+        false
+    }
+
+    /// The child has exited: whatever it left is read now, held or not.
+    fn child_ended(&mut self) {}
 }
 
 /// A sink over a caller's slice: the allocation-free API's receive buffer.

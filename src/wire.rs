@@ -60,6 +60,14 @@ pub(crate) const MAX_DATA_LEN: u32 = 128 * 1024;
 const KIND_DATA: u8 = 0xD4;
 const KIND_PANIC: u8 = 0x9A;
 const KIND_END: u8 = 0xE6;
+const KIND_ITEM: u8 = 0x17;
+const KIND_DROP: u8 = 0xD7;
+/// Bytes in the body of an `ITEM` frame.
+pub(crate) const ITEM_LEN: usize = 16;
+/// Bytes in a whole `ITEM` frame.
+// The encoder side is the stream's `Sender`, which needs `alloc`.
+#[cfg_attr(not(feature = "alloc"), allow(dead_code))]
+pub(crate) const ITEM_FRAME_LEN: usize = HEADER_LEN + ITEM_LEN;
 const MAGIC: [u8; 3] = *b"MI\x01";
 
 /// How the child's work ended, as told by the `END` frame.
@@ -130,6 +138,35 @@ pub(crate) fn end_frame(
     f[16..24].copy_from_slice(&length.to_le_bytes());
     f[24..32].copy_from_slice(&checksum.to_le_bytes());
     f
+}
+
+/// Builds a complete `ITEM` frame (streams only), header included.
+#[inline]
+// The encoder side is the stream's `Sender`, which needs `alloc`.
+#[cfg_attr(not(feature = "alloc"), allow(dead_code))]
+pub(crate) fn item_frame(length: u64, checksum: u64) -> [u8; ITEM_FRAME_LEN] {
+    let mut f = [0u8; ITEM_FRAME_LEN];
+    #[allow(clippy::cast_possible_truncation)] // ITEM_LEN is 16
+    f[..HEADER_LEN].copy_from_slice(&header(KIND_ITEM, ITEM_LEN as u32));
+    f[8..16].copy_from_slice(&length.to_le_bytes());
+    f[16..24].copy_from_slice(&checksum.to_le_bytes());
+    f
+}
+
+/// Builds a `DROP` frame (streams only): it has no body.
+// The encoder side is the stream's `Sender`, which needs `alloc`.
+#[cfg_attr(not(feature = "alloc"), allow(dead_code))]
+pub(crate) fn drop_frame() -> [u8; HEADER_LEN] {
+    header(KIND_DROP, 0)
+}
+
+/// The seed of the checksum over the `DATA` of a stream's item that
+/// follows `index` boundaries (`ITEM` or `DROP`). Never the nonce itself
+/// (an odd multiplier times `index + 1` is never zero), which seeds the
+/// closing `END`.
+#[inline]
+pub(crate) fn item_seed(nonce: u64, index: u64) -> u64 {
+    nonce ^ index.wrapping_add(1).wrapping_mul(CHECK_MUL)
 }
 
 /// A streaming 64-bit checksum over 32-byte blocks, four independent
@@ -299,6 +336,8 @@ enum State {
     Data(u32),
     Panic(u32),
     EndBody,
+    /// The body of a stream's `ITEM` frame.
+    ItemBody,
     Done(End),
     Failed(DecodeError),
 }
@@ -319,6 +358,13 @@ pub(crate) struct Decoder {
     /// A `PANIC` frame (a message) arrived; its body may be empty.
     has_message: bool,
     panic_message: heapless::Vec<u8, PANIC_MESSAGE_CAPACITY, u8>,
+    /// A stream's decoder: `ITEM` and `DROP` frames are accepted, and
+    /// `checksum` covers the `DATA` since the last of them.
+    stream: bool,
+    /// Boundaries (`ITEM` or `DROP`) seen so far.
+    boundaries: u64,
+    /// `received` at the last boundary.
+    item_start: u64,
 }
 
 impl Decoder {
@@ -332,7 +378,27 @@ impl Decoder {
             checksum: Checksum::new(nonce),
             has_message: false,
             panic_message: heapless::Vec::new(),
+            stream: false,
+            boundaries: 0,
+            item_start: 0,
         }
+    }
+
+    /// A decoder for a stream of items (see [Streams](self#streams)): each
+    /// verified `ITEM` is handed to the sink ([`Sink::end_item`]), each
+    /// `DROP` discards the sink's partial item ([`Sink::drop_item`]).
+    pub(crate) fn stream(nonce: u64) -> Self {
+        let mut d = Self::new(nonce);
+        d.stream = true;
+        d.checksum = Checksum::new(item_seed(nonce, 0));
+        d
+    }
+
+    /// One more boundary: the next item's bytes start here.
+    fn boundary(&mut self) {
+        self.boundaries += 1;
+        self.item_start = self.received;
+        self.checksum = Checksum::new(item_seed(self.nonce, self.boundaries));
     }
 
     /// The verified `END`, once the stream is complete.
@@ -345,7 +411,10 @@ impl Decoder {
 
     /// True while not a single byte has been fed.
     pub(crate) fn untouched(&self) -> bool {
-        self.state == State::Header && self.small_len == 0 && self.received == 0
+        self.state == State::Header
+            && self.small_len == 0
+            && self.received == 0
+            && self.boundaries == 0
     }
 
     /// The failure that stopped decoding, if any.
@@ -427,7 +496,7 @@ impl Decoder {
                     pos += take;
                     if self.small_len == HEADER_LEN {
                         self.small_len = 0;
-                        if let Err(e) = self.start_frame() {
+                        if let Err(e) = self.start_frame(sink) {
                             return self.fail(e);
                         }
                     }
@@ -467,12 +536,25 @@ impl Decoder {
                         }
                     }
                 }
+                State::ItemBody => {
+                    let take = (ITEM_LEN - self.small_len).min(rest.len());
+                    self.small[self.small_len..self.small_len + take]
+                        .copy_from_slice(&rest[..take]);
+                    self.small_len += take;
+                    pos += take;
+                    if self.small_len == ITEM_LEN {
+                        self.small_len = 0;
+                        if let Err(e) = self.finish_item(sink) {
+                            return self.fail(e);
+                        }
+                    }
+                }
             }
         }
         Ok(pos)
     }
 
-    fn start_frame(&mut self) -> Result<(), DecodeError> {
+    fn start_frame(&mut self, sink: &mut impl Sink) -> Result<(), DecodeError> {
         let h = &self.small[..HEADER_LEN];
         if h[1..4] != MAGIC {
             return Err(DecodeError::Corrupt);
@@ -493,8 +575,33 @@ impl Decoder {
                 }
             }
             KIND_END if len as usize == END_LEN => State::EndBody,
+            // Item boundaries: only in a stream, and never after a message
+            // (which only ever precedes `END`).
+            KIND_ITEM if self.stream && !self.has_message && len as usize == ITEM_LEN => {
+                State::ItemBody
+            }
+            KIND_DROP if self.stream && !self.has_message && len == 0 => {
+                sink.drop_item();
+                self.boundary();
+                State::Header
+            }
             _ => return Err(DecodeError::Corrupt),
         };
+        Ok(())
+    }
+
+    /// Checks an `ITEM` body against the `DATA` since the last boundary and
+    /// hands the item to the sink.
+    fn finish_item(&mut self, sink: &mut impl Sink) -> Result<(), DecodeError> {
+        let b = &self.small;
+        let length = u64::from_le_bytes(b[..8].try_into().map_err(|_| DecodeError::Corrupt)?);
+        let checksum = u64::from_le_bytes(b[8..16].try_into().map_err(|_| DecodeError::Corrupt)?);
+        if length != self.received - self.item_start || checksum != self.checksum.finish() {
+            return Err(DecodeError::Corrupt);
+        }
+        sink.end_item()?;
+        self.boundary();
+        self.state = State::Header;
         Ok(())
     }
 
@@ -507,6 +614,15 @@ impl Decoder {
         let checksum = u64::from_le_bytes(b[16..24].try_into().map_err(|_| DecodeError::Corrupt)?);
         let side = side_checksum(self.nonce, detail, &self.panic_message);
         let consistent = match outcome {
+            // A stream's producer returned: nothing may be pending, and the
+            // child's usual path sealed its `()` (no bytes) with the nonce.
+            Outcome::Value if self.stream => {
+                detail == [0; 7]
+                    && !self.has_message
+                    && length == 0
+                    && self.received == self.item_start
+                    && checksum == Checksum::new(self.nonce).finish()
+            }
             Outcome::Value => {
                 detail == [0; 7]
                     && !self.has_message
@@ -520,6 +636,7 @@ impl Decoder {
             Outcome::SetupFailed => {
                 let errno = i32::from_le_bytes([detail[0], detail[1], detail[2], detail[3]]);
                 self.received == 0
+                    && self.boundaries == 0
                     && !self.has_message
                     && length == 0
                     && detail[4..] == [0; 3]

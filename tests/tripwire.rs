@@ -220,3 +220,69 @@ fn the_tripwire_itself_fires_on_an_allocation() {
         )
     );
 }
+
+/// Items built before the tripwire is armed: from then on only
+/// `Sender::send` (and, after the producer returns, the child's usual
+/// path) runs.
+#[test]
+fn stream_sends_allocate_nothing() {
+    use mem_isolate::Sender;
+    let s = Isolate::new()
+        .stream(|tx: &mut Sender<(u64, String, Vec<u8>)>| {
+            let small = (1u64, String::from("row"), vec![1u8, 2, 3]);
+            // Many times the staging buffer: flushed part way through.
+            let large = (2u64, "ü".repeat(100_000), vec![9u8; 3 << 20]);
+            armed(());
+            for _ in 0..100 {
+                tx.send(&small).unwrap();
+            }
+            tx.send(&large).unwrap();
+            tx.send(&small).unwrap();
+            // Deliberately never dropped: dropping frees.
+            std::mem::forget((small, large));
+        })
+        .unwrap();
+    let items: Vec<_> = s.collect::<Result<_, _>>().unwrap();
+    assert_eq!(items.len(), 102);
+    assert_eq!(items[100].2.len(), 3 << 20);
+    assert_eq!(items[101].1, "row");
+}
+
+#[test]
+fn a_stream_send_that_fails_to_serialize_allocates_nothing() {
+    use mem_isolate::{SendError, Sender};
+    // The child's checks end it with a code of their own: any exit but a
+    // clean one shows up as the stream's error.
+    let s = Isolate::new()
+        .stream(|tx: &mut Sender<Failing>| {
+            armed(());
+            let e = tx.send(&Failing).unwrap_err();
+            let SendError::SerializationFailed(text) = e else {
+                // SAFETY: async-signal-safe; a distinct code for the test.
+                unsafe { libc::_exit(98) }
+            };
+            if text.as_str() != "refused after 32 bytes" {
+                // SAFETY: as above.
+                unsafe { libc::_exit(97) }
+            }
+        })
+        .unwrap();
+    let results: Vec<_> = s.collect();
+    assert!(results.is_empty(), "{results:?}");
+}
+
+/// `FailsWithAMessage` as a stream item.
+#[derive(Debug)]
+struct Failing;
+
+impl Serialize for Failing {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        FailsWithAMessage.serialize(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Failing {
+    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        unreachable!("a failed serialization is never decoded")
+    }
+}

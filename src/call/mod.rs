@@ -12,7 +12,6 @@
 use core::time::Duration;
 
 use rustix::process::Pid;
-use serde::Serialize;
 
 pub(crate) mod plan;
 pub(crate) mod state;
@@ -23,7 +22,7 @@ pub(crate) mod zygote;
 pub(crate) use state::Call;
 use state::{ReportAt, Start};
 
-use crate::child::{self, ChildPlan};
+use crate::child::{self, ChildPlan, Job};
 use crate::errors::{CallableDidNotExecuteError as NotRun, MemIsolateError};
 use crate::panic_hook;
 use crate::sink::Sink;
@@ -44,17 +43,16 @@ pub(crate) struct Options {
 /// Plans the call, forks, and returns the parent's side of it, which
 /// collects the result into `sink`. A blocking call lends the child its
 /// thread's shared `page`; `parent` is this process's pid.
-pub(crate) fn start<'a, F, T, S>(
+pub(crate) fn start<'a, J, S>(
     options: &Options,
-    callable: F,
+    callable: J,
     sink: S,
     page: Option<&'a SharedPage>,
     parent: Pid,
     mode: WaitMode,
 ) -> Result<(Call<'a, S>, sys::Watch), MemIsolateError>
 where
-    F: FnOnce() -> T,
-    T: Serialize,
+    J: Job,
     S: Sink,
 {
     if options.memory_limit.is_some() && !sys::MEMORY_LIMIT_SUPPORTED {
@@ -139,16 +137,12 @@ where
 /// As [`sys::fork`]'s: the caller must be fine with a child that runs
 /// only `child::run`.
 #[inline(never)]
-unsafe fn fork_and_run<F, T>(
-    callable: F,
+unsafe fn fork_and_run<J: Job>(
+    callable: J,
     plan: &ChildPlan<'_>,
     route: &mut plan::Route<'_>,
     watch: &sys::Watch,
-) -> Result<Pid, rustix::io::Errno>
-where
-    F: FnOnce() -> T,
-    T: Serialize,
-{
+) -> Result<Pid, rustix::io::Errno> {
     // SAFETY: the caller's promise; the child branch runs only
     // `child::run`.
     if let Some(pid) = unsafe { sys::fork() }? {

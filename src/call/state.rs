@@ -57,6 +57,9 @@ pub(crate) struct Wait<'c> {
     /// The pipe just reached end-of-file: the child is almost certainly
     /// exiting, and becomes reapable within microseconds.
     pub(crate) exit_soon: bool,
+    /// A stream's sink holds an item its reader has not taken: the driver
+    /// hands it over before it waits for more (see [`Sink::paused`]).
+    pub(crate) held: bool,
 }
 
 /// Where the child reports a failure of its own (see [`crate::report`]).
@@ -165,7 +168,11 @@ impl<'a, S: Sink> Call<'a, S> {
             pid,
             group,
             route,
-            decoder: Decoder::new(nonce),
+            decoder: if S::STREAM {
+                Decoder::stream(nonce)
+            } else {
+                Decoder::new(nonce)
+            },
             sink,
             timeout,
             deadline: timeout.map(|t| started.saturating_add(t)),
@@ -194,10 +201,17 @@ impl<'a, S: Sink> Call<'a, S> {
         self.usage
     }
 
-    /// The pipe's read end, while the call still reads it.
+    /// The pipe's read end, while the call still reads it (for the
+    /// `tokio` driver, which registers it).
     #[cfg(feature = "tokio")]
     pub(crate) fn pipe_fd(&self) -> Option<BorrowedFd<'_>> {
         self.route.pipe_fd()
+    }
+
+    /// The sink, which a stream takes its items from.
+    #[cfg(feature = "alloc")]
+    pub(crate) fn sink_mut(&mut self) -> &mut S {
+        &mut self.sink
     }
 
     /// True once the child has been reaped (or found reaped elsewhere),
@@ -255,6 +269,7 @@ impl<'a, S: Sink> Call<'a, S> {
             until: if self.killed { None } else { self.deadline },
             reap_now: self.killed,
             exit_soon: self.pipe_ended,
+            held: self.sink.paused(),
         })
     }
 
@@ -301,6 +316,9 @@ impl<'a, S: Sink> Call<'a, S> {
     /// Moves what the route holds into the decoder; rejects the stream
     /// (and kills the child) when it breaks the protocol or the cap.
     fn collect(&mut self, os: &mut impl Process, ended: bool) {
+        if ended {
+            self.sink.child_ended();
+        }
         let mut feed = Feed {
             decoder: &mut self.decoder,
             sink: &mut self.sink,

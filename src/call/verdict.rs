@@ -180,7 +180,7 @@ fn value<T: DeserializeOwned, S: Sink>(sink: &mut S) -> Result<T, MemIsolateErro
 /// Decodes the value, insisting that it uses every byte: a checksummed
 /// stream with bytes left over means `Serialize` and `Deserialize` disagree.
 /// A `Deserialize` impl's own message is kept (see [`crate::capture`]).
-fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, MemIsolateError> {
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, MemIsolateError> {
     use CallableExecutedError::DeserializationFailed;
     let mut deserializer = postcard::Deserializer::from_bytes(bytes);
     match crate::capture::deserialize::<T, _>(&mut deserializer) {

@@ -55,6 +55,10 @@ impl<'a, S: Sink> Driven<'a, S> {
                 ready = Ready::EXITING;
                 continue;
             }
+            if wait.held {
+                // A stream's item is in: its reader takes it first.
+                return false;
+            }
             let t = sys::now();
             if waited && until.is_some_and(|u| t >= u) {
                 return false;

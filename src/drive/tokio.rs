@@ -29,13 +29,13 @@ use super::{Driven, ExitSpin, Os};
 use crate::call::Call;
 use crate::call::verdict::Stopped;
 use crate::errors::{CallableExecutedError, MemIsolateError};
-use crate::sink::VecSink;
+use crate::sink::{Sink, VecSink};
 use crate::sys::{self, ChildWatch, Ready, Watch};
 
 /// A descriptor owned elsewhere (the watch, the call's route), by number,
 /// for `AsyncFd`. Every `Registered` is dropped, which deregisters it,
 /// before its descriptor is closed.
-struct Registered(RawFd);
+pub(crate) struct Registered(RawFd);
 
 impl AsRawFd for Registered {
     fn as_raw_fd(&self) -> RawFd {
@@ -49,7 +49,7 @@ impl AsRawFd for Registered {
 ///
 /// `fd` must stay open, naming the same file, until the returned
 /// `AsyncFd` is dropped.
-unsafe fn register(fd: BorrowedFd<'_>) -> Result<AsyncFd<Registered>, Errno> {
+pub(crate) unsafe fn register(fd: BorrowedFd<'_>) -> Result<AsyncFd<Registered>, Errno> {
     // SAFETY: the caller keeps `fd` open until the registration is dropped.
     unsafe { AsyncFd::register_with_interest(Registered(fd.as_raw_fd()), Interest::READABLE) }
         .map_err(|e| Errno::from_io_error(&e.into_parts().1).unwrap_or(Errno::IO))
@@ -388,7 +388,7 @@ impl<T> core::fmt::Debug for ChildFuture<T> {
 /// reap that does not block; a child not gone yet is reaped by a task on
 /// the current runtime once its watcher says it has ended, or here, with
 /// no runtime to hand it to.
-fn cancel(mut driven: Driven<'static, VecSink>) {
+pub(crate) fn cancel<S: Sink + Send + 'static>(mut driven: Driven<'static, S>) {
     let (call, watch) = driven.parts();
     if call.is_finished() {
         return;
@@ -411,7 +411,7 @@ fn cancel(mut driven: Driven<'static, VecSink>) {
 /// The reaper task: waits through the reactor for a killed child's exit,
 /// then reaps it. Should the runtime shut down first, dropping the task
 /// drops the call, which reaps the child there.
-async fn reap_later(mut driven: Driven<'static, VecSink>) {
+async fn reap_later<S: Sink + Send + 'static>(mut driven: Driven<'static, S>) {
     // SAFETY: the watch lives in `driven`, dropped after the registration.
     let child = driven
         .parts()

@@ -226,4 +226,14 @@ impl<S: Store> Finished<S> {
         self.store.put_framing(self.pending, &end);
         self.pending + END_FRAME_LEN
     }
+
+    /// Puts a stream's `ITEM` frame after the unsent frame; returns the
+    /// length of both, from the store's first byte.
+    #[cfg(feature = "alloc")]
+    #[inline]
+    pub(crate) fn item(&mut self) -> usize {
+        let item = wire::item_frame(self.length, self.checksum);
+        self.store.put_framing(self.pending, &item);
+        self.pending + wire::ITEM_FRAME_LEN
+    }
 }

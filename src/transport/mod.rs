@@ -93,12 +93,32 @@ impl<S: Sink> Feed<'_, S> {
     /// buffer.
     pub(crate) fn pump(
         &mut self,
+        read: impl FnMut(&mut [MaybeUninit<u8>]) -> Result<Option<usize>, Errno>,
+    ) -> Pumped {
+        if S::STREAM {
+            // A stream's many small items come in far fewer reads through
+            // a larger buffer; its stack pages are faulted in once per
+            // stream, not once per item.
+            self.pump_through(&mut [MaybeUninit::<u8>::uninit(); 16 << 10], read)
+        } else {
+            // Small: every stack page the parent writes after a fork is a
+            // fault (ARCHITECTURE.md, "Page faults after fork").
+            self.pump_through(&mut [MaybeUninit::<u8>::uninit(); 512], read)
+        }
+    }
+
+    /// [`Self::pump`], with frame headers and small values read through
+    /// `scratch`.
+    #[inline]
+    fn pump_through(
+        &mut self,
+        scratch: &mut [MaybeUninit<u8>],
         mut read: impl FnMut(&mut [MaybeUninit<u8>]) -> Result<Option<usize>, Errno>,
     ) -> Pumped {
-        // Small: every stack page the parent writes after a fork is a
-        // fault (ARCHITECTURE.md, "Page faults after fork").
-        let mut scratch = [MaybeUninit::<u8>::uninit(); 512];
         while !self.decoder.is_finished() {
+            if self.sink.paused() {
+                return Pumped::Later;
+            }
             let data_left = self.decoder.data_remaining();
             let got = if data_left > 0 {
                 let spare = match self.sink.spare(data_left) {
@@ -123,7 +143,7 @@ impl<S: Sink> Feed<'_, S> {
                     }
                 }
             } else {
-                match read(&mut scratch) {
+                match read(scratch) {
                     Ok(Some(0)) => None,
                     Ok(Some(n)) => {
                         // SAFETY: `read` initialized the first `n` bytes.
