@@ -12,7 +12,8 @@ pub fn pipe_round_trip() {
     // SAFETY: plain system calls; the child only writes and `_exit`s.
     unsafe {
         let mut fds = [0; 2];
-        assert_eq!(libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC), 0);
+        // `pipe`, not `pipe2`: macOS has no `pipe2`, and nothing here execs.
+        assert_eq!(libc::pipe(fds.as_mut_ptr()), 0);
         let pid = libc::fork();
         assert!(pid >= 0, "fork failed");
         if pid == 0 {
