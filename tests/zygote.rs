@@ -422,6 +422,25 @@ fn a_zygote_killed_from_outside_fails_calls_at_once() {
 }
 
 #[test]
+fn a_stopped_zygote_times_calls_out_and_can_still_be_dropped() {
+    let zygote = Zygote::start().unwrap();
+    let pid = raw(zygote.pid());
+    // SAFETY: the zygote is this test's own child.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    let e = Isolate::new()
+        .timeout(Duration::from_millis(100))
+        .run_in(&zygote, double, 1)
+        .unwrap_err();
+    assert_eq!(
+        e,
+        MemIsolateError::CallableStatusUnknown(Unknown::TimedOut(Duration::from_millis(100)))
+    );
+    // Dropped while stopped: it is woken to see its end, and reaped.
+    drop(zygote);
+    assert!(gone(pid));
+}
+
+#[test]
 fn dropping_the_zygote_ends_every_call_it_serves() {
     let zygote = Zygote::start().unwrap();
     let zygote_pid = raw(zygote.pid());

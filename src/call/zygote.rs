@@ -86,6 +86,15 @@ where
     // the zygote its end of the call socket.
     drop(write);
     drop(theirs);
+    // The deadline counts from the start: a zygote that does not answer
+    // in time (stopped, or starved) times the call out. Should it fork
+    // the worker later, it finds this call's socket closed and kills it.
+    if let Some(timeout) = options.timeout {
+        let left = timeout.saturating_sub(sys::now().saturating_sub(started));
+        if !sys::readable_within(mine.as_fd(), left).map_err(NotRun::ZygoteUnavailable)? {
+            return Err(crate::errors::CallableStatusUnknownError::TimedOut(timeout).into());
+        }
+    }
     let pid = match read_reply(mine.as_fd()) {
         Ok(Reply::Started(pid)) => pid,
         Ok(Reply::Refused(e)) => return Err(NotRun::ForkFailed(e).into()),

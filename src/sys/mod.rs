@@ -63,7 +63,9 @@ pub(crate) use process::{Exit, exit_now, fork, getpid, kill_group, lead_own_grou
 #[cfg(feature = "alloc")]
 pub(crate) use signal::{default_child_signal, default_signal_handlers, drain, wake_on_child_exit};
 #[cfg(feature = "alloc")]
-pub(crate) use socket::{MAX_FDS, recv_some, recv_with_fds, send_all, send_with_fds, socket_pair};
+pub(crate) use socket::{
+    MAX_FDS, readable_within, recv_some, recv_with_fds, send_all, send_with_fds, socket_pair,
+};
 #[cfg(feature = "tokio")]
 pub(crate) use watch::FALLBACK_TICK;
 use watch::tick;

@@ -216,3 +216,30 @@ pub(crate) fn recv_some(
         }
     }
 }
+
+/// `poll(fd, POLLIN, timeout)`—Whether `fd` becomes readable (data,
+/// end-of-file or an error) within `timeout`; `EINTR` waits again for
+/// what is left.
+///
+/// # References
+///  - [POSIX](https://pubs.opengroup.org/onlinepubs/9799919799/functions/poll.html)
+pub(crate) fn readable_within(
+    fd: BorrowedFd<'_>,
+    timeout: core::time::Duration,
+) -> Result<bool, Errno> {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let until = super::now().saturating_add(timeout);
+    loop {
+        let left = until.saturating_sub(super::now());
+        let ts = Timespec {
+            tv_sec: i64::try_from(left.as_secs()).unwrap_or(i64::MAX),
+            tv_nsec: i64::from(left.subsec_nanos()),
+        };
+        let mut fds = [PollFd::from_borrowed_fd(fd, PollFlags::IN)];
+        match poll(&mut fds, Some(&ts)) {
+            Ok(n) => return Ok(n > 0),
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+}

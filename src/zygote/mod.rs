@@ -123,6 +123,10 @@ pub(crate) mod worker;
 /// - A zygote killed from outside makes every later call fail at once with
 ///   [`ZygoteUnavailable`](crate::errors::CallableDidNotExecuteError::ZygoteUnavailable);
 ///   a call in flight ends with `WaitFailed(ECONNRESET)`, never a hang.
+/// - A zygote that does not answer (stopped, or starved of CPU) holds up
+///   a call only until its [`timeout`](Isolate::timeout), which then
+///   reports `TimedOut`; dropping a stopped zygote resumes it so that it
+///   can end.
 /// - The zygote leads a process group of its own, so a Ctrl-C at the
 ///   terminal reaches the caller, not the zygote.
 ///
@@ -287,6 +291,10 @@ impl Drop for Zygote {
             return;
         }
         let _ = rustix::net::shutdown(&self.control, rustix::net::Shutdown::Both);
+        // A zygote someone stopped would never see the end, and the reap
+        // below would wait for ever. It is this process's unreaped child,
+        // so its pid is still its own.
+        let _ = rustix::process::kill_process(self.pid, rustix::process::Signal::CONT);
         let _ = sys::reap(self.pid, true, false);
     }
 }
