@@ -86,21 +86,7 @@ where
     // the zygote its end of the call socket.
     drop(write);
     drop(theirs);
-    // The deadline counts from the start: a zygote that does not answer
-    // in time (stopped, or starved) times the call out. Should it fork
-    // the worker later, it finds this call's socket closed and kills it.
-    if let Some(timeout) = options.timeout {
-        let left = timeout.saturating_sub(sys::now().saturating_sub(started));
-        if !sys::readable_within(mine.as_fd(), left).map_err(NotRun::ZygoteUnavailable)? {
-            return Err(crate::errors::CallableStatusUnknownError::TimedOut(timeout).into());
-        }
-    }
-    let pid = match read_reply(mine.as_fd()) {
-        Ok(Reply::Started(pid)) => pid,
-        Ok(Reply::Refused(e)) => return Err(NotRun::ForkFailed(e).into()),
-        Ok(Reply::Ended(..)) => return Err(NotRun::ZygoteUnavailable(Errno::PROTO).into()),
-        Err(e) => return Err(NotRun::ZygoteUnavailable(e).into()),
-    };
+    let pid = await_started(mine.as_fd(), options.timeout, started)?;
     if let Some((mine, worker_end)) = args_socket {
         drop(worker_end);
         // A worker that dies first (a memory limit too small for its
@@ -120,6 +106,30 @@ where
         started,
     });
     Ok((call, watch))
+}
+
+/// Waits for the zygote's answer to the request: the worker's pid, or
+/// why there is none. The deadline counts from the call's start: a zygote
+/// that does not answer in time (stopped, or starved) times the call out;
+/// should it fork the worker later, it finds the call's socket closed and
+/// kills it.
+fn await_started(
+    socket: BorrowedFd<'_>,
+    timeout: Option<core::time::Duration>,
+    started: core::time::Duration,
+) -> Result<Pid, MemIsolateError> {
+    if let Some(timeout) = timeout {
+        let left = timeout.saturating_sub(sys::now().saturating_sub(started));
+        if !sys::readable_within(socket, left).map_err(NotRun::ZygoteUnavailable)? {
+            return Err(crate::errors::CallableStatusUnknownError::TimedOut(timeout).into());
+        }
+    }
+    match read_reply(socket) {
+        Ok(Reply::Started(pid)) => Ok(pid),
+        Ok(Reply::Refused(e)) => Err(NotRun::ForkFailed(e).into()),
+        Ok(Reply::Ended(..)) => Err(NotRun::ZygoteUnavailable(Errno::PROTO).into()),
+        Err(e) => Err(NotRun::ZygoteUnavailable(e).into()),
+    }
 }
 
 /// Sends `request` (with `args` inline, if it says so) and the
