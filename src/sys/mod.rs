@@ -120,25 +120,9 @@ pub(crate) use policy::SandboxPolicy;
 // The sandbox (feature `sandbox`): seccomp and Landlock, on Linux kernels
 // and the architectures seccompiler compiles for. Elsewhere a stub that
 // refuses every sandbox.
-#[cfg(all(
-    feature = "sandbox",
-    linux_kernel,
-    any(
-        target_arch = "x86_64",
-        target_arch = "aarch64",
-        target_arch = "riscv64"
-    )
-))]
+#[cfg(seccomp_sandbox)]
 pub(crate) mod sandbox;
-#[cfg(not(all(
-    feature = "sandbox",
-    linux_kernel,
-    any(
-        target_arch = "x86_64",
-        target_arch = "aarch64",
-        target_arch = "riscv64"
-    )
-)))]
+#[cfg(not(seccomp_sandbox))]
 #[path = "no_sandbox.rs"]
 pub(crate) mod sandbox;
 
