@@ -74,6 +74,8 @@ impl Isolate {
     /// # Example
     ///
     /// ```
+    /// # // A panic comes back as `CallablePanicked` only with `std`.
+    /// # #[cfg(feature = "std")] {
     /// use mem_isolate::errors::CallableExecutedError::CallablePanicked;
     /// use mem_isolate::{Isolate, MemIsolateError, Sender};
     ///
@@ -96,6 +98,7 @@ impl Isolate {
     /// }
     /// assert_eq!(got.len(), 3);
     /// assert_eq!(got[2].1, "row 2");
+    /// # }
     /// # Ok::<(), mem_isolate::MemIsolateError>(())
     /// ```
     pub fn stream<F, T>(&self, producer: F) -> Result<IsolatedStream<T>, MemIsolateError>
