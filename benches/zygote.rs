@@ -6,8 +6,10 @@
 //! The "small parent" is a helper process forked first thing, while this
 //! one is small: it makes direct calls on request and times them itself.
 //! This process then starts its zygote, grows to 1 GiB and starts 8 busy
-//! threads, and the rounds alternate between the helper's direct call and
-//! a call through the zygote here (sides rotated each round). Then 8
+//! threads, and the rounds rotate three sides: the helper's direct call,
+//! a call through the zygote here, and the same call through a raw fork
+//! server forked as early (the floor: raw calls, the same hops, the same
+//! load). Then 8
 //! threads call through one zygote, against 8 threads making direct calls
 //! in the helper; then the zygote's RSS over 10,000 calls; then Python's
 //! `forkserver` on the same machine.
@@ -15,6 +17,7 @@
 mod support;
 
 use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -55,11 +58,94 @@ fn small_parent(mut stream: UnixStream) -> ! {
     unsafe { libc::_exit(0) }
 }
 
+/// The floor for a call through a zygote, with raw calls: a process
+/// forked as early as the zygote, which for each request byte on `stream`
+/// forks a worker that writes its 8-byte result straight to the caller
+/// and exits, then reaps it and writes its 4-byte wait status. The
+/// caller learns the result and how the worker ended, as from a call;
+/// nothing else (no pidfd, no descriptors passed, no checksum, no
+/// options).
+fn raw_zygote(mut stream: UnixStream) -> ! {
+    let mut request = [0u8; 1];
+    while stream.read_exact(&mut request).is_ok() {
+        // SAFETY: this process is single-threaded; the worker writes to
+        // an inherited socket and leaves with `_exit`.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            let value = small(41).to_le_bytes();
+            // SAFETY: a write of a live buffer, then `_exit`.
+            unsafe {
+                libc::write(stream.as_raw_fd(), value.as_ptr().cast(), value.len());
+                libc::_exit(0)
+            }
+        }
+        assert!(pid > 0, "fork failed");
+        let mut status = 0;
+        // SAFETY: `status` is valid for writes.
+        assert_eq!(unsafe { libc::waitpid(pid, &raw mut status, 0) }, pid);
+        stream.write_all(&status.to_le_bytes()).unwrap();
+    }
+    // SAFETY: leaving without running the parent's exit code.
+    unsafe { libc::_exit(0) }
+}
+
+/// One call through [`raw_zygote`]: the result, then how the worker ended.
+fn raw_call(stream: &mut UnixStream) {
+    stream.write_all(b"1").unwrap();
+    let mut reply = [0u8; 12];
+    stream.read_exact(&mut reply).unwrap();
+    assert_eq!(u64::from_le_bytes(reply[..8].try_into().unwrap()), 42);
+    assert_eq!(i32::from_le_bytes(reply[8..].try_into().unwrap()), 0);
+}
+
+/// Forks `serve` as a helper process on one end of a socket pair and
+/// returns the other end.
+fn fork_helper(serve: fn(UnixStream) -> !) -> UnixStream {
+    let (mine, theirs) = UnixStream::pair().unwrap();
+    // SAFETY: called while this process is still single-threaded; the
+    // helper runs only `serve`, which never returns.
+    match unsafe { libc::fork() } {
+        0 => {
+            drop(mine);
+            serve(theirs)
+        }
+        pid => assert!(pid > 0, "fork failed"),
+    }
+    mine
+}
+
 fn ask(stream: &mut UnixStream, what: u8) -> Duration {
     stream.write_all(&[what]).unwrap();
     let mut nanos = [0u8; 8];
     stream.read_exact(&mut nanos).unwrap();
     Duration::from_nanos(u64::from_le_bytes(nanos))
+}
+
+/// Medians of small calls, sides rotated each round: through `zygote`,
+/// through the raw floor, and direct from the small parent (timed there).
+fn small_calls(zygote: &Zygote, raw: &mut UnixStream, helper: &mut UnixStream) -> [Duration; 3] {
+    let n = rounds(300);
+    let mut times: [Vec<Duration>; 3] = Default::default();
+    for round in 0..n {
+        for k in 0..3 {
+            let side = (round + k) % 3;
+            let took = match side {
+                0 => {
+                    let t = Instant::now();
+                    assert_eq!(zygote.run(small, 41), Ok(42));
+                    t.elapsed()
+                }
+                1 => {
+                    let t = Instant::now();
+                    raw_call(raw);
+                    t.elapsed()
+                }
+                _ => ask(helper, b'1'),
+            };
+            times[side].push(took);
+        }
+    }
+    times.map(|mut v| median(&mut v))
 }
 
 fn median(v: &mut [Duration]) -> Duration {
@@ -101,17 +187,8 @@ if __name__ == '__main__':
 }
 
 fn main() {
-    let (mut helper, theirs) = UnixStream::pair().unwrap();
-    // SAFETY: this process is still single-threaded; the helper runs only
-    // `small_parent`, which never returns.
-    match unsafe { libc::fork() } {
-        0 => {
-            drop(helper);
-            small_parent(theirs)
-        }
-        pid => assert!(pid > 0, "fork failed"),
-    }
-    drop(theirs);
+    let mut helper = fork_helper(small_parent);
+    let mut raw = fork_helper(raw_zygote);
     let zygote = Zygote::start().unwrap();
     let zygote_pid = zygote.pid().as_raw_nonzero().get();
 
@@ -132,26 +209,14 @@ fn main() {
     println!("| case | mem-isolate | baseline | ratio | target |");
     println!("| --- | --- | --- | --- | --- |");
 
-    let n = rounds(200);
-    let (mut ours, mut base) = (Vec::with_capacity(n), Vec::with_capacity(n));
-    for round in 0..n {
-        let mut through_zygote = || {
-            let t = Instant::now();
-            assert_eq!(zygote.run(small, 41), Ok(42));
-            ours.push(t.elapsed());
-        };
-        if round % 2 == 0 {
-            through_zygote();
-            base.push(ask(&mut helper, b'1'));
-        } else {
-            base.push(ask(&mut helper, b'1'));
-            through_zygote();
-        }
-    }
-    let (z, d) = (median(&mut ours), median(&mut base));
+    let [z, r, d] = small_calls(&zygote, &mut raw, &mut helper);
     println!(
         "| small call through a zygote, parent 1 GiB + {THREADS} busy threads | {z:?} | {d:?} (direct, small parent) | {:.2}x | <= 1.5x |",
         z.as_secs_f64() / d.as_secs_f64()
+    );
+    println!(
+        "| the raw floor (fork server of raw calls) under the same load | {r:?} | {d:?} (direct, small parent) | {:.2}x | - |",
+        r.as_secs_f64() / d.as_secs_f64()
     );
     stop.store(true, Ordering::Relaxed);
     for t in busy {
@@ -160,26 +225,14 @@ fn main() {
 
     // The same comparison with the parent's threads idle: what the zygote's
     // extra process costs on its own.
-    let n = rounds(200);
-    let (mut ours, mut base) = (Vec::with_capacity(n), Vec::with_capacity(n));
-    for round in 0..n {
-        let mut through_zygote = || {
-            let t = Instant::now();
-            assert_eq!(zygote.run(small, 41), Ok(42));
-            ours.push(t.elapsed());
-        };
-        if round % 2 == 0 {
-            through_zygote();
-            base.push(ask(&mut helper, b'1'));
-        } else {
-            base.push(ask(&mut helper, b'1'));
-            through_zygote();
-        }
-    }
-    let (z_idle, d_idle) = (median(&mut ours), median(&mut base));
+    let [z_idle, r_idle, d_idle] = small_calls(&zygote, &mut raw, &mut helper);
     println!(
         "| small call through a zygote, parent 1 GiB, threads idle | {z_idle:?} | {d_idle:?} (direct, small parent) | {:.2}x | - |",
         z_idle.as_secs_f64() / d_idle.as_secs_f64()
+    );
+    println!(
+        "| the raw floor, threads idle | {r_idle:?} | {d_idle:?} (direct, small parent) | {:.2}x | - |",
+        r_idle.as_secs_f64() / d_idle.as_secs_f64()
     );
 
     let mut direct_big = Vec::new();
