@@ -119,10 +119,17 @@ impl Route<'_> {
     }
 
     /// The call is over: the thread's next call learns whether this result
-    /// outgrew the page, and the spill file is emptied. Idempotent.
+    /// outgrew the page, and the spill file is emptied, unless the page
+    /// delivered the whole value: then the child finished without
+    /// spilling, and the file is as empty as the last call left it (an
+    /// `fstat` saved on every small call). Idempotent.
     pub(crate) fn finish(&mut self) {
-        if let Some(page) = self.page.take() {
+        let delivered = self.page.take().is_some_and(|page| {
             page.record_hint();
+            page.delivered
+        });
+        if delivered {
+            self.spill = None;
         }
         if let Some(spill) = &mut self.spill {
             spill.empty();

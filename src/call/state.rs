@@ -153,6 +153,12 @@ unsafe impl<S: Sink + Send> Send for Call<'_, S> {}
 
 impl<'a, S: Sink> Call<'a, S> {
     /// Takes charge of a freshly forked child.
+    // Always inlined, so that the value is built where it is kept: built
+    // apart and moved, it took a second stack area that the parent writes
+    // after the fork, one more copy-on-write fault on most calls
+    // (ARCHITECTURE.md, "Page faults after fork").
+    #[allow(clippy::inline_always)]
+    #[inline(always)]
     pub(crate) fn new(start: Start<'a, S>) -> Self {
         let Start {
             pid,

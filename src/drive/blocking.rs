@@ -22,6 +22,12 @@ pub(crate) struct Driven<'a, S: Sink> {
 }
 
 impl<'a, S: Sink> Driven<'a, S> {
+    // Always inlined, so that the value is built where it is kept: built
+    // apart and moved, it took a second stack area that the parent writes
+    // after the fork, one more copy-on-write fault on most calls
+    // (ARCHITECTURE.md, "Page faults after fork").
+    #[allow(clippy::inline_always)]
+    #[inline(always)]
     pub(crate) fn new(call: Call<'a, S>, watch: Watch) -> Self {
         Self { call, watch }
     }
