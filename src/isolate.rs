@@ -512,7 +512,14 @@ impl Isolate {
     {
         call_span!("mem_isolate::run_in");
         let sink = VecSink::new(self.max_result_size.unwrap_or(usize::MAX));
-        let (mut call, watch) = call::zygote::start(zygote.via(), &self.options(), f, &args, sink)?;
+        let (mut call, watch) = call::zygote::start(
+            zygote.via(),
+            &self.options(),
+            f,
+            &args,
+            sink,
+            WaitMode::Direct,
+        )?;
         // The value is all a blocking call returns: it need not wait for
         // the zygote to reap the worker.
         call.release_at_end();
@@ -559,7 +566,14 @@ impl Isolate {
     {
         let limit = self.max_result_size.unwrap_or(usize::MAX);
         let sink = VecSink::new(limit);
-        let (call, watch) = call::zygote::start(zygote.via(), &self.options(), f, &args, sink)?;
+        let (call, watch) = call::zygote::start(
+            zygote.via(),
+            &self.options(),
+            f,
+            &args,
+            sink,
+            WaitMode::Queue,
+        )?;
         Ok(crate::IsolatedChild::new(Driven::new(call, watch)))
     }
 
@@ -613,8 +627,14 @@ impl Isolate {
         async move {
             let handle = handle?;
             let sink = VecSink::new(isolate.max_result_size.unwrap_or(usize::MAX));
-            let (mut call, watch) =
-                call::zygote::start(handle.via(), &isolate.options(), f, &args, sink)?;
+            let (mut call, watch) = call::zygote::start(
+                handle.via(),
+                &isolate.options(),
+                f,
+                &args,
+                sink,
+                WaitMode::Queue,
+            )?;
             // As `run_in`: the value is all it returns.
             call.release_at_end();
             crate::IsolatedChild::<T>::new(Driven::new(call, watch)).await

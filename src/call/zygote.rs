@@ -32,7 +32,9 @@ pub(crate) struct Via<'z> {
 
 /// Sends the call of `f` on `args` to the zygote and waits for it to fork
 /// the worker; returns the parent's side of the call, which collects the
-/// result into `sink`. Every failure here is `CallableDidNotExecute`: no
+/// result into `sink` and waits as `mode` says (a blocking call's
+/// `Direct`: a `poll` over the pipe and the call's socket, no queue to
+/// make and fill). Every failure here is `CallableDidNotExecute`: no
 /// worker ran `f`.
 pub(crate) fn start<A, T, S>(
     via: Via<'_>,
@@ -40,6 +42,7 @@ pub(crate) fn start<A, T, S>(
     f: fn(A) -> T,
     args: &A,
     sink: S,
+    mode: WaitMode,
 ) -> Result<(Call<'static, S>, Watch), MemIsolateError>
 where
     A: Serialize + DeserializeOwned,
@@ -62,7 +65,7 @@ where
     } else {
         Some(sys::socket_pair().map_err(NotRun::PipeCreationFailed)?)
     };
-    let mut watch = Watch::new(read.as_fd(), WaitMode::Queue).map_err(NotRun::WatchSetupFailed)?;
+    let mut watch = Watch::new(read.as_fd(), mode).map_err(NotRun::WatchSetupFailed)?;
     let nonce = super::nonce(via.zygote, None);
     let request = Request {
         entry: worker::entry_address::<A, T>(),
