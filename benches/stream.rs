@@ -40,6 +40,38 @@ fn ours_u64() {
     assert_eq!(black_box(sum), ITEMS * (ITEMS - 1) / 2);
 }
 
+/// In a raw child: writes item `i`'s 8 bytes to `fd`, or leaves with
+/// `_exit(1)`.
+///
+/// # Safety
+///
+/// Only in a forked child, which this may end.
+unsafe fn write_item(fd: libc::c_int, i: u64) {
+    let b = i.to_le_bytes();
+    let mut at = 0;
+    while at < 8 {
+        // SAFETY: a write from a live buffer; `_exit` ends only the child.
+        let n = unsafe { libc::write(fd, b[at..].as_ptr().cast(), 8 - at) };
+        if n <= 0 {
+            // SAFETY: see above.
+            unsafe { libc::_exit(1) }
+        }
+        at += n.unsigned_abs();
+    }
+}
+
+/// In a raw parent: adds the 8-byte items in `bytes` to `sum`, keeping an
+/// item split across reads in `held`.
+fn add_items(bytes: &[u8], held: &mut Vec<u8>, sum: &mut u64) {
+    for &b in bytes {
+        held.push(b);
+        if held.len() == 8 {
+            *sum += u64::from_le_bytes(held[..].try_into().unwrap());
+            held.clear();
+        }
+    }
+}
+
 /// The raw floor: a child that `write`s each 8-byte item on its own, a
 /// parent that reads 64 KiB at a time until end-of-file.
 fn raw_u64() {
@@ -53,15 +85,7 @@ fn raw_u64() {
         if pid == 0 {
             libc::close(fds[0]);
             for i in 0..ITEMS {
-                let b = i.to_le_bytes();
-                let mut at = 0;
-                while at < 8 {
-                    let n = libc::write(fds[1], b[at..].as_ptr().cast(), 8 - at);
-                    if n <= 0 {
-                        libc::_exit(1);
-                    }
-                    at += n as usize;
-                }
+                write_item(fds[1], i);
             }
             libc::_exit(0);
         }
@@ -74,13 +98,7 @@ fn raw_u64() {
             if n <= 0 {
                 break;
             }
-            for &b in &buf[..n as usize] {
-                held.push(b);
-                if held.len() == 8 {
-                    sum += u64::from_le_bytes(held[..].try_into().unwrap());
-                    held.clear();
-                }
-            }
+            add_items(&buf[..n as usize], &mut held, &mut sum);
         }
         libc::close(fds[0]);
         let mut status = 0;
@@ -109,19 +127,11 @@ fn raw_u64_with_rules() {
             libc::fstat(fds[1], &raw mut st);
             let id = (st.st_dev, st.st_ino);
             for i in 0..ITEMS {
-                let b = i.to_le_bytes();
                 let mut now: libc::stat = std::mem::zeroed();
                 if libc::fstat(fds[1], &raw mut now) != 0 || (now.st_dev, now.st_ino) != id {
                     libc::_exit(1);
                 }
-                let mut at = 0;
-                while at < 8 {
-                    let n = libc::write(fds[1], b[at..].as_ptr().cast(), 8 - at);
-                    if n <= 0 {
-                        libc::_exit(1);
-                    }
-                    at += n as usize;
-                }
+                write_item(fds[1], i);
             }
             libc::_exit(0);
         }
@@ -140,13 +150,7 @@ fn raw_u64_with_rules() {
             if n <= 0 {
                 break;
             }
-            for &b in &buf[..n as usize] {
-                held.push(b);
-                if held.len() == 8 {
-                    sum += u64::from_le_bytes(held[..].try_into().unwrap());
-                    held.clear();
-                }
-            }
+            add_items(&buf[..n as usize], &mut held, &mut sum);
         }
         libc::close(fds[0]);
         let mut status = 0;
