@@ -36,23 +36,6 @@ mod probe {
         unsafe { libc::sched_getcpu() }
     }
 
-    /// A page shared with the children of the raw sides, for their CPU.
-    fn shared_page() -> *mut i32 {
-        // SAFETY: an anonymous shared mapping, never unmapped.
-        let map = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                4096,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        assert_ne!(map, libc::MAP_FAILED);
-        map.cast()
-    }
-
     /// One timed call, and where it ran: `(time, parent CPU before the fork,
     /// child CPU, parent CPU after, CPU time the parent's thread spent,
     /// CPU time the child spent)`.
@@ -254,7 +237,8 @@ mod probe {
             .skip(1)
             .filter(|a| !a.starts_with("--"))
             .collect();
-        let page = shared_page();
+        // A page shared with the children of the raw sides, for their CPU.
+        let page = support::shared_page().cast::<i32>();
         if args.first().map(String::as_str) == Some("one") {
             let n: usize = args.get(3).and_then(|n| n.parse().ok()).unwrap_or(2000);
             let samples: Vec<Sample> = (0..n).map(|_| sample(&args[1], &args[2], page)).collect();

@@ -144,23 +144,29 @@ fn floor_page() -> *mut u8 {
     }
     PAGE.with(|page| {
         if page.get().is_null() {
-            // SAFETY: an anonymous shared mapping, used only as plain
-            // bytes and never unmapped.
-            let map = unsafe {
-                libc::mmap(
-                    std::ptr::null_mut(),
-                    4096,
-                    libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                    -1,
-                    0,
-                )
-            };
-            assert_ne!(map, libc::MAP_FAILED);
-            page.set(map.cast());
+            page.set(shared_page());
         }
         page.get()
     })
+}
+
+/// A new page shared with the children forked after this: an anonymous
+/// shared mapping, used only as plain bytes and never unmapped.
+#[cfg(target_os = "linux")]
+pub fn shared_page() -> *mut u8 {
+    // SAFETY: a fresh mapping the kernel places; nothing else is touched.
+    let map = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    assert_ne!(map, libc::MAP_FAILED);
+    map.cast()
 }
 
 /// The floor under a small blocking call on Linux: the kernel work the
